@@ -1,0 +1,267 @@
+package packets
+
+import (
+	"unicode/utf8"
+
+	"github.com/voxsync/voxsync/resources"
+)
+
+// Minimum encoded sizes of repeated elements, used to bound counts by the
+// bytes actually present before allocating.
+const (
+	minBindEntry = 1 + 4 + 1 + 1 + 1 + resources.HashSize + 8 // empty strings are rejected later, but a count check needs a floor
+	lostEntry    = 1 + 4
+	minWant      = resources.HashSize + 1 + 1
+)
+
+// Decode decodes one packet. On failure it returns a *Error. A ChunkSend's
+// Data aliases b.
+func Decode(b []byte) (Packet, error) {
+	if len(b) > MaxPacketSize {
+		return nil, errorf(0, "", ErrTooLarge, "packet of %d bytes, limit %d", len(b), MaxPacketSize)
+	}
+	if len(b) == 0 {
+		return nil, errorf(0, "type", ErrTruncated, "empty message")
+	}
+	d := &decoder{b: b, off: 1, typ: Type(b[0]), entry: -1}
+	var p Packet
+	switch d.typ {
+	case TypeHello:
+		p = decodeHello(d)
+	case TypeWelcome:
+		p = decodeWelcome(d)
+	case TypeBind:
+		p = decodeBind(d)
+	case TypeLost:
+		p = decodeLost(d)
+	case TypeResourceRequest:
+		p = decodeResourceRequest(d)
+	case TypeResourceCancel:
+		p = decodeResourceCancel(d)
+	case TypeInitResSend:
+		p = decodeInitResSend(d)
+	case TypeChunkSend:
+		p = decodeChunkSend(d)
+	case TypeResourceError:
+		p = decodeResourceError(d)
+	case TypeDisconnect:
+		p = decodeDisconnect(d)
+	case TypeMove:
+		p = decodeMove(d)
+	default:
+		return nil, errorf(0, "type", ErrUnknownType, "type byte 0x%02x", b[0])
+	}
+	if err := d.finish(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func decodeHello(d *decoder) *Hello {
+	p := &Hello{}
+	d.field = "version"
+	p.Version = d.u16()
+	d.field = "client uuid"
+	copy(p.Client[:], d.take(16))
+	d.field = "capabilities"
+	p.Capabilities = d.u64()
+	d.field = "token"
+	p.Token = d.str(MaxTokenLen)
+	return p
+}
+
+func decodeWelcome(d *decoder) *Welcome {
+	p := &Welcome{}
+	d.field = "version"
+	p.Version = d.u16()
+	d.field = "session uuid"
+	copy(p.Session[:], d.take(16))
+	d.field = "max chunk"
+	p.Limits.MaxChunk = d.limit(1, MaxChunkSize)
+	d.field = "max packet"
+	p.Limits.MaxPacket = d.limit(ChunkHeaderSize+1, MaxPacketSize)
+	d.field = "max hashes per request"
+	p.Limits.MaxRequestHashes = d.limit(1, MaxRequestHashes)
+	return p
+}
+
+func (d *decoder) limit(lo, hi uint32) uint32 {
+	v := d.u32()
+	if d.err == nil && (v < lo || v > hi) {
+		d.fail(ErrInvalidValue, "%d not in %d..%d", v, lo, hi)
+	}
+	return v
+}
+
+func decodeBind(d *decoder) *Bind {
+	d.field = "count"
+	n := d.count(MaxBindEntries, minBindEntry)
+	p := &Bind{Entries: make([]resources.Binding, 0, n)}
+	for i := 0; i < n && d.err == nil; i++ {
+		var e resources.Binding
+		d.at(i, "type")
+		e.Type = d.assetType()
+		d.at(i, "id")
+		e.ID = resources.ResourceID(d.u32())
+		d.at(i, "ref")
+		e.Ref = d.ref()
+		d.at(i, "hash")
+		e.Hash = d.hash()
+		d.at(i, "size")
+		e.Size = d.u64()
+		p.Entries = append(p.Entries, e)
+	}
+	return p
+}
+
+func decodeLost(d *decoder) *Lost {
+	d.field = "count"
+	n := d.count(MaxLostEntries, lostEntry)
+	p := &Lost{Entries: make([]resources.Key, 0, n)}
+	for i := 0; i < n && d.err == nil; i++ {
+		var k resources.Key
+		d.at(i, "type")
+		k.Type = d.assetType()
+		d.at(i, "id")
+		k.ID = resources.ResourceID(d.u32())
+		p.Entries = append(p.Entries, k)
+	}
+	return p
+}
+
+func decodeResourceRequest(d *decoder) *ResourceRequest {
+	d.field = "count"
+	n := d.count(MaxRequestHashes, minWant)
+	p := &ResourceRequest{Wants: make([]Want, 0, n)}
+	for i := 0; i < n && d.err == nil; i++ {
+		var w Want
+		d.at(i, "hash")
+		w.Hash = d.hash()
+		d.at(i, "priority")
+		w.Priority = d.u8()
+		d.at(i, "flags")
+		flags := d.u8()
+		if d.err == nil && flags&^RequestFlagRange != 0 {
+			d.fail(ErrInvalidValue, "reserved flag bits 0x%02x set", flags&^RequestFlagRange)
+		}
+		if flags&RequestFlagRange != 0 {
+			w.HasRange = true
+			d.at(i, "offset")
+			w.Offset = d.u64()
+			d.at(i, "length")
+			w.Length = d.u64()
+		}
+		p.Wants = append(p.Wants, w)
+	}
+	return p
+}
+
+func decodeResourceCancel(d *decoder) *ResourceCancel {
+	d.field = "count"
+	n := d.count(MaxRequestHashes, resources.HashSize)
+	p := &ResourceCancel{Hashes: make([]resources.Hash, 0, n)}
+	for i := 0; i < n && d.err == nil; i++ {
+		d.at(i, "hash")
+		p.Hashes = append(p.Hashes, d.hash())
+	}
+	return p
+}
+
+func decodeInitResSend(d *decoder) *InitResSend {
+	p := &InitResSend{}
+	d.field = "stream"
+	p.Stream = d.u32()
+	d.field = "hash"
+	p.Hash = d.hash()
+	d.field = "size"
+	p.Size = d.u64()
+	d.field = "asset type"
+	p.AssetType = d.assetType()
+	d.field = "id"
+	p.ID = resources.ResourceID(d.u32())
+	d.field = "ref"
+	p.Ref = d.ref()
+	d.field = "encoding"
+	p.Encoding = Encoding(d.u8())
+	if d.err == nil && p.Encoding >= numEncodings {
+		d.fail(ErrInvalidValue, "encoding %d unknown", p.Encoding)
+	}
+	return p
+}
+
+func decodeChunkSend(d *decoder) *ChunkSend {
+	p := &ChunkSend{}
+	d.field = "stream"
+	p.Stream = d.u32()
+	d.field = "offset"
+	p.Offset = d.u64()
+	d.field = "flags"
+	flags := d.u8()
+	if d.err == nil && flags&^ChunkFlagLast != 0 {
+		d.fail(ErrInvalidValue, "reserved flag bits 0x%02x set", flags&^ChunkFlagLast)
+	}
+	p.Last = flags&ChunkFlagLast != 0
+	d.field = "payload"
+	if d.err == nil && d.remaining() > MaxChunkSize {
+		d.fail(ErrTooLarge, "payload of %d bytes, limit %d", d.remaining(), MaxChunkSize)
+	}
+	p.Data = d.take(d.remaining())
+	if d.err == nil && p.Offset+uint64(len(p.Data)) < p.Offset {
+		d.fail(ErrInvalidValue, "offset %d + %d bytes overflows", p.Offset, len(p.Data))
+	}
+	return p
+}
+
+func decodeResourceError(d *decoder) *ResourceError {
+	p := &ResourceError{}
+	d.field = "hash"
+	p.Hash = d.hash()
+	d.field = "code"
+	p.Code = ErrorCode(d.u8())
+	if d.err == nil && (p.Code < 1 || p.Code > maxErrorCode) {
+		d.fail(ErrInvalidValue, "error code %d not in 1..%d", p.Code, maxErrorCode)
+	}
+	d.field = "message"
+	p.Message = d.str(MaxMessageLen)
+	return p
+}
+
+func decodeDisconnect(d *decoder) *Disconnect {
+	p := &Disconnect{}
+	d.field = "code"
+	p.Code = DisconnectCode(d.u8())
+	if d.err == nil && p.Code > maxDisconnectCode {
+		d.fail(ErrInvalidValue, "disconnect code %d not in 0..%d", p.Code, maxDisconnectCode)
+	}
+	d.field = "reason"
+	p.Reason = d.str(MaxMessageLen)
+	return p
+}
+
+func decodeMove(d *decoder) *Move {
+	p := &Move{}
+	d.field = "x"
+	p.X = d.f64()
+	d.field = "y"
+	p.Y = d.f64()
+	d.field = "z"
+	p.Z = d.f64()
+	d.field = "yaw"
+	p.Yaw = d.f32()
+	d.field = "pitch"
+	p.Pitch = d.f32()
+	return p
+}
+
+// TruncateMessage shortens s to at most MaxMessageLen bytes at a rune
+// boundary, so any error text fits a ResourceError or Disconnect.
+func TruncateMessage(s string) string {
+	if len(s) <= MaxMessageLen {
+		return s
+	}
+	cut := MaxMessageLen
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut]
+}

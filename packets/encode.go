@@ -1,0 +1,104 @@
+package packets
+
+func (p *Hello) appendPayload(b []byte) []byte {
+	b = appendU16(b, p.Version)
+	b = append(b, p.Client[:]...)
+	b = appendU64(b, p.Capabilities)
+	return appendStr(b, p.Token)
+}
+
+func (p *Welcome) appendPayload(b []byte) []byte {
+	b = appendU16(b, p.Version)
+	b = append(b, p.Session[:]...)
+	b = appendU32(b, p.Limits.MaxChunk)
+	b = appendU32(b, p.Limits.MaxPacket)
+	return appendU32(b, p.Limits.MaxRequestHashes)
+}
+
+func (p *Bind) appendPayload(b []byte) []byte {
+	b = appendUvarint(b, uint64(len(p.Entries)))
+	for _, e := range p.Entries {
+		b = append(b, byte(e.Type))
+		b = appendU32(b, uint32(e.ID))
+		b = appendRef(b, e.Ref)
+		b = append(b, e.Hash[:]...)
+		b = appendU64(b, e.Size)
+	}
+	return b
+}
+
+func (p *Lost) appendPayload(b []byte) []byte {
+	b = appendUvarint(b, uint64(len(p.Entries)))
+	for _, e := range p.Entries {
+		b = append(b, byte(e.Type))
+		b = appendU32(b, uint32(e.ID))
+	}
+	return b
+}
+
+func (p *ResourceRequest) appendPayload(b []byte) []byte {
+	b = appendUvarint(b, uint64(len(p.Wants)))
+	for _, w := range p.Wants {
+		b = append(b, w.Hash[:]...)
+		b = append(b, w.Priority)
+		if !w.HasRange {
+			b = append(b, 0)
+			continue
+		}
+		b = append(b, RequestFlagRange)
+		b = appendU64(b, w.Offset)
+		b = appendU64(b, w.Length)
+	}
+	return b
+}
+
+func (p *ResourceCancel) appendPayload(b []byte) []byte {
+	b = appendUvarint(b, uint64(len(p.Hashes)))
+	for _, h := range p.Hashes {
+		b = append(b, h[:]...)
+	}
+	return b
+}
+
+func (p *InitResSend) appendPayload(b []byte) []byte {
+	b = appendU32(b, p.Stream)
+	b = append(b, p.Hash[:]...)
+	b = appendU64(b, p.Size)
+	b = append(b, byte(p.AssetType))
+	b = appendU32(b, uint32(p.ID))
+	b = appendRef(b, p.Ref)
+	return append(b, byte(p.Encoding))
+}
+
+// ChunkHeaderSize is the encoded size of a ChunkSend without its payload.
+const ChunkHeaderSize = 1 + 4 + 8 + 1
+
+func (p *ChunkSend) appendPayload(b []byte) []byte {
+	b = appendU32(b, p.Stream)
+	b = appendU64(b, p.Offset)
+	var flags byte
+	if p.Last {
+		flags |= ChunkFlagLast
+	}
+	b = append(b, flags)
+	return append(b, p.Data...)
+}
+
+func (p *ResourceError) appendPayload(b []byte) []byte {
+	b = append(b, p.Hash[:]...)
+	b = append(b, byte(p.Code))
+	return appendStr(b, p.Message)
+}
+
+func (p *Disconnect) appendPayload(b []byte) []byte {
+	b = append(b, byte(p.Code))
+	return appendStr(b, p.Reason)
+}
+
+func (p *Move) appendPayload(b []byte) []byte {
+	b = appendF64(b, p.X)
+	b = appendF64(b, p.Y)
+	b = appendF64(b, p.Z)
+	b = appendF32(b, p.Yaw)
+	return appendF32(b, p.Pitch)
+}

@@ -1,0 +1,26 @@
+package packets
+
+// Version is the protocol version this package speaks. A server refuses a
+// Hello with another version with Disconnect{DisconnectVersionMismatch}.
+const Version uint16 = 1
+
+// Protocol-wide caps. A peer may announce lower limits in Welcome; these are
+// the ceilings a decoder enforces before allocating anything.
+const (
+	// MaxChunkSize caps ChunkSend payloads.
+	MaxChunkSize = 1 << 20
+	// MaxPacketSize caps a whole packet (one WebSocket message). The largest
+	// packet is a full ChunkSend; a full Bind (MaxBindEntries entries with
+	// maximal names) is about 760 KB.
+	MaxPacketSize = MaxChunkSize + 1024
+	// MaxBindEntries caps entries in one Bind; senders split larger batches.
+	MaxBindEntries = 2048
+	// MaxLostEntries caps entries in one Lost.
+	MaxLostEntries = 8192
+	// MaxRequestHashes caps hashes in one ResourceRequest or ResourceCancel.
+	MaxRequestHashes = 4096
+	// MaxTokenLen caps the auth token in Hello.
+	MaxTokenLen = 4096
+	// MaxMessageLen caps human-readable text in ResourceError and Disconnect.
+	MaxMessageLen = 1024
+)

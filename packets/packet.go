@@ -1,0 +1,237 @@
+package packets
+
+import (
+	"fmt"
+
+	"github.com/google/uuid"
+	"github.com/voxsync/voxsync/resources"
+)
+
+// Type is the first byte of every packet.
+type Type uint8
+
+// Packet types. Layouts use the notation of the package comment; "C→S" is
+// client to server.
+const (
+	// TypeHello, C→S, first packet of a session:
+	//	u16 version | [16]byte client uuid | u64 capabilities | str token (≤ MaxTokenLen)
+	TypeHello Type = 0x01
+	// TypeWelcome, S→C, answer to an accepted Hello:
+	//	u16 version | [16]byte session uuid | u32 max chunk | u32 max packet | u32 max hashes per request
+	TypeWelcome Type = 0x02
+	// TypeBind, S→C: (type, id) is now domain:key with this hash and size.
+	//	uvarint n (≤ MaxBindEntries) | n × {u8 type | u32 id | str domain | str key | [32]byte sha256 | u64 size}
+	TypeBind Type = 0x03
+	// TypeLost, S→C: (type, id) is no longer used by this client.
+	//	uvarint n (≤ MaxLostEntries) | n × {u8 type | u32 id}
+	TypeLost Type = 0x04
+	// TypeResourceRequest, C→S: send me these hashes.
+	//	uvarint n (≤ MaxRequestHashes) | n × {[32]byte sha256 | u8 priority | u8 flags | if flags&1: u64 offset | u64 length}
+	TypeResourceRequest Type = 0x05
+	// TypeResourceCancel, C→S: stop sending these hashes.
+	//	uvarint n (≤ MaxRequestHashes) | n × [32]byte sha256
+	TypeResourceCancel Type = 0x06
+	// TypeInitResSend, S→C: a stream of one resource starts.
+	//	u32 stream | [32]byte sha256 | u64 size | u8 type | u32 id | str domain | str key | u8 encoding
+	TypeInitResSend Type = 0x07
+	// TypeChunkSend, S→C: bytes of a stream.
+	//	u32 stream | u64 offset | u8 flags | payload (the rest of the message, ≤ MaxChunkSize)
+	TypeChunkSend Type = 0x08
+	// TypeResourceError, S→C: a requested hash will not be sent.
+	//	[32]byte sha256 | u8 code | str message (≤ MaxMessageLen)
+	TypeResourceError Type = 0x09
+	// TypeDisconnect, either way, last packet before closing:
+	//	u8 code | str reason (≤ MaxMessageLen)
+	TypeDisconnect Type = 0x0A
+	// TypeMove, C→S: the player's position and view in the demo world.
+	//	f64 x | f64 y | f64 z | f32 yaw | f32 pitch   (all finite)
+	TypeMove Type = 0x0B
+)
+
+var typeNames = map[Type]string{
+	TypeHello: "Hello", TypeWelcome: "Welcome", TypeBind: "Bind", TypeLost: "Lost",
+	TypeResourceRequest: "ResourceRequest", TypeResourceCancel: "ResourceCancel",
+	TypeInitResSend: "InitResSend", TypeChunkSend: "ChunkSend",
+	TypeResourceError: "ResourceError", TypeDisconnect: "Disconnect", TypeMove: "Move",
+}
+
+func (t Type) String() string {
+	if n, ok := typeNames[t]; ok {
+		return n
+	}
+	return fmt.Sprintf("packet(0x%02x)", uint8(t))
+}
+
+// Packet is one of the message types of this package; the set is closed.
+type Packet interface {
+	Type() Type
+	appendPayload(b []byte) []byte
+}
+
+// Append appends the encoding of p to dst.
+func Append(dst []byte, p Packet) []byte {
+	return p.appendPayload(append(dst, byte(p.Type())))
+}
+
+// Encode returns the encoding of p.
+func Encode(p Packet) []byte { return Append(nil, p) }
+
+// Hello opens a session.
+type Hello struct {
+	Version      uint16
+	Client       uuid.UUID
+	Capabilities uint64 // no bits are defined in version 1; receivers ignore unknown bits
+	Token        string // optional auth token; empty when the server needs none
+}
+
+// Welcome accepts a Hello and announces the server's limits, which the
+// client must respect in its requests and may use to size buffers.
+type Welcome struct {
+	Version uint16
+	Session uuid.UUID
+	Limits  Limits
+}
+
+// Limits are a session's negotiated limits, each at most the protocol cap.
+type Limits struct {
+	MaxChunk         uint32 // largest ChunkSend payload the server sends
+	MaxPacket        uint32 // largest packet either side may send
+	MaxRequestHashes uint32 // most hashes in one ResourceRequest or ResourceCancel
+}
+
+// Bind announces bindings.
+type Bind struct{ Entries []resources.Binding }
+
+// Lost withdraws bindings.
+type Lost struct{ Entries []resources.Key }
+
+// RequestFlagRange marks a request entry that carries a byte range.
+const RequestFlagRange = 1 << 0
+
+// Want is one hash of a ResourceRequest.
+type Want struct {
+	Hash     resources.Hash
+	Priority uint8 // 0 is normal; higher is sooner. Servers may ignore it.
+	// HasRange limits the stream to [Offset, Offset+Length). Without it the
+	// whole resource is sent.
+	HasRange bool
+	Offset   uint64
+	Length   uint64
+}
+
+// ResourceRequest asks for resources by hash.
+type ResourceRequest struct{ Wants []Want }
+
+// ResourceCancel withdraws requests.
+type ResourceCancel struct{ Hashes []resources.Hash }
+
+// Encoding is how a stream's chunk payloads are encoded.
+type Encoding uint8
+
+const (
+	// EncodingRaw: payloads are the resource's bytes as they are.
+	EncodingRaw  Encoding = 0
+	numEncodings          = 1
+)
+
+// InitResSend starts a stream. Stream ids are chosen by the server, unique
+// among the session's open streams; ChunkSend refers to them.
+type InitResSend struct {
+	Stream    uint32
+	Hash      resources.Hash
+	Size      uint64 // total size of the resource, not of the range
+	AssetType resources.Type
+	ID        resources.ResourceID
+	Ref       resources.Ref
+	Encoding  Encoding
+}
+
+// ChunkFlagLast marks the last chunk of a stream.
+const ChunkFlagLast = 1 << 0
+
+// ChunkSend carries stream bytes at an absolute offset within the resource.
+type ChunkSend struct {
+	Stream uint32
+	Offset uint64
+	Last   bool
+	// Data aliases the buffer passed to Decode; copy it to keep it past the
+	// next read.
+	Data []byte
+}
+
+// ErrorCode says why a requested hash is not sent.
+type ErrorCode uint8
+
+const (
+	ErrorUnknownHash  ErrorCode = 1 // the server holds no resource with this hash
+	ErrorNotBound     ErrorCode = 2 // the hash exists but was never bound to this client
+	ErrorRangeInvalid ErrorCode = 3 // the requested range lies outside the resource
+	ErrorTooLarge     ErrorCode = 4 // the resource is larger than the server will send
+	ErrorInternal     ErrorCode = 5 // the server failed to read it; retrying may work
+	maxErrorCode                = ErrorInternal
+)
+
+var errorCodeNames = [...]string{"", "unknown hash", "not bound", "range invalid", "too large", "internal"}
+
+func (c ErrorCode) String() string {
+	if c >= 1 && c <= maxErrorCode {
+		return errorCodeNames[c]
+	}
+	return fmt.Sprintf("error(%d)", uint8(c))
+}
+
+// ResourceError answers a request the server will not fulfil, so the client
+// never waits for a stream that will not come.
+type ResourceError struct {
+	Hash    resources.Hash
+	Code    ErrorCode
+	Message string
+}
+
+// DisconnectCode says why a session ends.
+type DisconnectCode uint8
+
+const (
+	DisconnectNormal          DisconnectCode = 0 // the peer is leaving
+	DisconnectShutdown        DisconnectCode = 1 // the server is shutting down
+	DisconnectVersionMismatch DisconnectCode = 2 // Hello's version is not supported
+	DisconnectProtocolError   DisconnectCode = 3 // a malformed or unexpected packet
+	DisconnectSlowClient      DisconnectCode = 4 // the client did not read fast enough
+	DisconnectLimitExceeded   DisconnectCode = 5 // a request broke a Welcome limit
+	DisconnectInternal        DisconnectCode = 6 // an internal error on the sender
+	DisconnectAuthFailed      DisconnectCode = 7 // the token was refused
+	maxDisconnectCode                        = DisconnectAuthFailed
+)
+
+var disconnectNames = [...]string{"normal", "shutdown", "version mismatch", "protocol error", "slow client", "limit exceeded", "internal", "auth failed"}
+
+func (c DisconnectCode) String() string {
+	if c <= maxDisconnectCode {
+		return disconnectNames[c]
+	}
+	return fmt.Sprintf("disconnect(%d)", uint8(c))
+}
+
+// Disconnect is the last packet a side sends before closing.
+type Disconnect struct {
+	Code   DisconnectCode
+	Reason string
+}
+
+// Move reports the player's position in the demo world.
+type Move struct {
+	X, Y, Z    float64
+	Yaw, Pitch float32
+}
+
+func (*Hello) Type() Type           { return TypeHello }
+func (*Welcome) Type() Type         { return TypeWelcome }
+func (*Bind) Type() Type            { return TypeBind }
+func (*Lost) Type() Type            { return TypeLost }
+func (*ResourceRequest) Type() Type { return TypeResourceRequest }
+func (*ResourceCancel) Type() Type  { return TypeResourceCancel }
+func (*InitResSend) Type() Type     { return TypeInitResSend }
+func (*ChunkSend) Type() Type       { return TypeChunkSend }
+func (*ResourceError) Type() Type   { return TypeResourceError }
+func (*Disconnect) Type() Type      { return TypeDisconnect }
+func (*Move) Type() Type            { return TypeMove }

@@ -1,0 +1,338 @@
+package packs
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/voxsync/voxsync/resources"
+)
+
+// Options control loading.
+type Options struct {
+	// Dirs are pack directories, in configuration order.
+	Dirs []string
+	// Builtin includes the built-in default pack at the lowest priority.
+	Builtin bool
+	// MaxFileSize skips larger files with a Problem. Default 1 GiB.
+	MaxFileSize int64
+	// MemoryMax: files up to this size are kept in memory after hashing.
+	// Default 64 KiB; negative keeps none.
+	MemoryMax int64
+	// MemoryBudget caps the bytes kept in memory across all files; files
+	// past it are read from disk on each request. Default 128 MiB.
+	MemoryBudget int64
+	// Workers hash files in parallel. Default GOMAXPROCS.
+	Workers int
+	// IDs assigns resource ids; pass the same allocator to every load of a
+	// server so ids stay stable. Nil makes a fresh one.
+	IDs *IDs
+}
+
+func (o *Options) defaults() {
+	if o.MaxFileSize <= 0 {
+		o.MaxFileSize = 1 << 30
+	}
+	if o.MemoryMax == 0 {
+		o.MemoryMax = 64 << 10
+	}
+	if o.MemoryBudget <= 0 {
+		o.MemoryBudget = 128 << 20
+	}
+	if o.Workers <= 0 {
+		o.Workers = runtime.GOMAXPROCS(0)
+	}
+	if o.IDs == nil {
+		o.IDs = NewIDs()
+	}
+}
+
+type fileKey struct {
+	pack string // Pack.String()
+	path string
+}
+
+type fileState struct {
+	size  int64
+	mtime int64 // UnixNano; 0 for the built-in pack, whose files never change
+	hash  resources.Hash
+	data  []byte
+}
+
+type candidate struct {
+	pack  *Pack
+	path  string
+	loc   Loc
+	size  int64
+	mtime int64
+	state fileState
+	ok    bool // hashed successfully
+}
+
+// Load opens the packs and builds a View. prev, if not nil, is the view
+// being replaced: files whose size and mtime are unchanged since it was
+// built are not read again. Problems with packs and files are in
+// View.Problems; the error is only for a cancelled ctx.
+func Load(ctx context.Context, opts Options, prev *View) (*View, error) {
+	opts.defaults()
+	v := &View{
+		byLoc:  make(map[Loc]*Entry),
+		byKey:  make(map[resources.Key]*Entry),
+		byHash: make(map[resources.Hash]*Entry),
+		files:  make(map[fileKey]fileState),
+	}
+	if opts.Builtin {
+		v.packs = append(v.packs, builtinPack())
+	}
+	for i, dir := range opts.Dirs {
+		p, err := openDir(dir, i+1)
+		if err != nil {
+			v.Problems = append(v.Problems, Problem{Pack: dir, Reason: err.Error()})
+			continue
+		}
+		v.packs = append(v.packs, p)
+	}
+
+	var cands []*candidate
+	for _, p := range v.packs {
+		cands = append(cands, v.scan(p, opts.MaxFileSize)...)
+	}
+
+	var prevFiles map[fileKey]fileState
+	if prev != nil {
+		prevFiles = prev.files
+	}
+	if err := hashAll(ctx, cands, prevFiles, opts, &v.Problems); err != nil {
+		v.Close()
+		return nil, err
+	}
+
+	// Layer: the highest-ranked pack's file wins each location.
+	winners := make(map[Loc]*candidate)
+	for _, c := range cands {
+		if !c.ok {
+			continue
+		}
+		v.files[fileKey{c.pack.String(), c.path}] = c.state
+		if w, ok := winners[c.loc]; !ok || c.pack.outranks(w.pack) {
+			winners[c.loc] = c
+		}
+	}
+	// Assign ids in a fixed order so the same packs give the same ids on
+	// every start.
+	locs := make([]Loc, 0, len(winners))
+	for l := range winners {
+		locs = append(locs, l)
+	}
+	slices.SortFunc(locs, func(a, b Loc) int {
+		if a.Type != b.Type {
+			return int(a.Type) - int(b.Type)
+		}
+		return strings.Compare(a.Ref.String(), b.Ref.String())
+	})
+	for _, l := range locs {
+		c := winners[l]
+		e := &Entry{Loc: l, ID: opts.IDs.ID(l), Hash: c.state.hash, Size: c.state.size, Pack: c.pack, Path: c.path, data: c.state.data}
+		v.byLoc[l] = e
+		v.byKey[resources.Key{Type: l.Type, ID: e.ID}] = e
+		if old, ok := v.byHash[e.Hash]; !ok || (old.data == nil && e.data != nil) {
+			v.byHash[e.Hash] = e
+		}
+	}
+	slices.SortStableFunc(v.packs, func(a, b *Pack) int {
+		switch {
+		case a.outranks(b):
+			return 1
+		case b.outranks(a):
+			return -1
+		}
+		return 0
+	})
+	return v, nil
+}
+
+// isScratch reports names that editors and tools create next to the real
+// file (hidden files, backups, swap and temp files): not resources, and not
+// worth a Problem.
+func isScratch(name string) bool {
+	return strings.HasPrefix(name, ".") || strings.HasSuffix(name, "~") ||
+		strings.HasSuffix(name, ".tmp") || strings.HasSuffix(name, ".swp") ||
+		strings.HasSuffix(name, ".part")
+}
+
+// scan lists a pack's candidate files, reporting the ones it skips.
+func (v *View) scan(p *Pack, maxSize int64) []*candidate {
+	var out []*candidate
+	problem := func(path, reason string) {
+		v.Problems = append(v.Problems, Problem{Pack: p.String(), Path: path, Reason: reason})
+	}
+	err := fs.WalkDir(p.fsys, "assets", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if path == "assets" && errors.Is(err, fs.ErrNotExist) {
+				return fs.SkipAll // a pack with no assets is empty, not broken
+			}
+			problem(path, "unreadable: "+err.Error())
+			if d != nil && d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if d.IsDir() {
+			if path != "assets" && strings.HasPrefix(d.Name(), ".") {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if isScratch(d.Name()) {
+			return nil
+		}
+		loc, err := parsePath(path)
+		if err != nil {
+			problem(path, err.Error())
+			return nil
+		}
+		var fi fs.FileInfo
+		if d.Type()&fs.ModeSymlink != 0 {
+			// Stat follows the link inside the root and fails if it leaves it.
+			fi, err = p.root.Stat(path)
+			if err != nil {
+				problem(path, "symlink leaves the pack or is broken: "+err.Error())
+				return nil
+			}
+			if fi.IsDir() {
+				problem(path, "symlink to a directory is not followed")
+				return nil
+			}
+		} else {
+			fi, err = d.Info()
+			if err != nil {
+				problem(path, "unreadable: "+err.Error())
+				return nil
+			}
+		}
+		if !fi.Mode().IsRegular() {
+			problem(path, "not a regular file")
+			return nil
+		}
+		if fi.Size() > maxSize {
+			problem(path, fmt.Sprintf("%d bytes, over the limit of %d (max_file_size)", fi.Size(), maxSize))
+			return nil
+		}
+		c := &candidate{pack: p, path: path, loc: loc, size: fi.Size()}
+		if p.root != nil {
+			c.mtime = fi.ModTime().UnixNano()
+		}
+		out = append(out, c)
+		return nil
+	})
+	if err != nil {
+		problem("assets", "unreadable: "+err.Error())
+	}
+	return out
+}
+
+// parsePath turns assets/<domain>/<type>/<key> into a Loc.
+func parsePath(path string) (Loc, error) {
+	parts := strings.SplitN(path, "/", 4)
+	if len(parts) != 4 || parts[0] != "assets" {
+		return Loc{}, errors.New("not at assets/<domain>/<type>/<key>")
+	}
+	typ, err := resources.ParseType(parts[2])
+	if err != nil {
+		return Loc{}, fmt.Errorf("folder %q is not one of the asset types (nodestate, particle, animation, model, texture, sound, font)", parts[2])
+	}
+	ref := resources.Ref{Domain: parts[1], Key: parts[3]}
+	if err := ref.Validate(); err != nil {
+		return Loc{}, err
+	}
+	return Loc{Type: typ, Ref: ref}, nil
+}
+
+// hashAll hashes candidates in parallel, reusing prev where size and mtime
+// match, and reports unreadable files.
+func hashAll(ctx context.Context, cands []*candidate, prev map[fileKey]fileState, opts Options, problems *[]Problem) error {
+	var budget atomic.Int64
+	budget.Store(opts.MemoryBudget)
+	var todo []*candidate
+	for _, c := range cands {
+		if st, ok := prev[fileKey{c.pack.String(), c.path}]; ok && st.size == c.size && st.mtime == c.mtime {
+			c.state, c.ok = st, true
+			if st.data != nil {
+				budget.Add(-int64(len(st.data)))
+			}
+			continue
+		}
+		todo = append(todo, c)
+	}
+
+	var (
+		mu   sync.Mutex // guards problems
+		wg   sync.WaitGroup
+		next atomic.Int64
+	)
+	for range min(opts.Workers, len(todo)) {
+		wg.Go(func() {
+			buf := make([]byte, 256<<10)
+			for ctx.Err() == nil {
+				i := int(next.Add(1) - 1)
+				if i >= len(todo) {
+					return
+				}
+				c := todo[i]
+				if err := hashOne(c, buf, opts.MemoryMax, &budget); err != nil {
+					mu.Lock()
+					*problems = append(*problems, Problem{Pack: c.pack.String(), Path: c.path, Reason: err.Error()})
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return ctx.Err()
+}
+
+func hashOne(c *candidate, buf []byte, memMax int64, budget *atomic.Int64) error {
+	f, err := c.pack.fsys.Open(c.path)
+	if err != nil {
+		return fmt.Errorf("unreadable: %w", err)
+	}
+	defer f.Close()
+	if c.size <= memMax && budget.Add(-c.size) >= 0 {
+		// Read one byte past the size: a file that grew since it was listed
+		// is hashed by what it has now, not cut short.
+		data := make([]byte, c.size+1)
+		n, err := io.ReadFull(f, data)
+		if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
+			budget.Add(c.size)
+			return fmt.Errorf("unreadable: %w", err)
+		}
+		if n > int(c.size) {
+			budget.Add(c.size)
+			return errors.New("changed while being read")
+		}
+		data = data[:n:n]
+		c.state = fileState{size: int64(n), mtime: c.mtime, hash: resources.Sum(data), data: data}
+		c.ok = true
+		return nil
+	} else if c.size <= memMax {
+		budget.Add(c.size) // over budget: give it back and stream instead
+	}
+	h := sha256.New()
+	n, err := io.CopyBuffer(h, struct{ io.Reader }{f}, buf) // hide WriterTo so buf is used
+	if err != nil {
+		return fmt.Errorf("unreadable: %w", err)
+	}
+	var sum resources.Hash
+	h.Sum(sum[:0])
+	c.state = fileState{size: n, mtime: c.mtime, hash: sum}
+	c.ok = true
+	return nil
+}

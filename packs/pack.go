@@ -1,0 +1,80 @@
+package packs
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/BurntSushi/toml"
+)
+
+// BuiltinPriority is the priority of the built-in pack: below any pack an
+// operator configures, so every built-in resource can be overridden.
+const BuiltinPriority = -1 << 20
+
+// Meta is a pack's pack.toml.
+type Meta struct {
+	Name        string `toml:"name"`
+	Description string `toml:"description"`
+	Priority    int    `toml:"priority"`
+}
+
+// Pack is one loaded pack.
+type Pack struct {
+	Meta
+	// Dir is the directory the pack was loaded from; empty for the built-in pack.
+	Dir string
+	// order breaks priority ties: a pack listed later wins.
+	order int
+	fsys  fs.FS    // read-only view of the pack root
+	root  *os.Root // nil for the built-in pack
+}
+
+func (p *Pack) String() string {
+	if p.Dir == "" {
+		return "builtin"
+	}
+	return p.Dir
+}
+
+// outranks reports whether p's files override q's.
+func (p *Pack) outranks(q *Pack) bool {
+	if p.Priority != q.Priority {
+		return p.Priority > q.Priority
+	}
+	return p.order > q.order
+}
+
+// openDir opens a pack directory and reads its pack.toml.
+func openDir(dir string, order int) (*Pack, error) {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open pack %s: %w", dir, err)
+	}
+	p := &Pack{Dir: dir, order: order, root: root, fsys: root.FS()}
+	p.Name = filepath.Base(dir)
+	data, err := fs.ReadFile(p.fsys, "pack.toml")
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		root.Close()
+		return nil, fmt.Errorf("read %s: %w", filepath.Join(dir, "pack.toml"), err)
+	default:
+		if _, err := toml.Decode(string(data), &p.Meta); err != nil {
+			root.Close()
+			return nil, fmt.Errorf("parse %s: %w", filepath.Join(dir, "pack.toml"), err)
+		}
+		if p.Name == "" {
+			p.Name = filepath.Base(dir)
+		}
+	}
+	return p, nil
+}
+
+func (p *Pack) close() {
+	if p.root != nil {
+		p.root.Close()
+	}
+}

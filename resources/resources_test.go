@@ -1,0 +1,192 @@
+package resources
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestTypeRoundTrip(t *testing.T) {
+	want := []string{"nodestate", "particle", "animation", "model", "texture", "sound", "font"}
+	for i, name := range want {
+		typ := Type(i)
+		if got := typ.String(); got != name {
+			t.Errorf("Type(%d).String() = %q, want %q", i, got, name)
+		}
+		p, err := ParseType(name)
+		if err != nil || p != typ {
+			t.Errorf("ParseType(%q) = %v, %v; want %v", name, p, err, typ)
+		}
+	}
+	for _, bad := range []string{"", "Texture", "textures", "blob"} {
+		if _, err := ParseType(bad); !errors.Is(err, ErrInvalidType) {
+			t.Errorf("ParseType(%q) err = %v, want ErrInvalidType", bad, err)
+		}
+	}
+	if Type(NumTypes).Valid() {
+		t.Error("Type(NumTypes).Valid() = true")
+	}
+	if _, err := Type(200).MarshalText(); !errors.Is(err, ErrInvalidType) {
+		t.Errorf("MarshalText of invalid type: err = %v", err)
+	}
+}
+
+func TestHashParse(t *testing.T) {
+	h := Sum([]byte("stone"))
+	tests := []struct {
+		name    string
+		in      string
+		want    Hash
+		wantErr bool
+	}{
+		{"lower", h.String(), h, false},
+		{"upper", strings.ToUpper(h.String()), h, false},
+		{"short", h.String()[:63], Hash{}, true},
+		{"long", h.String() + "0", Hash{}, true},
+		{"non-hex", "zz" + h.String()[2:], Hash{}, true},
+		{"empty", "", Hash{}, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ParseHash(tc.in)
+			if tc.wantErr {
+				if !errors.Is(err, ErrInvalidHash) {
+					t.Fatalf("err = %v, want ErrInvalidHash", err)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("got %v, %v; want %v", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestHashTextAndMapKey(t *testing.T) {
+	a, b := Sum([]byte("a")), Sum([]byte("b"))
+	m := map[Hash]string{a: "a", b: "b"}
+	data, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back map[Hash]string
+	if err := json.Unmarshal(data, &back); err != nil {
+		t.Fatal(err)
+	}
+	if back[a] != "a" || back[b] != "b" || len(back) != 2 {
+		t.Fatalf("round trip through JSON map keys: %v", back)
+	}
+	if a.Short() != a.String()[:12] {
+		t.Errorf("Short = %q", a.Short())
+	}
+	if !(Hash{}).IsZero() || a.IsZero() {
+		t.Error("IsZero wrong")
+	}
+	// SHA-256 of the empty string, a well-known vector.
+	if got := Sum(nil).String(); got != "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" {
+		t.Errorf("Sum(nil) = %s", got)
+	}
+}
+
+func TestParseRef(t *testing.T) {
+	long := strings.Repeat("a", MaxKeyLen)
+	tests := []struct {
+		in      string
+		want    Ref
+		wantErr bool
+	}{
+		{"default:stone.png", Ref{"default", "stone.png"}, false},
+		{"my_mod-2.x:blocks/ore/iron.png", Ref{"my_mod-2.x", "blocks/ore/iron.png"}, false},
+		{"d:" + long, Ref{"d", long}, false},
+		{"d:" + long + "a", Ref{}, true},
+		{strings.Repeat("a", 64) + ":k", Ref{strings.Repeat("a", 64), "k"}, false},
+		{strings.Repeat("a", 65) + ":k", Ref{}, true},
+		{"nocolon", Ref{}, true},
+		{":key", Ref{}, true},
+		{"Default:key", Ref{}, true},
+		{"dom ain:key", Ref{}, true},
+		{"d:", Ref{}, true},
+		{"d:.", Ref{}, true},
+		{"d:../etc/passwd", Ref{}, true},
+		{"d:a/../b", Ref{}, true},
+		{"d:a/..", Ref{}, true},
+		{"d:/abs", Ref{}, true},
+		{"d:a//b", Ref{}, true},
+		{"d:a/./b", Ref{}, true},
+		{"d:a/", Ref{}, true},
+		{"d:a\\b", Ref{}, true},
+		{"d:a\x00b", Ref{}, true},
+		{"d:..hidden", Ref{"d", "..hidden"}, false}, // a name starting with dots is not ".."
+		{"d:k:with:colons", Ref{"d", "k:with:colons"}, false},
+	}
+	for _, tc := range tests {
+		got, err := ParseRef(tc.in)
+		if tc.wantErr {
+			if !errors.Is(err, ErrInvalidRef) {
+				t.Errorf("ParseRef(%q) = %v, %v; want ErrInvalidRef", tc.in, got, err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("ParseRef(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
+		}
+		if got.String() != tc.in {
+			t.Errorf("String() = %q, want %q", got.String(), tc.in)
+		}
+	}
+}
+
+func TestUses(t *testing.T) {
+	u := NewUses()
+	type step struct {
+		op        string // "use" or "release"
+		key       Key
+		wantEdge  bool
+		wantErrIs error
+	}
+	stone := Key{TypeTexture, 1}
+	dirt := Key{TypeTexture, 2}
+	sound := Key{TypeSound, 1} // same id, other type: independent
+	steps := []step{
+		{"use", stone, true, nil},
+		{"use", stone, false, nil},
+		{"use", sound, true, nil},
+		{"release", dirt, false, ErrNotInUse},
+		{"release", stone, false, nil},
+		{"release", stone, true, nil},
+		{"release", stone, false, ErrNotInUse},
+		{"use", stone, true, nil},
+		{"use", Key{Type(9), 1}, false, ErrInvalidType},
+		{"release", Key{Type(9), 1}, false, ErrInvalidType},
+	}
+	for i, s := range steps {
+		var edge bool
+		var err error
+		if s.op == "use" {
+			edge, err = u.Use(s.key.Type, s.key.ID)
+		} else {
+			edge, err = u.Release(s.key.Type, s.key.ID)
+		}
+		if s.wantErrIs != nil {
+			if !errors.Is(err, s.wantErrIs) {
+				t.Fatalf("step %d %s %v: err = %v, want %v", i, s.op, s.key, err, s.wantErrIs)
+			}
+			continue
+		}
+		if err != nil || edge != s.wantEdge {
+			t.Fatalf("step %d %s %v: edge=%v err=%v, want edge=%v", i, s.op, s.key, edge, err, s.wantEdge)
+		}
+	}
+	if u.Count(TypeTexture, 1) != 1 || u.Count(TypeSound, 1) != 1 || u.InUse(TypeTexture, 2) {
+		t.Fatalf("counts wrong: stone=%d sound=%d", u.Count(TypeTexture, 1), u.Count(TypeSound, 1))
+	}
+	if u.Len() != 2 {
+		t.Fatalf("Len = %d, want 2", u.Len())
+	}
+	seen := map[Key]bool{}
+	u.Each(func(k Key) { seen[k] = true })
+	if !seen[stone] || !seen[sound] || len(seen) != 2 {
+		t.Fatalf("Each saw %v", seen)
+	}
+}
