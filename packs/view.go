@@ -9,13 +9,8 @@ import (
 	"github.com/voxsync/voxsync/resources"
 )
 
-// Loc is what a pack file provides: a resource of a type at domain:key.
-type Loc struct {
-	Type resources.Type
-	Ref  resources.Ref
-}
-
-func (l Loc) String() string { return l.Type.String() + "/" + l.Ref.String() }
+// Loc names a resource by type and domain:key.
+type Loc = resources.Loc
 
 // Entry is one resource as the winning pack provides it.
 type Entry struct {

@@ -190,3 +190,63 @@ func TestUses(t *testing.T) {
 		t.Fatalf("Each saw %v", seen)
 	}
 }
+
+func TestParseLoc(t *testing.T) {
+	l, err := ParseLoc("texture/default:blocks/stone.png")
+	if err != nil || l.Type != TypeTexture || l.Ref != (Ref{"default", "blocks/stone.png"}) {
+		t.Fatalf("ParseLoc = %v, %v", l, err)
+	}
+	if l.String() != "texture/default:blocks/stone.png" {
+		t.Fatalf("String = %q", l)
+	}
+	for _, bad := range []string{"default:stone.png", "textures/default:x", "texture/default:../x", "texture/"} {
+		if _, err := ParseLoc(bad); err == nil {
+			t.Errorf("ParseLoc(%q) accepted", bad)
+		}
+	}
+}
+
+func TestPattern(t *testing.T) {
+	stone := Loc{TypeTexture, Ref{"default", "blocks/stone.png"}}
+	dig := Loc{TypeSound, Ref{"default", "dig.ogg"}}
+	modTex := Loc{TypeTexture, Ref{"mymod", "ui/icon.png"}}
+	tests := []struct {
+		pattern string
+		want    [3]bool // stone, dig, modTex
+	}{
+		{"*", [3]bool{true, true, true}},
+		{"texture/*", [3]bool{true, false, true}},
+		{"default:*", [3]bool{true, true, false}},
+		{"texture/default:*", [3]bool{true, false, false}},
+		{"default:blocks/*", [3]bool{true, false, false}},
+		{"*:*", [3]bool{}}, // "*" is not a valid domain: rejected below
+		{"mymod:*.png", [3]bool{false, false, true}},
+		{"default:*.ogg", [3]bool{false, true, false}},
+		{"texture/mymod:ui/icon.png", [3]bool{false, false, true}},
+		{"sound/default:d*g.o*", [3]bool{false, true, false}},
+	}
+	for _, tc := range tests {
+		p, err := ParsePattern(tc.pattern)
+		if tc.pattern == "*:*" {
+			if err == nil {
+				t.Errorf("ParsePattern(%q) accepted an invalid domain", tc.pattern)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("ParsePattern(%q): %v", tc.pattern, err)
+		}
+		got := [3]bool{p.Match(stone), p.Match(dig), p.Match(modTex)}
+		if got != tc.want {
+			t.Errorf("%q matches %v, want %v", tc.pattern, got, tc.want)
+		}
+	}
+	for _, bad := range []string{"", "textures/*", "default", "default:", "Bad:*"} {
+		if _, err := ParsePattern(bad); err == nil {
+			t.Errorf("ParsePattern(%q) accepted", bad)
+		}
+	}
+	if globMatch("a*b*c*d*e*f*g*h*z", strings.Repeat("a", 5000)) {
+		t.Error("pathological glob matched")
+	}
+}

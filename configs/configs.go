@@ -1,0 +1,213 @@
+// Package configs holds the server's configuration: the TOML files in this
+// directory are both the examples operators copy and, embedded, the built-in
+// defaults. It parses and validates; it never opens packs or sockets.
+package configs
+
+import (
+	_ "embed"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/voxsync/voxsync/packets"
+	"github.com/voxsync/voxsync/resources"
+)
+
+//go:embed server.toml
+var defaultServer string
+
+//go:embed world.toml
+var defaultWorld string
+
+// ErrInvalid is wrapped by every validation error.
+var ErrInvalid = errors.New("invalid configuration")
+
+// Duration is a time.Duration written as "10s" or "100ms".
+type Duration struct{ time.Duration }
+
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Server is the gameserver configuration.
+type Server struct {
+	Listen             string   `toml:"listen"`
+	Packs              []string `toml:"packs"`
+	BuiltinPack        bool     `toml:"builtin_pack"`
+	Preload            []string `toml:"preload"`
+	World              string   `toml:"world"`
+	ViewDistance       int      `toml:"view_distance"`
+	ChunkSize          int      `toml:"chunk_size"`
+	MaxFileSize        int64    `toml:"max_file_size"`
+	MemoryMax          int64    `toml:"memory_max"`
+	MemoryBudget       int64    `toml:"memory_budget"`
+	MaxRequestHashes   int      `toml:"max_request_hashes"`
+	MaxPendingRequests int      `toml:"max_pending_requests"`
+	ActiveStreams      int      `toml:"active_streams"`
+	MaxClients         int      `toml:"max_clients"`
+	WriteTimeout       Duration `toml:"write_timeout"`
+	PingInterval       Duration `toml:"ping_interval"`
+	HandshakeTimeout   Duration `toml:"handshake_timeout"`
+	AuthToken          string   `toml:"auth_token"`
+	HotReload          bool     `toml:"hot_reload"`
+	ReloadDebounce     Duration `toml:"reload_debounce"`
+}
+
+// DefaultServer returns the built-in defaults (configs/server.toml).
+func DefaultServer() Server {
+	var s Server
+	if err := decode(defaultServer, "built-in server.toml", &s); err != nil {
+		panic(err) // the embedded file is tested
+	}
+	return s
+}
+
+// LoadServer reads path over the defaults and validates the result.
+func LoadServer(path string) (Server, error) {
+	s := DefaultServer()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return s, fmt.Errorf("read config: %w", err)
+	}
+	if err := decode(string(data), path, &s); err != nil {
+		return s, err
+	}
+	return s, s.Validate()
+}
+
+func decode(data, name string, v any) error {
+	md, err := toml.Decode(data, v)
+	if err != nil {
+		return fmt.Errorf("parse %s: %w", name, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+		}
+		return fmt.Errorf("parse %s: unknown setting %s: %w", name, strings.Join(keys, ", "), ErrInvalid)
+	}
+	return nil
+}
+
+// Validate checks every setting once, naming the first bad one.
+func (s *Server) Validate() error {
+	bad := func(setting, format string, args ...any) error {
+		return fmt.Errorf("config: %s: %s: %w", setting, fmt.Sprintf(format, args...), ErrInvalid)
+	}
+	switch {
+	case s.Listen == "":
+		return bad("listen", "empty; want host:port such as 127.0.0.1:30000")
+	case !strings.Contains(s.Listen, ":"):
+		return bad("listen", "%q has no port; want host:port", s.Listen)
+	case !s.BuiltinPack && len(s.Packs) == 0:
+		return bad("packs", "no packs and builtin_pack = false: nothing to serve")
+	case s.ViewDistance < 0 || s.ViewDistance > 32:
+		return bad("view_distance", "%d not in 0..32", s.ViewDistance)
+	case s.ChunkSize < 1024 || s.ChunkSize > packets.MaxChunkSize:
+		return bad("chunk_size", "%d not in 1024..%d", s.ChunkSize, packets.MaxChunkSize)
+	case s.MaxFileSize < 1:
+		return bad("max_file_size", "%d must be positive", s.MaxFileSize)
+	case s.MemoryBudget < 0:
+		return bad("memory_budget", "%d must not be negative", s.MemoryBudget)
+	case s.MaxRequestHashes < 1 || s.MaxRequestHashes > packets.MaxRequestHashes:
+		return bad("max_request_hashes", "%d not in 1..%d", s.MaxRequestHashes, packets.MaxRequestHashes)
+	case s.MaxPendingRequests < s.MaxRequestHashes:
+		return bad("max_pending_requests", "%d is less than max_request_hashes (%d)", s.MaxPendingRequests, s.MaxRequestHashes)
+	case s.ActiveStreams < 1 || s.ActiveStreams > 1024:
+		return bad("active_streams", "%d not in 1..1024", s.ActiveStreams)
+	case s.MaxClients < 1:
+		return bad("max_clients", "%d must be positive", s.MaxClients)
+	case s.WriteTimeout.Duration <= 0:
+		return bad("write_timeout", "%s must be positive", s.WriteTimeout)
+	case s.PingInterval.Duration <= 0:
+		return bad("ping_interval", "%s must be positive", s.PingInterval)
+	case s.HandshakeTimeout.Duration <= 0:
+		return bad("handshake_timeout", "%s must be positive", s.HandshakeTimeout)
+	case s.ReloadDebounce.Duration < 0 || s.ReloadDebounce.Duration > time.Minute:
+		return bad("reload_debounce", "%s not in 0..1m", s.ReloadDebounce)
+	}
+	for _, p := range s.Packs {
+		if p == "" {
+			return bad("packs", "empty directory name")
+		}
+	}
+	for _, p := range s.Preload {
+		if _, err := resources.ParsePattern(p); err != nil {
+			return bad("preload", "%v", err)
+		}
+	}
+	return nil
+}
+
+// World is the demo world's definition (configs/world.toml).
+type World struct {
+	Seed           uint64     `toml:"seed"`
+	RegionSize     int        `toml:"region_size"`
+	NodesPerRegion int        `toml:"nodes_per_region"`
+	Nodes          []NodeType `toml:"node"`
+}
+
+// NodeType is a kind of block and the resources it uses.
+type NodeType struct {
+	Name      string   `toml:"name"`
+	Weight    int      `toml:"weight"`
+	Resources []string `toml:"resources"`
+}
+
+// LoadWorld reads a world file; an empty path gives the built-in world.
+func LoadWorld(path string) (World, error) {
+	data, name := defaultWorld, "built-in world.toml"
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return World{}, fmt.Errorf("read world: %w", err)
+		}
+		data, name = string(b), path
+	}
+	var w World
+	if err := decode(data, name, &w); err != nil {
+		return World{}, err
+	}
+	return w, w.Validate()
+}
+
+// Validate checks the world definition.
+func (w *World) Validate() error {
+	bad := func(setting, format string, args ...any) error {
+		return fmt.Errorf("world: %s: %s: %w", setting, fmt.Sprintf(format, args...), ErrInvalid)
+	}
+	if w.RegionSize < 1 || w.RegionSize > 1<<16 {
+		return bad("region_size", "%d not in 1..65536", w.RegionSize)
+	}
+	if w.NodesPerRegion < 1 || w.NodesPerRegion > 64 {
+		return bad("nodes_per_region", "%d not in 1..64", w.NodesPerRegion)
+	}
+	if len(w.Nodes) == 0 {
+		return bad("node", "no node types")
+	}
+	for i, n := range w.Nodes {
+		if n.Name == "" {
+			return bad(fmt.Sprintf("node[%d].name", i), "empty")
+		}
+		if n.Weight < 1 {
+			return bad(fmt.Sprintf("node %q weight", n.Name), "%d must be positive", n.Weight)
+		}
+		for _, r := range n.Resources {
+			if _, err := resources.ParseLoc(r); err != nil {
+				return bad(fmt.Sprintf("node %q resources", n.Name), "%v", err)
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,82 @@
+package configs
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestDefaultsAreValid(t *testing.T) {
+	s := DefaultServer()
+	if err := s.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if s.ChunkSize != 64<<10 || !s.BuiltinPack || len(s.Preload) != 1 {
+		t.Fatalf("defaults not read from server.toml: %+v", s)
+	}
+	w, err := LoadWorld("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(w.Nodes) < 3 {
+		t.Fatalf("built-in world has %d nodes", len(w.Nodes))
+	}
+	// The shipped example files are the embedded defaults, so they load too.
+	for _, f := range []string{"server.toml"} {
+		if _, err := LoadServer(f); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
+
+func TestLoadServerErrorsNameTheSetting(t *testing.T) {
+	tests := []struct {
+		toml    string
+		setting string
+	}{
+		{"chunk_size = 0", "chunk_size"},
+		{"chunk_size = 99999999", "chunk_size"},
+		{`listen = "nowhere"`, "listen"},
+		{`preload = ["textures/*"]`, "preload"},
+		{"max_request_hashes = 100000", "max_request_hashes"},
+		{"max_pending_requests = 1", "max_pending_requests"},
+		{`write_timeout = "0s"`, "write_timeout"},
+		{`chunk_sise = 1`, "chunk_sise"},
+		{"builtin_pack = false", "packs"},
+		{`write_timeout = "soon"`, "write_timeout"},
+	}
+	for _, tc := range tests {
+		p := filepath.Join(t.TempDir(), "server.toml")
+		if err := os.WriteFile(p, []byte(tc.toml+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, err := LoadServer(p)
+		if err == nil {
+			t.Errorf("%q: accepted", tc.toml)
+			continue
+		}
+		if !strings.Contains(err.Error(), tc.setting) {
+			t.Errorf("%q: error %q does not name %s", tc.toml, err, tc.setting)
+		}
+	}
+	if _, err := LoadServer(filepath.Join(t.TempDir(), "missing.toml")); err == nil {
+		t.Error("missing file accepted")
+	}
+	p := filepath.Join(t.TempDir(), "ok.toml")
+	os.WriteFile(p, []byte("chunk_size = 4096\npacks = [\"a\"]\n"), 0o644)
+	s, err := LoadServer(p)
+	if err != nil || s.ChunkSize != 4096 || s.Packs[0] != "a" || s.MaxClients != 1000 {
+		t.Fatalf("override: %+v, %v", s, err)
+	}
+}
+
+func TestWorldValidation(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "world.toml")
+	os.WriteFile(p, []byte("region_size = 16\nnodes_per_region = 1\n[[node]]\nname = \"x\"\nweight = 1\nresources = [\"textures/default:x\"]\n"), 0o644)
+	_, err := LoadWorld(p)
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), `node "x" resources`) {
+		t.Fatalf("err = %v", err)
+	}
+}

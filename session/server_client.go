@@ -1,0 +1,709 @@
+package session
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/gorilla/websocket"
+	"github.com/voxsync/voxsync/packets"
+	"github.com/voxsync/voxsync/packs"
+	"github.com/voxsync/voxsync/resources"
+	"github.com/voxsync/voxsync/session/world"
+)
+
+// maxQueuedErrors caps ResourceErrors waiting to be written; a client that
+// provokes more than this without reading is disconnected.
+const maxQueuedErrors = 4096
+
+// Client is one connected game client as the server sees it. Its methods
+// are safe for concurrent use; the game server calls Use and Release from
+// its own goroutines.
+type Client struct {
+	srv     *Server
+	conn    *websocket.Conn
+	log     *slog.Logger
+	remote  string
+	session uuid.UUID
+	hello   packets.Hello
+
+	ctx        context.Context
+	cancel     context.CancelFunc
+	wake       chan struct{} // cap 1: the writer has work
+	writerDone chan struct{}
+
+	mu         sync.Mutex // guards every field below
+	view       *packs.View
+	uses       *resources.Uses
+	told       map[resources.Key]resources.Hash // what the client was last told
+	toldHashes map[resources.Hash]int           // hash → number of keys told with it
+	dirty      map[resources.Key]struct{}       // keys to reconcile at the next flush
+	errs       []packets.ResourceError
+	queue      []*stream // requested, not yet started, in request order
+	active     []*stream // being interleaved, at most active_streams
+	byHash     map[resources.Hash]*stream
+	rr         int // round-robin position in active
+	nextStream uint32
+	regions    map[world.Region]bool // world regions in view
+	bye        *packets.Disconnect   // set once: the writer sends it and stops
+}
+
+// stream is one resource being sent. Only the writer goroutine touches its
+// content and progress; queue membership and cancelled are under Client.mu.
+type stream struct {
+	id        uint32
+	want      packets.Want
+	cancelled bool
+	entry     *packs.Entry
+	content   packs.Content
+	next, end uint64
+	started   bool
+}
+
+func newClient(s *Server, conn *websocket.Conn, remote string) *Client {
+	c := &Client{
+		srv:        s,
+		conn:       conn,
+		remote:     remote,
+		session:    newSessionID(),
+		wake:       make(chan struct{}, 1),
+		writerDone: make(chan struct{}),
+		uses:       resources.NewUses(),
+		told:       make(map[resources.Key]resources.Hash),
+		toldHashes: make(map[resources.Hash]int),
+		dirty:      make(map[resources.Key]struct{}),
+		byHash:     make(map[resources.Hash]*stream),
+		regions:    make(map[world.Region]bool),
+	}
+	c.ctx, c.cancel = context.WithCancel(s.ctx)
+	c.log = s.log.With("remote", remote, "session", c.session.String()[:8])
+	return c
+}
+
+// ID returns the client's UUID from its Hello.
+func (c *Client) ID() uuid.UUID { return c.hello.Client }
+
+// Session returns the session UUID the server assigned.
+func (c *Client) Session() uuid.UUID { return c.session }
+
+// Use adds a use of loc for this client; the first use sends a Bind.
+func (c *Client) Use(l resources.Loc) {
+	k := resources.Key{Type: l.Type, ID: c.srv.ids.ID(l)}
+	c.mu.Lock()
+	c.useLocked(k)
+	c.mu.Unlock()
+	c.poke()
+}
+
+// Release removes a use of loc; the last release sends a Lost.
+func (c *Client) Release(l resources.Loc) error {
+	k := resources.Key{Type: l.Type, ID: c.srv.ids.ID(l)}
+	c.mu.Lock()
+	err := c.releaseLocked(k)
+	c.mu.Unlock()
+	c.poke()
+	return err
+}
+
+func (c *Client) useLocked(k resources.Key) {
+	first, err := c.uses.Use(k.Type, k.ID)
+	if err != nil {
+		c.log.Error("use resource", "key", k, "err", err)
+		return
+	}
+	if first {
+		c.dirty[k] = struct{}{}
+	}
+}
+
+func (c *Client) releaseLocked(k resources.Key) error {
+	last, err := c.uses.Release(k.Type, k.ID)
+	if last {
+		c.dirty[k] = struct{}{}
+	}
+	return err
+}
+
+// Bound returns how many resources the client has been told about.
+func (c *Client) Bound() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.told)
+}
+
+// Disconnect ends the session: the client gets a Disconnect with the reason,
+// then the connection closes. Later calls do nothing.
+func (c *Client) Disconnect(code packets.DisconnectCode, reason string) {
+	c.mu.Lock()
+	if c.bye == nil {
+		c.bye = &packets.Disconnect{Code: code, Reason: packets.TruncateMessage(reason)}
+	}
+	c.mu.Unlock()
+	c.poke()
+}
+
+func (c *Client) poke() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// viewChanged re-checks every used resource against a new view. Called with
+// the server's lock held.
+func (c *Client) viewChanged(v *packs.View, added, removed []resources.Key) {
+	c.mu.Lock()
+	c.view = v
+	for _, k := range added {
+		c.useLocked(k)
+	}
+	for _, k := range removed {
+		if c.uses.InUse(k.Type, k.ID) {
+			c.releaseLocked(k)
+		}
+	}
+	c.uses.Each(func(k resources.Key) { c.dirty[k] = struct{}{} })
+	for k := range c.told {
+		c.dirty[k] = struct{}{}
+	}
+	c.mu.Unlock()
+	c.poke()
+}
+
+// serve runs the session on the handler goroutine: handshake, then the
+// reader loop here and the writer loop on its own goroutine.
+func (c *Client) serve() {
+	defer c.conn.Close()
+	if err := c.handshake(); err != nil {
+		var j errJoin
+		code, reason := packets.DisconnectProtocolError, err.Error()
+		if errors.As(err, &j) {
+			code, reason = j.code, j.reason
+		}
+		c.log.Info("handshake refused", "reason", reason)
+		c.srv.metrics.disconnects.WithLabelValues(code.String()).Inc()
+		c.writeNow(&packets.Disconnect{Code: code, Reason: packets.TruncateMessage(reason)})
+		c.closeGracefully()
+		return
+	}
+	defer c.srv.leave(c)
+	c.log.Info("client joined", "client", c.hello.Client)
+	if c.srv.onJoin != nil {
+		c.srv.onJoin(c)
+	}
+	go c.writeLoop()
+	err := c.readLoop()
+	c.cancel()
+	<-c.writerDone
+	c.closeStreams()
+	c.log.Info("client left", "reason", err)
+}
+
+func (c *Client) handshake() error {
+	deadline := time.Now().Add(c.srv.cfg.HandshakeTimeout.Duration)
+	c.conn.SetReadDeadline(deadline)
+	c.conn.SetReadLimit(packets.MaxPacketSize)
+	typ, data, err := c.conn.ReadMessage()
+	if err != nil {
+		return fmt.Errorf("read hello: %w", err)
+	}
+	if typ != websocket.BinaryMessage {
+		return errors.New("expected a binary Hello message, got a text message")
+	}
+	p, err := packets.Decode(data)
+	if err != nil {
+		return err
+	}
+	h, ok := p.(*packets.Hello)
+	if !ok {
+		return fmt.Errorf("expected Hello as the first packet, got %s", p.Type())
+	}
+	if h.Version != packets.Version {
+		return errJoin{packets.DisconnectVersionMismatch, fmt.Sprintf(
+			"protocol version mismatch: server speaks version %d, client sent version %d; update the client and server to the same release",
+			packets.Version, h.Version)}
+	}
+	if c.srv.cfg.AuthToken != "" && h.Token != c.srv.cfg.AuthToken {
+		return errJoin{packets.DisconnectAuthFailed, "auth token refused"}
+	}
+	c.hello = *h
+	if err := c.srv.join(c); err != nil {
+		return err
+	}
+	c.conn.SetReadDeadline(time.Time{})
+	if err := c.writeNow(&packets.Welcome{Version: packets.Version, Session: c.session, Limits: c.srv.limits}); err != nil {
+		c.srv.leave(c)
+		return fmt.Errorf("write welcome: %w", err)
+	}
+	return nil
+}
+
+// writeNow writes one packet; only the handshake (before the writer starts)
+// and the writer call it.
+func (c *Client) writeNow(p packets.Packet) error {
+	c.conn.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout.Duration))
+	return c.conn.WriteMessage(websocket.BinaryMessage, packets.Encode(p))
+}
+
+// closeGracefully sends a close frame and gives the peer a moment to read
+// what was sent before the socket closes, so a Disconnect is not lost to a
+// TCP reset.
+func (c *Client) closeGracefully() {
+	c.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+	c.conn.SetReadDeadline(time.Now().Add(time.Second))
+	for {
+		if _, _, err := c.conn.NextReader(); err != nil {
+			return
+		}
+	}
+}
+
+// readLoop reads and handles packets until the connection fails or a
+// protocol error ends the session.
+func (c *Client) readLoop() error {
+	idle := 3 * c.srv.cfg.PingInterval.Duration
+	c.conn.SetReadDeadline(time.Now().Add(idle))
+	c.conn.SetPongHandler(func(string) error {
+		c.conn.SetReadDeadline(time.Now().Add(idle))
+		return nil
+	})
+	var buf bytes.Buffer
+	for {
+		typ, r, err := c.conn.NextReader()
+		if err != nil {
+			return err
+		}
+		c.conn.SetReadDeadline(time.Now().Add(idle))
+		if typ != websocket.BinaryMessage {
+			c.Disconnect(packets.DisconnectProtocolError, "text messages are not part of the protocol")
+			continue
+		}
+		buf.Reset()
+		if _, err := buf.ReadFrom(r); err != nil {
+			return err
+		}
+		p, err := packets.Decode(buf.Bytes())
+		if err != nil {
+			c.log.Info("malformed packet", "err", err)
+			c.Disconnect(packets.DisconnectProtocolError, err.Error())
+			continue
+		}
+		c.handle(p)
+	}
+}
+
+func (c *Client) handle(p packets.Packet) {
+	switch p := p.(type) {
+	case *packets.ResourceRequest:
+		c.request(p)
+	case *packets.ResourceCancel:
+		c.cancelHashes(p.Hashes)
+	case *packets.Move:
+		c.move(p)
+	case *packets.Disconnect:
+		c.log.Info("client disconnects", "code", p.Code, "reason", p.Reason)
+		c.Disconnect(packets.DisconnectNormal, "goodbye")
+	default:
+		c.Disconnect(packets.DisconnectProtocolError, fmt.Sprintf("unexpected %s from a client", p.Type()))
+	}
+}
+
+func (c *Client) request(p *packets.ResourceRequest) {
+	if len(p.Wants) > c.srv.cfg.MaxRequestHashes {
+		c.Disconnect(packets.DisconnectLimitExceeded, fmt.Sprintf(
+			"ResourceRequest with %d hashes; the limit announced in Welcome is %d", len(p.Wants), c.srv.cfg.MaxRequestHashes))
+		return
+	}
+	c.mu.Lock()
+	defer c.poke()
+	defer c.mu.Unlock()
+	for _, w := range p.Wants {
+		e, ok := c.view.ByHash(w.Hash)
+		switch {
+		case !ok:
+			c.queueError(w.Hash, packets.ErrorUnknownHash, "no resource with hash "+w.Hash.String())
+			continue
+		case c.toldHashes[w.Hash] == 0:
+			c.queueError(w.Hash, packets.ErrorNotBound, "hash "+w.Hash.String()+" is not bound to this client")
+			continue
+		case w.HasRange && (w.Offset > uint64(e.Size) || w.Length > uint64(e.Size)-w.Offset):
+			c.queueError(w.Hash, packets.ErrorRangeInvalid, fmt.Sprintf("range %d+%d outside %d bytes", w.Offset, w.Length, e.Size))
+			continue
+		}
+		// A re-request replaces a stream in progress: the client discarded
+		// what it had, so it gets a new stream from the start.
+		if old := c.byHash[w.Hash]; old != nil {
+			c.dropStreamLocked(old)
+		}
+		if len(c.queue)+len(c.active) >= c.srv.cfg.MaxPendingRequests {
+			c.byeLocked(packets.DisconnectLimitExceeded, fmt.Sprintf("more than %d resources requested and not yet sent", c.srv.cfg.MaxPendingRequests))
+			return
+		}
+		s := &stream{want: w}
+		c.queue = append(c.queue, s)
+		c.byHash[w.Hash] = s
+	}
+}
+
+func (c *Client) byeLocked(code packets.DisconnectCode, reason string) {
+	if c.bye == nil {
+		c.bye = &packets.Disconnect{Code: code, Reason: packets.TruncateMessage(reason)}
+	}
+}
+
+func (c *Client) queueError(h resources.Hash, code packets.ErrorCode, msg string) {
+	if len(c.errs) >= maxQueuedErrors {
+		c.byeLocked(packets.DisconnectLimitExceeded, "too many failed requests waiting to be answered")
+		return
+	}
+	c.errs = append(c.errs, packets.ResourceError{Hash: h, Code: code, Message: packets.TruncateMessage(msg)})
+}
+
+func (c *Client) dropStreamLocked(s *stream) {
+	s.cancelled = true
+	if c.byHash[s.want.Hash] == s {
+		delete(c.byHash, s.want.Hash)
+	}
+	if i := slices.Index(c.queue, s); i >= 0 {
+		c.queue = slices.Delete(c.queue, i, i+1)
+	}
+	// Active streams are removed by the writer, which owns their content.
+}
+
+func (c *Client) cancelHashes(hs []resources.Hash) {
+	if len(hs) > c.srv.cfg.MaxRequestHashes {
+		c.Disconnect(packets.DisconnectLimitExceeded, fmt.Sprintf("ResourceCancel with %d hashes; the limit is %d", len(hs), c.srv.cfg.MaxRequestHashes))
+		return
+	}
+	c.mu.Lock()
+	for _, h := range hs {
+		if s := c.byHash[h]; s != nil {
+			c.dropStreamLocked(s)
+		}
+	}
+	c.mu.Unlock()
+}
+
+func (c *Client) move(m *packets.Move) {
+	w := c.srv.world
+	if w == nil {
+		return
+	}
+	center := w.RegionAt(m.X, m.Z)
+	now := make(map[world.Region]bool)
+	for _, r := range w.View(center, c.srv.cfg.ViewDistance) {
+		now[r] = true
+	}
+	c.mu.Lock()
+	for r := range now {
+		if !c.regions[r] {
+			for _, l := range w.Resources(r) {
+				c.useLocked(resources.Key{Type: l.Type, ID: c.srv.ids.ID(l)})
+			}
+		}
+	}
+	for r := range c.regions {
+		if !now[r] {
+			for _, l := range w.Resources(r) {
+				if err := c.releaseLocked(resources.Key{Type: l.Type, ID: c.srv.ids.ID(l)}); err != nil {
+					c.log.Error("release world resource", "loc", l, "err", err)
+				}
+			}
+		}
+	}
+	c.regions = now
+	c.mu.Unlock()
+	c.poke()
+}
+
+// reconcileLocked turns dirty keys into Bind and Lost entries by comparing
+// what the client was told with what it uses now.
+func (c *Client) reconcileLocked() (binds []resources.Binding, losts []resources.Key) {
+	for k := range c.dirty {
+		told, wasTold := c.told[k]
+		e, exists := c.view.Get(k)
+		if c.uses.InUse(k.Type, k.ID) && exists {
+			if !wasTold || told != e.Hash {
+				binds = append(binds, e.Binding())
+				c.setTold(k, e.Hash, wasTold, told)
+			}
+			continue
+		}
+		if wasTold {
+			losts = append(losts, k)
+			c.untell(k, told)
+		}
+	}
+	clear(c.dirty)
+	return binds, losts
+}
+
+func (c *Client) setTold(k resources.Key, h resources.Hash, wasTold bool, old resources.Hash) {
+	if wasTold {
+		c.untell(k, old)
+	}
+	c.told[k] = h
+	c.toldHashes[h]++
+}
+
+func (c *Client) untell(k resources.Key, h resources.Hash) {
+	delete(c.told, k)
+	if c.toldHashes[h]--; c.toldHashes[h] <= 0 {
+		delete(c.toldHashes, h)
+	}
+}
+
+// errSlowClient marks a write that timed out: the client stopped reading.
+var errSlowClient = errors.New("client not reading: write timed out")
+
+// writeLoop owns the socket's write side until the session ends.
+func (c *Client) writeLoop() {
+	defer close(c.writerDone)
+	ping := time.NewTicker(c.srv.cfg.PingInterval.Duration)
+	defer ping.Stop()
+	buf := make([]byte, 0, packets.ChunkHeaderSize+c.srv.cfg.ChunkSize)
+	for {
+		if err := c.flush(&buf); err != nil {
+			c.endWrites(err)
+			return
+		}
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-c.wake:
+		case <-ping.C:
+			if err := c.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.srv.cfg.WriteTimeout.Duration)); err != nil {
+				c.endWrites(err)
+				return
+			}
+		}
+	}
+}
+
+// endWrites ends the session from the writer's side.
+func (c *Client) endWrites(err error) {
+	var bye *byeError
+	switch {
+	case errors.As(err, &bye):
+		c.srv.metrics.disconnects.WithLabelValues(bye.d.Code.String()).Inc()
+		c.log.Info("disconnecting client", "code", bye.d.Code, "reason", bye.d.Reason)
+		c.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+		// Let the reader see the peer's close, or give up after a second.
+		c.conn.SetReadDeadline(time.Now().Add(time.Second))
+	case isTimeout(err):
+		c.srv.metrics.disconnects.WithLabelValues(packets.DisconnectSlowClient.String()).Inc()
+		c.log.Warn("disconnecting slow client", "reason", errSlowClient, "write_timeout", c.srv.cfg.WriteTimeout.Duration)
+		c.conn.Close() // the socket is full: no Disconnect can get through
+	default:
+		c.log.Debug("write failed", "err", err)
+		c.conn.Close()
+	}
+}
+
+type byeError struct{ d *packets.Disconnect }
+
+func (e *byeError) Error() string { return "disconnect: " + e.d.Reason }
+
+func isTimeout(err error) bool {
+	var ne interface{ Timeout() bool }
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// flush writes everything pending: first Disconnect, errors, Binds and
+// Losts, then one chunk per active stream in turn, re-checking control
+// packets between chunks so a Bind is never stuck behind a large file.
+func (c *Client) flush(buf *[]byte) error {
+	for {
+		c.mu.Lock()
+		bye := c.bye
+		binds, losts := c.reconcileLocked()
+		errs := c.errs
+		c.errs = nil
+		c.mu.Unlock()
+
+		if bye != nil {
+			if err := c.writeNow(bye); err != nil {
+				return err
+			}
+			return &byeError{bye}
+		}
+		if err := c.writeControl(buf, binds, losts, errs); err != nil {
+			return err
+		}
+		more, err := c.sendChunk(buf)
+		if err != nil {
+			return err
+		}
+		if !more && len(binds)+len(losts)+len(errs) == 0 {
+			return nil
+		}
+	}
+}
+
+func (c *Client) writeControl(buf *[]byte, binds []resources.Binding, losts []resources.Key, errs []packets.ResourceError) error {
+	write := func(p packets.Packet) error {
+		*buf = packets.Append((*buf)[:0], p)
+		c.conn.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout.Duration))
+		return c.conn.WriteMessage(websocket.BinaryMessage, *buf)
+	}
+	// Losts first: a client replacing one resource by another frees before
+	// it loads.
+	for len(losts) > 0 {
+		n := min(len(losts), packets.MaxLostEntries)
+		if err := write(&packets.Lost{Entries: losts[:n]}); err != nil {
+			return err
+		}
+		c.srv.metrics.losts.Add(float64(n))
+		losts = losts[n:]
+	}
+	for len(binds) > 0 {
+		n := min(len(binds), packets.MaxBindEntries)
+		if err := write(&packets.Bind{Entries: binds[:n]}); err != nil {
+			return err
+		}
+		c.srv.metrics.binds.Add(float64(n))
+		binds = binds[n:]
+	}
+	for i := range errs {
+		if err := write(&errs[i]); err != nil {
+			return err
+		}
+		c.srv.metrics.resourceErrors.WithLabelValues(errs[i].Code.String()).Inc()
+	}
+	return nil
+}
+
+// sendChunk sends the next chunk of the next active stream, starting queued
+// streams as slots free up. It reports whether streams remain.
+func (c *Client) sendChunk(buf *[]byte) (more bool, err error) {
+	c.mu.Lock()
+	var s *stream
+	for s == nil {
+		for len(c.active) < c.srv.cfg.ActiveStreams && len(c.queue) > 0 {
+			c.active = append(c.active, c.queue[0])
+			c.queue = c.queue[1:]
+		}
+		if len(c.active) == 0 {
+			c.mu.Unlock()
+			return false, nil
+		}
+		c.rr %= len(c.active)
+		s = c.active[c.rr]
+		if s.cancelled {
+			c.active = slices.Delete(c.active, c.rr, c.rr+1)
+			closeContent(s)
+			s = nil
+			continue
+		}
+		if !s.started && s.entry == nil {
+			e, ok := c.view.ByHash(s.want.Hash)
+			if !ok {
+				// Gone in a reload since it was requested.
+				c.active = slices.Delete(c.active, c.rr, c.rr+1)
+				delete(c.byHash, s.want.Hash)
+				c.queueError(s.want.Hash, packets.ErrorUnknownHash, "resource "+s.want.Hash.String()+" was removed from the server's packs")
+				s = nil
+				continue
+			}
+			s.entry = e
+			c.nextStream++
+			s.id = c.nextStream
+		}
+	}
+	c.rr++
+	c.mu.Unlock()
+
+	last, err := c.writeStreamChunk(s, buf)
+	if err != nil {
+		return false, err
+	}
+	if last {
+		c.mu.Lock()
+		if i := slices.Index(c.active, s); i >= 0 {
+			c.active = slices.Delete(c.active, i, i+1)
+		}
+		if c.byHash[s.want.Hash] == s {
+			delete(c.byHash, s.want.Hash)
+		}
+		c.mu.Unlock()
+		closeContent(s)
+		c.srv.metrics.resourcesSent.Inc()
+	}
+	return true, nil
+}
+
+func closeContent(s *stream) {
+	if s.content != nil {
+		s.content.Close()
+		s.content = nil
+	}
+}
+
+// writeStreamChunk writes InitResSend on a stream's first turn and one
+// ChunkSend on every turn. It reports whether that was the last chunk.
+func (c *Client) writeStreamChunk(s *stream, buf *[]byte) (last bool, err error) {
+	e := s.entry
+	write := func() error {
+		c.conn.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout.Duration))
+		return c.conn.WriteMessage(websocket.BinaryMessage, *buf)
+	}
+	if !s.started {
+		s.started = true
+		s.next, s.end = 0, uint64(e.Size)
+		if s.want.HasRange {
+			s.next, s.end = s.want.Offset, s.want.Offset+s.want.Length
+		}
+		content, err := e.Open()
+		if err != nil {
+			c.log.Error("open resource", "loc", e.Loc, "hash", e.Hash.Short(), "err", err)
+			c.mu.Lock()
+			c.queueError(e.Hash, packets.ErrorInternal, "server could not read the resource; retry later")
+			c.mu.Unlock()
+			return true, nil
+		}
+		s.content = content
+		*buf = packets.Append((*buf)[:0], &packets.InitResSend{
+			Stream: s.id, Hash: e.Hash, Size: uint64(e.Size), AssetType: e.Type, ID: e.ID, Ref: e.Ref, Encoding: packets.EncodingRaw,
+		})
+		if err := write(); err != nil {
+			return false, err
+		}
+	}
+	n := min(s.end-s.next, uint64(c.srv.cfg.ChunkSize))
+	last = s.next+n == s.end
+	*buf = packets.Append((*buf)[:0], &packets.ChunkSend{Stream: s.id, Offset: s.next, Last: last})
+	hdr := len(*buf)
+	*buf = (*buf)[:hdr+int(n)]
+	got, err := s.content.ReadAt((*buf)[hdr:], int64(s.next))
+	if err != nil && !(err == io.EOF && uint64(got) == n) {
+		// The file shrank or vanished under us: tell the client instead
+		// of sending short data.
+		c.log.Error("read resource", "loc", e.Loc, "hash", e.Hash.Short(), "offset", s.next, "err", err)
+		c.mu.Lock()
+		c.queueError(e.Hash, packets.ErrorInternal, "server could not read the resource; retry later")
+		c.mu.Unlock()
+		return true, nil
+	}
+	if err := write(); err != nil {
+		return false, err
+	}
+	c.srv.metrics.bytesSent.Add(float64(n))
+	s.next += n
+	return last, nil
+}
+
+func (c *Client) closeStreams() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, s := range c.active {
+		closeContent(s)
+	}
+	c.active, c.queue = nil, nil
+}
