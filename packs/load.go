@@ -35,6 +35,15 @@ type Options struct {
 	// IDs assigns resource ids; pass the same allocator to every load of a
 	// server so ids stay stable. Nil makes a fresh one.
 	IDs *IDs
+	// HashCache, if set, is asked for a file's hash before it is read, so
+	// a persistent index (the client's) can skip unchanged files across
+	// restarts. Read View.Files afterwards to update it.
+	HashCache HashCache
+}
+
+// HashCache knows the hashes of files by pack, path, size and mtime.
+type HashCache interface {
+	LookupHash(pack, path string, size, mtime int64) (resources.Hash, bool)
 }
 
 func (o *Options) defaults() {
@@ -269,6 +278,12 @@ func hashAll(ctx context.Context, cands []*candidate, prev map[fileKey]fileState
 				budget.Add(-int64(len(st.data)))
 			}
 			continue
+		}
+		if opts.HashCache != nil && c.mtime != 0 {
+			if h, ok := opts.HashCache.LookupHash(c.pack.String(), c.path, c.size, c.mtime); ok {
+				c.state, c.ok = fileState{size: c.size, mtime: c.mtime, hash: h}, true
+				continue
+			}
 		}
 		todo = append(todo, c)
 	}

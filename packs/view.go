@@ -129,6 +129,13 @@ func (v *View) Entries() []*Entry {
 	return out
 }
 
+// Files calls f for every file hashed into the view, shadowed ones included.
+func (v *View) Files(f func(pack, path string, size, mtime int64, h resources.Hash)) {
+	for k, st := range v.files {
+		f(k.pack, k.path, st.size, st.mtime, st.hash)
+	}
+}
+
 // Packs returns the loaded packs, lowest priority first.
 func (v *View) Packs() []*Pack { return v.packs }
 

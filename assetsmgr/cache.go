@@ -1,0 +1,301 @@
+package assetsmgr
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"fmt"
+	"hash"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/voxsync/voxsync/packs"
+	"github.com/voxsync/voxsync/resources"
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// DefaultInlineMax is the largest blob stored in sqlite rather than as a
+// file; docs/benchmarks.md has the measurement behind it.
+const DefaultInlineMax = 64 << 10
+
+// Options configure a Cache.
+type Options struct {
+	// Dir is the cache directory (the client's default is ./Cache).
+	Dir string
+	// Packs are the client's local resource pack directories.
+	Packs []string
+	// InlineMax: blobs up to this size go in sqlite. Default DefaultInlineMax.
+	InlineMax int64
+	Logger    *slog.Logger
+	Now       func() time.Time
+}
+
+// Cache is the client's three-tier resource cache. Safe for concurrent use.
+type Cache struct {
+	dir       string
+	db        *sql.DB
+	log       *slog.Logger
+	inlineMax int64
+	store     *store
+	tiers     []Tier
+	packs     *packs.View
+	closeOnce sync.Once
+}
+
+// Open opens (creating if needed) the cache in opts.Dir and indexes the
+// local packs, hashing only files the index has not seen at this size and
+// mtime.
+func Open(ctx context.Context, opts Options) (*Cache, error) {
+	if opts.InlineMax <= 0 {
+		opts.InlineMax = DefaultInlineMax
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	blobs := filepath.Join(opts.Dir, "blobs")
+	if err := os.MkdirAll(blobs, 0o755); err != nil {
+		return nil, fmt.Errorf("open cache: %w", err)
+	}
+	removeTempFiles(blobs, opts.Logger)
+
+	dsn := "file:" + filepath.Join(opts.Dir, "db.sqlite3") +
+		"?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_txlock=immediate"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open cache database: %w", err)
+	}
+	db.SetMaxOpenConns(4)
+	if err := migrate(ctx, db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open cache database %s: %w", filepath.Join(opts.Dir, "db.sqlite3"), err)
+	}
+	c := &Cache{dir: opts.Dir, db: db, log: opts.Logger, inlineMax: opts.InlineMax}
+	c.store = newStore(db, blobs, opts.Logger, opts.Now)
+
+	idx, err := loadPackIndex(ctx, db)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	view, err := packs.Load(ctx, packs.Options{Dirs: opts.Packs, MemoryMax: -1, HashCache: idx}, nil)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	for _, p := range view.Problems {
+		opts.Logger.Warn("skipped local pack file", "pack", p.Pack, "path", p.Path, "reason", p.Reason)
+	}
+	c.packs = view
+	var rows []packRow
+	view.Files(func(pack, path string, size, mtime int64, h resources.Hash) {
+		if known, ok := idx.LookupHash(pack, path, size, mtime); !ok || known != h {
+			rows = append(rows, packRow{pack, path, size, mtime, h})
+		}
+	})
+	if len(rows) > 0 {
+		c.store.enqueue(op{kind: opPackIndex, rows: rows})
+	}
+	c.tiers = []Tier{
+		&packTier{view: view, log: opts.Logger},
+		&inlineTier{db: db, store: c.store, log: opts.Logger},
+		&fileTier{db: db, dir: blobs, store: c.store, log: opts.Logger},
+	}
+	return c, nil
+}
+
+// packIndex is the persisted pack_index table, read once at Open.
+type packIndex map[[2]string]packRow
+
+func (p packIndex) LookupHash(pack, path string, size, mtime int64) (resources.Hash, bool) {
+	r, ok := p[[2]string{pack, path}]
+	if !ok || r.size != size || r.mtime != mtime {
+		return resources.Hash{}, false
+	}
+	return r.hash, true
+}
+
+func loadPackIndex(ctx context.Context, db *sql.DB) (packIndex, error) {
+	rows, err := db.QueryContext(ctx, "SELECT pack, path, size, mtime, hash FROM pack_index")
+	if err != nil {
+		return nil, fmt.Errorf("read pack index: %w", err)
+	}
+	defer rows.Close()
+	idx := make(packIndex)
+	for rows.Next() {
+		var r packRow
+		var hb []byte
+		if err := rows.Scan(&r.pack, &r.path, &r.size, &r.mtime, &hb); err != nil {
+			return nil, fmt.Errorf("read pack index: %w", err)
+		}
+		if h, ok := scanHash(hb); ok {
+			r.hash = h
+			idx[[2]string{r.pack, r.path}] = r
+		}
+	}
+	return idx, rows.Err()
+}
+
+// removeTempFiles deletes temp files a crashed client left in blobs/.
+func removeTempFiles(blobs string, log *slog.Logger) {
+	filepath.WalkDir(blobs, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasPrefix(d.Name(), ".tmp-") {
+			if os.Remove(p) == nil {
+				log.Info("removed unfinished blob file", "path", p)
+			}
+		}
+		return nil
+	})
+}
+
+// InlineMax returns the largest blob stored inline.
+func (c *Cache) InlineMax() int64 { return c.inlineMax }
+
+// PackView returns the local packs' view.
+func (c *Cache) PackView() *packs.View { return c.packs }
+
+// Lookup finds hashes in the tiers in order and returns the verified hits.
+// Hits from the cache tiers have their last_used time updated (batched).
+func (c *Cache) Lookup(ctx context.Context, hs []resources.Hash) (map[resources.Hash]Blob, error) {
+	hits := make(map[resources.Hash]Blob, len(hs))
+	todo := hs
+	var touched []resources.Hash
+	for _, t := range c.tiers {
+		if len(todo) == 0 {
+			break
+		}
+		found, err := t.Lookup(ctx, todo)
+		if err != nil {
+			return hits, fmt.Errorf("look up %s cache: %w", t.Source(), err)
+		}
+		rest := todo[:0:0]
+		for _, h := range todo {
+			if b, ok := found[h]; ok {
+				hits[h] = b
+				if t.Source() != SourcePack {
+					touched = append(touched, h)
+				}
+			} else {
+				rest = append(rest, h)
+			}
+		}
+		todo = rest
+	}
+	if len(touched) > 0 {
+		c.store.enqueue(op{kind: opTouch, hashes: touched})
+	}
+	return hits, nil
+}
+
+// Put verifies data against h and stores it: inline if small, as a blob
+// file otherwise. A mismatch is returned at once and nothing is stored;
+// otherwise done is called once the data is durable (or failed to be).
+func (c *Cache) Put(h resources.Hash, data []byte, done func(error)) error {
+	if got := resources.Sum(data); got != h {
+		return fmt.Errorf("store %s: got %s: %w", h.Short(), got.Short(), ErrHashMismatch)
+	}
+	if int64(len(data)) <= c.inlineMax {
+		c.store.enqueue(op{kind: opInline, hash: h, size: int64(len(data)), data: data, done: done})
+		return nil
+	}
+	p, err := c.Create(h, int64(len(data)))
+	if err != nil {
+		return err
+	}
+	if _, err := p.Write(data); err != nil {
+		p.Abort()
+		return err
+	}
+	return p.Commit(done)
+}
+
+// Create starts a blob that arrives in pieces: it is written to a temp file
+// next to its final place and hashed as it goes.
+func (c *Cache) Create(h resources.Hash, size int64) (*Pending, error) {
+	final := blobPath(filepath.Join(c.dir, "blobs"), h)
+	if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
+		return nil, fmt.Errorf("create blob %s: %w", h.Short(), err)
+	}
+	f, err := os.CreateTemp(filepath.Dir(final), ".tmp-"+h.String()+"-*")
+	if err != nil {
+		return nil, fmt.Errorf("create blob %s: %w", h.Short(), err)
+	}
+	return &Pending{c: c, f: f, hash: h, size: size, sum: sha256.New()}, nil
+}
+
+// Pending is a blob being received. Write appends; Commit verifies and
+// stores; Abort discards. Not safe for concurrent use.
+type Pending struct {
+	c       *Cache
+	f       *os.File
+	hash    resources.Hash
+	size    int64
+	written int64
+	sum     hash.Hash
+}
+
+// Write appends p, refusing to go past the announced size.
+func (p *Pending) Write(b []byte) (int, error) {
+	if p.written+int64(len(b)) > p.size {
+		return 0, fmt.Errorf("write blob %s: %d bytes past its size %d: %w", p.hash.Short(), p.written+int64(len(b))-p.size, p.size, ErrSizeMismatch)
+	}
+	n, err := p.f.Write(b)
+	p.sum.Write(b[:n])
+	p.written += int64(n)
+	if err != nil {
+		return n, fmt.Errorf("write blob %s: %w", p.hash.Short(), err)
+	}
+	return n, nil
+}
+
+// Written returns the bytes written so far.
+func (p *Pending) Written() int64 { return p.written }
+
+// Commit verifies size and hash and queues the file to be made durable
+// under its final name. On a mismatch the temp file is removed and the
+// error returned; done is called only when Commit returns nil.
+func (p *Pending) Commit(done func(error)) error {
+	if p.written != p.size {
+		p.Abort()
+		return fmt.Errorf("store blob %s: %d of %d bytes: %w", p.hash.Short(), p.written, p.size, ErrSizeMismatch)
+	}
+	var got resources.Hash
+	p.sum.Sum(got[:0])
+	if got != p.hash {
+		p.Abort()
+		return fmt.Errorf("store blob %s: got %s: %w", p.hash.Short(), got.Short(), ErrHashMismatch)
+	}
+	p.c.store.enqueue(op{kind: opFile, hash: p.hash, size: p.size, tmp: p.f, done: done})
+	return nil
+}
+
+// Abort discards the blob.
+func (p *Pending) Abort() {
+	p.f.Close()
+	os.Remove(p.f.Name())
+}
+
+// Flush waits until every write queued so far is durable.
+func (c *Cache) Flush(ctx context.Context) error { return c.store.flush(ctx) }
+
+// Close flushes pending writes and closes the database.
+func (c *Cache) Close() error {
+	var err error
+	c.closeOnce.Do(func() {
+		if c.store != nil {
+			c.store.close()
+		}
+		if c.packs != nil {
+			c.packs.Close()
+		}
+		err = c.db.Close()
+	})
+	return err
+}

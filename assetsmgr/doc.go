@@ -1,0 +1,10 @@
+// Package assetsmgr is the game client's resource cache. A hash is looked
+// up in three tiers, in order: the client's own resource packs, the inline
+// cache in sqlite (Cache/db.sqlite3) for small blobs, and the file cache
+// (Cache/blobs/<2 hex>/<64 hex>) for large ones.
+//
+// Every hit is verified against its SHA-256 before it is returned, and only
+// verified data is ever stored: a corrupt, truncated or orphaned entry is a
+// miss, removed so the caller fetches it again. Blob files are written
+// atomically (temp file, fsync, rename) and database writes are batched.
+package assetsmgr

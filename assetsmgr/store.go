@@ -1,0 +1,277 @@
+package assetsmgr
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/voxsync/voxsync/resources"
+)
+
+type opKind uint8
+
+const (
+	opInline opKind = iota + 1
+	opFile
+	opTouch
+	opDeleteInline
+	opDeleteFile
+	opPackIndex
+	opBarrier
+)
+
+type packRow struct {
+	pack, path  string
+	size, mtime int64
+	hash        resources.Hash
+}
+
+type op struct {
+	kind   opKind
+	hash   resources.Hash
+	size   int64
+	data   []byte
+	tmp    *os.File // opFile: complete, verified, not yet synced
+	hashes []resources.Hash
+	rows   []packRow
+	done   func(error)
+}
+
+// store applies cache writes on one goroutine, in order, committing
+// whatever has queued up as one transaction (group commit): the first write
+// waits for one commit, and a burst of writes shares the next.
+type store struct {
+	db  *sql.DB
+	dir string // blobs directory
+	log *slog.Logger
+	now func() time.Time
+
+	mu     sync.RWMutex // guards closed; held shared while sending on ops
+	closed bool
+	ops    chan op
+	exited chan struct{}
+}
+
+func newStore(db *sql.DB, dir string, log *slog.Logger, now func() time.Time) *store {
+	s := &store{db: db, dir: dir, log: log, now: now, ops: make(chan op, 1024), exited: make(chan struct{})}
+	go s.run()
+	return s
+}
+
+// enqueue queues o, blocking while the queue is full. After close, o's done
+// gets ErrClosed.
+func (s *store) enqueue(o op) {
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		if o.tmp != nil {
+			o.tmp.Close()
+			os.Remove(o.tmp.Name())
+		}
+		if o.done != nil {
+			o.done(ErrClosed)
+		}
+		return
+	}
+	s.ops <- o
+	s.mu.RUnlock()
+}
+
+// flush waits until everything queued before it is applied.
+func (s *store) flush(ctx context.Context) error {
+	ch := make(chan error, 1)
+	s.enqueue(op{kind: opBarrier, done: func(err error) { ch <- err }})
+	select {
+	case err := <-ch:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *store) close() {
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+		close(s.ops)
+	}
+	s.mu.Unlock()
+	<-s.exited
+}
+
+func (s *store) run() {
+	defer close(s.exited)
+	for o := range s.ops {
+		batch := []op{o}
+	drain:
+		for len(batch) < 1024 {
+			select {
+			case o, ok := <-s.ops:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, o)
+			default:
+				break drain
+			}
+		}
+		s.apply(batch)
+	}
+}
+
+func (s *store) apply(batch []op) {
+	errs := make([]error, len(batch))
+	s.placeFiles(batch, errs)
+	if err := s.commit(batch, errs); err != nil {
+		for i, o := range batch {
+			if errs[i] == nil {
+				errs[i] = err
+			}
+			if o.kind == opFile {
+				// The row did not commit: take the file back out so no
+				// unrecorded blob is left behind.
+				os.Remove(blobPath(s.dir, o.hash))
+			}
+		}
+	}
+	for i, o := range batch {
+		if o.done != nil {
+			o.done(errs[i])
+		}
+	}
+}
+
+// placeFiles makes each new blob file durable under its final name: fsync
+// the temp file, rename it into place, fsync the directory. The fsyncs run
+// in parallel; the disk does them faster together than one after another.
+func (s *store) placeFiles(batch []op, errs []error) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	dirs := make(map[string]bool)
+	for i, o := range batch {
+		if o.kind != opFile {
+			continue
+		}
+		dirs[filepath.Dir(blobPath(s.dir, o.hash))] = true
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			errs[i] = placeFile(o.tmp, blobPath(s.dir, o.hash))
+		}()
+	}
+	wg.Wait()
+	for d := range dirs {
+		if err := syncDir(d); err != nil {
+			for i, o := range batch {
+				if o.kind == opFile && filepath.Dir(blobPath(s.dir, o.hash)) == d && errs[i] == nil {
+					errs[i] = err
+					os.Remove(blobPath(s.dir, o.hash))
+				}
+			}
+		}
+	}
+}
+
+func placeFile(tmp *os.File, final string) error {
+	name := tmp.Name()
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		os.Remove(name)
+		return fmt.Errorf("sync blob file: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(name)
+		return fmt.Errorf("close blob file: %w", err)
+	}
+	if err := os.Rename(name, final); err != nil {
+		os.Remove(name)
+		return fmt.Errorf("rename blob file into place: %w", err)
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync directory %s: %w", dir, err)
+	}
+	return nil
+}
+
+func (s *store) commit(batch []op, errs []error) error {
+	needed := false
+	for i, o := range batch {
+		if o.kind != opBarrier && errs[i] == nil {
+			needed = true
+		}
+	}
+	if !needed {
+		return nil
+	}
+	now := s.now().Unix()
+	tx, err := s.db.Begin()
+	if err != nil {
+		return fmt.Errorf("store blobs: %w", err)
+	}
+	defer tx.Rollback()
+	for i, o := range batch {
+		if errs[i] != nil {
+			continue
+		}
+		var err error
+		switch o.kind {
+		case opInline:
+			_, err = tx.Exec(`INSERT INTO inline_blobs (hash, size, last_used, data) VALUES (?, ?, ?, ?)
+				ON CONFLICT (hash) DO UPDATE SET size = excluded.size, data = excluded.data, last_used = excluded.last_used`,
+				o.hash[:], o.size, now, o.data)
+		case opFile:
+			_, err = tx.Exec(`INSERT OR REPLACE INTO file_blobs (hash, size, last_used) VALUES (?, ?, ?)`, o.hash[:], o.size, now)
+		case opTouch:
+			for _, h := range o.hashes {
+				if _, err = tx.Exec(`UPDATE inline_blobs SET last_used = ? WHERE hash = ?`, now, h[:]); err != nil {
+					break
+				}
+				if _, err = tx.Exec(`UPDATE file_blobs SET last_used = ? WHERE hash = ?`, now, h[:]); err != nil {
+					break
+				}
+			}
+		case opDeleteInline:
+			for _, h := range o.hashes {
+				if _, err = tx.Exec(`DELETE FROM inline_blobs WHERE hash = ?`, h[:]); err != nil {
+					break
+				}
+			}
+		case opDeleteFile:
+			for _, h := range o.hashes {
+				if _, err = tx.Exec(`DELETE FROM file_blobs WHERE hash = ?`, h[:]); err != nil {
+					break
+				}
+			}
+		case opPackIndex:
+			for _, r := range o.rows {
+				if _, err = tx.Exec(`INSERT OR REPLACE INTO pack_index (pack, path, size, mtime, hash) VALUES (?, ?, ?, ?, ?)`,
+					r.pack, r.path, r.size, r.mtime, r.hash[:]); err != nil {
+					break
+				}
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("store blobs: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store blobs: commit: %w", err)
+	}
+	return nil
+}
+

@@ -1,0 +1,117 @@
+package assetsmgr
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/voxsync/voxsync/resources"
+)
+
+// Sentinels callers branch on.
+var (
+	ErrHashMismatch = errors.New("content does not match its hash")
+	ErrSizeMismatch = errors.New("content size does not match")
+	ErrNewerSchema  = errors.New("cache made by a newer client")
+	ErrClosed       = errors.New("cache closed")
+)
+
+// Source says where a resource was found.
+type Source uint8
+
+const (
+	SourcePack Source = iota + 1
+	SourceInline
+	SourceBlob
+	SourceNetwork
+)
+
+func (s Source) String() string {
+	switch s {
+	case SourcePack:
+		return "pack"
+	case SourceInline:
+		return "inline"
+	case SourceBlob:
+		return "blob"
+	case SourceNetwork:
+		return "network"
+	}
+	return fmt.Sprintf("source(%d)", uint8(s))
+}
+
+func (s Source) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// Content is an open blob.
+type Content interface {
+	io.ReaderAt
+	io.Closer
+}
+
+// Blob is a verified hit.
+type Blob struct {
+	Hash   resources.Hash
+	Size   int64
+	Source Source
+	data   []byte                   // inline hits carry their bytes
+	open   func() (Content, error) // file-backed hits reopen on demand
+}
+
+type bytesContent struct{ *bytes.Reader }
+
+func (bytesContent) Close() error { return nil }
+
+// Open returns the blob's bytes for reading. A file-backed blob could have
+// changed since it was verified; callers that must be sure use Verify.
+func (b Blob) Open() (Content, error) {
+	if b.open == nil {
+		return bytesContent{bytes.NewReader(b.data)}, nil
+	}
+	return b.open()
+}
+
+// ReadAll returns the blob's bytes.
+func (b Blob) ReadAll() ([]byte, error) {
+	if b.open == nil {
+		return b.data, nil
+	}
+	c, err := b.open()
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	out := make([]byte, b.Size)
+	if _, err := c.ReadAt(out, 0); err != nil && !(err == io.EOF && b.Size == 0) {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Tier is one place blobs can be found. Lookup returns the verified hits
+// among hs; an entry it finds corrupt is removed (where the tier owns it)
+// and is a miss.
+type Tier interface {
+	Source() Source
+	Lookup(ctx context.Context, hs []resources.Hash) (map[resources.Hash]Blob, error)
+}
+
+// verifyReader hashes r's first size bytes and checks them against h.
+func verifyReader(r io.ReaderAt, size int64, h resources.Hash, buf []byte) error {
+	d := sha256.New()
+	n, err := io.CopyBuffer(d, io.NewSectionReader(r, 0, size), buf)
+	if err != nil {
+		return err
+	}
+	if n != size {
+		return fmt.Errorf("%d of %d bytes: %w", n, size, ErrSizeMismatch)
+	}
+	var got resources.Hash
+	d.Sum(got[:0])
+	if got != h {
+		return fmt.Errorf("hash %s, want %s: %w", got.Short(), h.Short(), ErrHashMismatch)
+	}
+	return nil
+}

@@ -1,0 +1,176 @@
+package assetsmgr
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"io/fs"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/voxsync/voxsync/resources"
+)
+
+// queryHashes runs query (which ends in "IN (") over hs in batches, calling
+// row for each result row.
+func queryHashes(ctx context.Context, db *sql.DB, query string, hs []resources.Hash, row func(*sql.Rows) error) error {
+	const batch = 500
+	args := make([]any, 0, batch)
+	for len(hs) > 0 {
+		n := min(len(hs), batch)
+		args = args[:0]
+		for i := range n {
+			args = append(args, hs[i][:])
+		}
+		q := query + strings.Repeat("?,", n-1) + "?)"
+		rows, err := db.QueryContext(ctx, q, args...)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			if err := row(rows); err != nil {
+				rows.Close()
+				return err
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		hs = hs[n:]
+	}
+	return nil
+}
+
+func scanHash(b []byte) (resources.Hash, bool) {
+	var h resources.Hash
+	if len(b) != len(h) {
+		return h, false
+	}
+	copy(h[:], b)
+	return h, true
+}
+
+// inlineTier finds small blobs stored in sqlite rows.
+type inlineTier struct {
+	db    *sql.DB
+	store *store
+	log   *slog.Logger
+}
+
+var _ Tier = (*inlineTier)(nil)
+
+func (t *inlineTier) Source() Source { return SourceInline }
+
+func (t *inlineTier) Lookup(ctx context.Context, hs []resources.Hash) (map[resources.Hash]Blob, error) {
+	hits := make(map[resources.Hash]Blob)
+	var bad []resources.Hash
+	err := queryHashes(ctx, t.db, "SELECT hash, size, data FROM inline_blobs WHERE hash IN (", hs, func(r *sql.Rows) error {
+		var hb, data []byte
+		var size int64
+		if err := r.Scan(&hb, &size, &data); err != nil {
+			return err
+		}
+		h, ok := scanHash(hb)
+		if !ok {
+			return nil
+		}
+		if int64(len(data)) != size || resources.Sum(data) != h {
+			t.log.Warn("corrupt inline cache entry; fetching again", "hash", h.Short(), "size", size, "have", len(data))
+			bad = append(bad, h)
+			return nil
+		}
+		hits[h] = Blob{Hash: h, Size: size, Source: SourceInline, data: data}
+		return nil
+	})
+	if len(bad) > 0 {
+		t.store.enqueue(op{kind: opDeleteInline, hashes: bad})
+	}
+	return hits, err
+}
+
+// fileTier finds large blobs stored as files under blobs/, each with a row
+// in file_blobs recording that it is complete.
+type fileTier struct {
+	db    *sql.DB
+	dir   string // the blobs directory
+	store *store
+	log   *slog.Logger
+}
+
+var _ Tier = (*fileTier)(nil)
+
+func (t *fileTier) Source() Source { return SourceBlob }
+
+func blobPath(dir string, h resources.Hash) string {
+	s := h.String()
+	return dir + string(os.PathSeparator) + s[:2] + string(os.PathSeparator) + s
+}
+
+func (t *fileTier) Lookup(ctx context.Context, hs []resources.Hash) (map[resources.Hash]Blob, error) {
+	rows := make(map[resources.Hash]int64)
+	err := queryHashes(ctx, t.db, "SELECT hash, size FROM file_blobs WHERE hash IN (", hs, func(r *sql.Rows) error {
+		var hb []byte
+		var size int64
+		if err := r.Scan(&hb, &size); err != nil {
+			return err
+		}
+		if h, ok := scanHash(hb); ok {
+			rows[h] = size
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	hits := make(map[resources.Hash]Blob)
+	var bad []resources.Hash
+	buf := make([]byte, 256<<10)
+	for _, h := range hs {
+		if ctx.Err() != nil {
+			break
+		}
+		p := blobPath(t.dir, h)
+		size, hasRow := rows[h]
+		if !hasRow {
+			// A file without a row was never recorded complete (a crash
+			// between rename and commit, or someone else's file): not ours
+			// to trust.
+			if err := os.Remove(p); err == nil {
+				t.log.Warn("blob file without a cache row removed; fetching again", "hash", h.Short())
+			}
+			continue
+		}
+		if err := t.verify(p, h, size, buf); err != nil {
+			t.log.Warn("corrupt blob cache entry; fetching again", "hash", h.Short(), "err", err)
+			os.Remove(p)
+			bad = append(bad, h)
+			continue
+		}
+		hits[h] = Blob{Hash: h, Size: size, Source: SourceBlob, open: func() (Content, error) { return os.Open(p) }}
+	}
+	if len(bad) > 0 {
+		t.store.enqueue(op{kind: opDeleteFile, hashes: bad})
+	}
+	return hits, ctx.Err()
+}
+
+func (t *fileTier) verify(p string, h resources.Hash, size int64, buf []byte) error {
+	f, err := os.Open(p)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return errors.New("row without a file")
+		}
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if fi.Size() != size {
+		return ErrSizeMismatch
+	}
+	return verifyReader(f, size, h, buf)
+}
