@@ -274,4 +274,3 @@ func (s *store) commit(batch []op, errs []error) error {
 	}
 	return nil
 }
-

@@ -56,7 +56,7 @@ type Blob struct {
 	Hash   resources.Hash
 	Size   int64
 	Source Source
-	data   []byte                   // inline hits carry their bytes
+	data   []byte                  // inline hits carry their bytes
 	open   func() (Content, error) // file-backed hits reopen on demand
 }
 
