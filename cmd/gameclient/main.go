@@ -1,0 +1,237 @@
+// Command gameclient syncs a game client's resources from a gameserver:
+// it connects, loads what is bound from its cache or the server, verifies
+// and stores it, and reports. With -until-synced it exits once everything
+// bound is loaded; otherwise it stays connected and follows Bind and Lost.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/voxsync/voxsync/assetsmgr"
+	"github.com/voxsync/voxsync/session"
+)
+
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+func (l *listFlag) Set(s string) error {
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			*l = append(*l, v)
+		}
+	}
+	return nil
+}
+
+// summary is the -json output: Stats plus the elapsed time.
+type summary struct {
+	session.Stats
+	Seconds float64 `json:"seconds"`
+	Synced  bool    `json:"synced"`
+	Error   string  `json:"error,omitempty"`
+}
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	var (
+		server      = flag.String("server", "ws://127.0.0.1:30000/ws", "server WebSocket URL")
+		cacheDir    = flag.String("cache", "Cache", "cache directory")
+		untilSynced = flag.Bool("until-synced", false, "exit 0 once every bound resource is loaded and verified; non-zero on failure")
+		jsonOut     = flag.Bool("json", false, "print the summary as one JSON object on stdout")
+		walk        = flag.Bool("walk", false, "walk through the demo world (one region every 2 s)")
+		timeout     = flag.Duration("timeout", 5*time.Minute, "with -until-synced: give up after this long")
+		token       = flag.String("token", "", "auth token, if the server wants one")
+		logLevel    = flag.String("log-level", "warn", "debug, info, warn or error")
+		localPacks  listFlag
+	)
+	flag.Var(&localPacks, "packs", "local resource pack directory; repeat or comma-separate")
+	flag.Parse()
+
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintln(os.Stderr, "gameclient: -log-level:", err)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	start := time.Now()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	cache, err := assetsmgr.Open(ctx, assetsmgr.Options{Dir: *cacheDir, Packs: localPacks, Logger: log})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "gameclient:", err)
+		return 1
+	}
+	defer cache.Close()
+
+	out := newReporter(os.Stderr, *untilSynced)
+	syncer := session.NewSyncer(session.SyncOptions{URL: *server, Cache: cache, Token: *token, Logger: log, OnEvent: out.event})
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	runErr := make(chan error, 1)
+	go func() { runErr <- syncer.Run(runCtx) }()
+	syncer.Move(0, 0, 0) // players spawn at the origin
+
+	var result error
+	if *untilSynced {
+		waitCtx, cancelWait := context.WithTimeout(ctx, *timeout)
+		waited := make(chan error, 1)
+		go func() { waited <- syncer.WaitSynced(waitCtx, 200*time.Millisecond) }()
+		select {
+		case err := <-waited:
+			cancelWait()
+			if errors.Is(err, context.DeadlineExceeded) {
+				result = fmt.Errorf("not synced after %s: %d of %d resources loaded", *timeout, syncer.Stats().Loaded, syncer.Stats().Bound)
+			} else if err != nil {
+				result = err
+			} else if st := syncer.Stats(); st.Failed > 0 {
+				result = fmt.Errorf("%d of %d resources failed to load (see the log above)", st.Failed, st.Bound)
+			}
+		case err := <-runErr:
+			cancelWait()
+			result = fmt.Errorf("sync stopped: %w", err)
+		}
+		cancel()
+	} else {
+		if *walk {
+			go walkWorld(runCtx, syncer)
+		}
+		select {
+		case <-ctx.Done():
+		case err := <-runErr:
+			result = err
+		}
+		cancel()
+	}
+	if err := cache.Flush(context.Background()); err != nil && result == nil {
+		result = err
+	}
+	out.finish()
+
+	st := syncer.Stats()
+	sum := summary{Stats: st, Seconds: time.Since(start).Seconds(), Synced: syncer.Synced()}
+	if result != nil {
+		sum.Error = result.Error()
+	}
+	if *jsonOut {
+		json.NewEncoder(os.Stdout).Encode(sum)
+	} else {
+		fmt.Printf("%d bound, %d loaded (%d pack, %d inline, %d blob, %d network), %d failed, %s received in %.2fs\n",
+			st.Bound, st.Loaded, st.FromPack, st.FromInline, st.FromBlob, st.FromNetwork, st.Failed, humanBytes(st.BytesReceived), sum.Seconds)
+	}
+	if result != nil && !errors.Is(result, context.Canceled) {
+		fmt.Fprintln(os.Stderr, "gameclient:", result)
+		return 1
+	}
+	return 0
+}
+
+func walkWorld(ctx context.Context, s *session.Syncer) {
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	x := 0.0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			x += 16
+			s.Move(x, 0, 0)
+		}
+	}
+}
+
+// reporter shows progress: a bar redrawn in place on a terminal, plain
+// lines otherwise; without -until-synced it also prints every Bind, Lost
+// and replacement.
+type reporter struct {
+	w        io.Writer
+	tty      bool
+	quietEvs bool
+	last     time.Time
+	drawn    bool
+}
+
+func newReporter(w *os.File, quietEvents bool) *reporter {
+	fi, err := w.Stat()
+	return &reporter{w: w, tty: err == nil && fi.Mode()&os.ModeCharDevice != 0, quietEvs: quietEvents}
+}
+
+func (r *reporter) event(e session.Event) {
+	switch e := e.(type) {
+	case session.Progress:
+		r.progress(e.Stats)
+	case session.Loaded:
+		if !e.Replaces.IsZero() {
+			r.line(fmt.Sprintf("replaced %s %s: %s → %s", e.Binding.Type, e.Binding.Ref, e.Replaces.Short(), e.Binding.Hash.Short()))
+		} else if !r.quietEvs {
+			r.line(fmt.Sprintf("loaded %s %s (%s)", e.Binding.Type, e.Binding.Ref, e.Source))
+		}
+	case session.Lost:
+		if !r.quietEvs {
+			r.line(fmt.Sprintf("lost %s %s", e.Binding.Type, e.Binding.Ref))
+		}
+	case session.Failed:
+		r.line(fmt.Sprintf("FAILED %s %s: %v", e.Binding.Type, e.Binding.Ref, e.Err))
+	}
+}
+
+func (r *reporter) line(s string) {
+	if r.drawn {
+		fmt.Fprint(r.w, "\r\033[K")
+		r.drawn = false
+	}
+	fmt.Fprintln(r.w, s)
+}
+
+func (r *reporter) progress(st session.Stats) {
+	if r.tty {
+		const width = 30
+		frac := 1.0
+		if st.Bound > 0 {
+			frac = float64(st.Loaded) / float64(st.Bound)
+		}
+		n := int(frac * width)
+		fmt.Fprintf(r.w, "\r\033[K[%s%s] %d/%d %s", strings.Repeat("#", n), strings.Repeat(".", width-n), st.Loaded, st.Bound, humanBytes(st.BytesReceived))
+		r.drawn = true
+		return
+	}
+	if time.Since(r.last) >= time.Second {
+		r.last = time.Now()
+		fmt.Fprintf(r.w, "progress: %d/%d loaded, %s received\n", st.Loaded, st.Bound, humanBytes(st.BytesReceived))
+	}
+}
+
+func (r *reporter) finish() {
+	if r.drawn {
+		fmt.Fprintln(r.w)
+	}
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}

@@ -1,0 +1,58 @@
+package session
+
+import (
+	"github.com/voxsync/voxsync/assetsmgr"
+	"github.com/voxsync/voxsync/resources"
+)
+
+// Event is something a game client reacts to. The set is closed: Bound,
+// Loaded, Lost, Progress and Failed.
+type Event interface{ event() }
+
+// Bound: the server bound (type, id) to a hash. The resource is not
+// necessarily available yet; Loaded follows.
+type Bound struct{ Binding resources.Binding }
+
+// Loaded: the bound hash is verified and available from the cache (read it
+// with Syncer.Open). Replaces is the hash this key had loaded before, when a
+// resource was changed on the server (hot reload): a game swaps the texture
+// in place. It is zero for a first load.
+type Loaded struct {
+	Binding  resources.Binding
+	Source   assetsmgr.Source
+	Replaces resources.Hash
+}
+
+// Lost: the server no longer uses (type, id) for this client.
+type Lost struct{ Binding resources.Binding }
+
+// Progress is sent about ten times a second while anything changes.
+type Progress struct{ Stats Stats }
+
+// Failed: the hash could not be loaded after retries.
+type Failed struct {
+	Binding resources.Binding
+	Err     error
+}
+
+func (Bound) event()    {}
+func (Loaded) event()   {}
+func (Lost) event()     {}
+func (Progress) event() {}
+func (Failed) event()   {}
+
+// Stats summarise a Syncer. Counts are of bindings (type, id), not hashes.
+type Stats struct {
+	Bound         int   `json:"bound"`
+	Loaded        int   `json:"loaded"`
+	Failed        int   `json:"failed"`
+	FromPack      int   `json:"from_pack"`
+	FromInline    int   `json:"from_inline"`
+	FromBlob      int   `json:"from_blob"`
+	FromNetwork   int   `json:"from_network"`
+	BytesReceived int64 `json:"bytes_received"`
+	Requested     int   `json:"requested"`
+	Rerequested   int   `json:"rerequested"`
+	StreamErrors  int   `json:"stream_errors"`
+	Sessions      int   `json:"sessions"`
+}
