@@ -405,9 +405,25 @@ func (s *Syncer) writeLoop(ctx context.Context, conn *websocket.Conn, out *outbo
 	for {
 		select {
 		case <-ctx.Done():
-			// Say goodbye so the server does not count this as a failure.
+			// Write what is still queued: the reader may have queued a
+			// Disconnect with a reason just before the session ended. If
+			// not, say goodbye so the server knows this was no failure.
 			conn.SetWriteDeadline(time.Now().Add(time.Second))
-			conn.WriteMessage(websocket.BinaryMessage, packets.Encode(&packets.Disconnect{Code: packets.DisconnectNormal, Reason: "client closing"}))
+			bye := false
+			for drained := false; !drained; {
+				select {
+				case p := <-out.ch:
+					_, bye = p.(*packets.Disconnect)
+					if conn.WriteMessage(websocket.BinaryMessage, packets.Encode(p)) != nil || bye {
+						drained = true
+					}
+				default:
+					drained = true
+				}
+			}
+			if !bye {
+				conn.WriteMessage(websocket.BinaryMessage, packets.Encode(&packets.Disconnect{Code: packets.DisconnectNormal, Reason: "client closing"}))
+			}
 			conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
 			return nil
 		case p := <-out.ch:

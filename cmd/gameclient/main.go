@@ -52,7 +52,8 @@ func run() int {
 		cacheDir    = flag.String("cache", "Cache", "cache directory")
 		untilSynced = flag.Bool("until-synced", false, "exit 0 once every bound resource is loaded and verified; non-zero on failure")
 		jsonOut     = flag.Bool("json", false, "print the summary as one JSON object on stdout")
-		walk        = flag.Bool("walk", false, "walk through the demo world (one region every 2 s)")
+		walk        = flag.Bool("walk", false, "walk through the demo world, one region (16 blocks) a step")
+		walkEvery   = flag.Duration("walk-every", 2*time.Second, "with -walk: time between steps")
 		timeout     = flag.Duration("timeout", 5*time.Minute, "with -until-synced: give up after this long")
 		token       = flag.String("token", "", "auth token, if the server wants one")
 		logLevel    = flag.String("log-level", "warn", "debug, info, warn or error")
@@ -110,7 +111,7 @@ func run() int {
 		cancel()
 	} else {
 		if *walk {
-			go walkWorld(runCtx, syncer)
+			go walkWorld(runCtx, syncer, *walkEvery)
 		}
 		select {
 		case <-ctx.Done():
@@ -142,8 +143,8 @@ func run() int {
 	return 0
 }
 
-func walkWorld(ctx context.Context, s *session.Syncer) {
-	t := time.NewTicker(2 * time.Second)
+func walkWorld(ctx context.Context, s *session.Syncer, every time.Duration) {
+	t := time.NewTicker(every)
 	defer t.Stop()
 	x := 0.0
 	for {

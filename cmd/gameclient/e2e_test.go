@@ -1,0 +1,286 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	_ "modernc.org/sqlite"
+)
+
+// The binaries under test, built once by TestMain.
+var serverBin, clientBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "voxsync-e2e")
+	if err != nil {
+		panic(err)
+	}
+	serverBin, clientBin = filepath.Join(dir, "gameserver"), filepath.Join(dir, "gameclient")
+	for bin, pkg := range map[string]string{serverBin: "../gameserver", clientBin: "."} {
+		if out, err := exec.Command("go", "build", "-race", "-o", bin, pkg).CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", pkg, err, out)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// startServer runs gameserver and returns its ws URL once it listens.
+func startServer(t *testing.T, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(serverBin, append([]string{"-listen", "127.0.0.1:0"}, args...)...)
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	})
+	re := regexp.MustCompile(`ws=(ws://\S+/ws)`)
+	sc := bufio.NewScanner(stderr)
+	urlc := make(chan string, 1)
+	go func() {
+		for sc.Scan() {
+			if m := re.FindStringSubmatch(sc.Text()); m != nil {
+				urlc <- m[1]
+			}
+			if testing.Verbose() {
+				t.Log("server:", sc.Text())
+			}
+		}
+	}()
+	select {
+	case u := <-urlc:
+		return u
+	case <-time.After(20 * time.Second):
+		t.Fatal("gameserver did not start listening")
+		return ""
+	}
+}
+
+type result struct {
+	Bound         int     `json:"bound"`
+	Loaded        int     `json:"loaded"`
+	Failed        int     `json:"failed"`
+	FromPack      int     `json:"from_pack"`
+	FromInline    int     `json:"from_inline"`
+	FromBlob      int     `json:"from_blob"`
+	FromNetwork   int     `json:"from_network"`
+	BytesReceived int64   `json:"bytes_received"`
+	Seconds       float64 `json:"seconds"`
+	Synced        bool    `json:"synced"`
+}
+
+func syncOnce(t *testing.T, url, cache string, extra ...string) result {
+	t.Helper()
+	args := append([]string{"-server", url, "-cache", cache, "-until-synced", "-json", "-timeout", "60s"}, extra...)
+	cmd := exec.Command(clientBin, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("gameclient: %v\nstdout: %s\nstderr: %s", err, stdout.String(), stderr.String())
+	}
+	var r result
+	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
+		t.Fatalf("summary is not JSON: %v: %q", err, stdout.String())
+	}
+	if !r.Synced || r.Loaded != r.Bound || r.Failed != 0 || r.Bound == 0 {
+		t.Fatalf("not synced: %+v\nstderr: %s", r, stderr.String())
+	}
+	return r
+}
+
+// makePack writes a pack with small (inline) and large (blob) files and
+// returns the total size of what it holds.
+func makePack(t *testing.T) (string, int64) {
+	dir := t.TempDir()
+	r := rand.New(rand.NewPCG(1, 2))
+	var total int64
+	write := func(rel string, n int) {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(r.Uint32())
+		}
+		p := filepath.Join(dir, rel)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		os.WriteFile(p, b, 0o644)
+		total += int64(n)
+	}
+	for i := range 40 {
+		write(fmt.Sprintf("assets/e2e/texture/t%02d.png", i), 200+i*50)
+	}
+	write("assets/e2e/sound/big1.ogg", 300_000)
+	write("assets/e2e/model/big2.b3d", 1_500_000)
+	return dir, total
+}
+
+func builtinTotal(t *testing.T, url string) (int, int64) {
+	r := syncOnce(t, url, t.TempDir())
+	return r.Bound, r.BytesReceived
+}
+
+func TestColdWarmAndCorruptCache(t *testing.T) {
+	pack, packBytes := makePack(t)
+	builtinURL := startServer(t)
+	nBuiltin, builtinBytes := builtinTotal(t, builtinURL)
+
+	url := startServer(t, "-packs", pack)
+	cache := t.TempDir()
+
+	cold := syncOnce(t, url, cache)
+	if cold.Bound != nBuiltin+42 || cold.FromNetwork != cold.Bound {
+		t.Fatalf("cold sync: %+v, want %d all from network", cold, nBuiltin+42)
+	}
+	if cold.BytesReceived != packBytes+builtinBytes {
+		t.Fatalf("cold sync received %d bytes, want %d", cold.BytesReceived, packBytes+builtinBytes)
+	}
+
+	warm := syncOnce(t, url, cache)
+	if warm.BytesReceived != 0 || warm.FromNetwork != 0 || warm.FromInline+warm.FromBlob != warm.Bound || warm.FromBlob != 2 {
+		t.Fatalf("warm sync: %+v", warm)
+	}
+
+	// Corrupt one entry of each kind; exactly those come from the network.
+	db, err := sql.Open("sqlite", filepath.Join(cache, "db.sqlite3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inline1, inline2 []byte
+	db.QueryRow("SELECT hash FROM inline_blobs ORDER BY hash LIMIT 1").Scan(&inline1)
+	db.QueryRow("SELECT hash FROM inline_blobs ORDER BY hash LIMIT 1 OFFSET 1").Scan(&inline2)
+	mustExec(t, db, "UPDATE inline_blobs SET data = zeroblob(size) WHERE hash = ?", inline1)
+	mustExec(t, db, "DELETE FROM inline_blobs WHERE hash = ?", inline2) // plain miss
+	blobs, _ := filepath.Glob(filepath.Join(cache, "blobs", "*", "*"))
+	if len(blobs) != 2 {
+		t.Fatalf("blob files: %v", blobs)
+	}
+	os.Truncate(blobs[0], 1000)
+	h1 := filepath.Base(blobs[1])
+	mustExec(t, db, "DELETE FROM file_blobs WHERE lower(hex(hash)) = ?", h1) // file without row
+	db.Close()
+
+	again := syncOnce(t, url, cache)
+	if again.FromNetwork != 4 {
+		t.Fatalf("after corrupting 4 entries: %+v", again)
+	}
+	final := syncOnce(t, url, cache)
+	if final.FromNetwork != 0 || final.BytesReceived != 0 {
+		t.Fatalf("after repair: %+v", final)
+	}
+
+	// A row whose file is missing.
+	blobs, _ = filepath.Glob(filepath.Join(cache, "blobs", "*", "*"))
+	os.Remove(blobs[0])
+	if r := syncOnce(t, url, cache); r.FromNetwork != 1 {
+		t.Fatalf("after deleting a blob file: %+v", r)
+	}
+
+	// The client's own copy of the pack is used by hash, nothing fetched.
+	if r := syncOnce(t, url, t.TempDir(), "-packs", pack); r.FromPack != 42 || r.FromNetwork != nBuiltin {
+		t.Fatalf("with the pack locally: %+v", r)
+	}
+}
+
+func mustExec(t *testing.T, db *sql.DB, q string, args ...any) {
+	t.Helper()
+	res, err := db.Exec(q, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		t.Fatalf("%s: %d rows", q, n)
+	}
+}
+
+func TestLostAfterMovingAway(t *testing.T) {
+	url := startServer(t, "-preload", "none")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, clientBin, "-server", url, "-cache", t.TempDir(), "-walk", "-walk-every", "150ms", "-log-level", "error")
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stderr)
+	loaded, lost := 0, 0
+	for sc.Scan() && lost == 0 {
+		line := sc.Text()
+		if strings.HasPrefix(line, "loaded ") {
+			loaded++
+		}
+		if strings.HasPrefix(line, "lost ") {
+			lost++
+		}
+	}
+	cmd.Process.Signal(os.Interrupt)
+	io.Copy(io.Discard, stderr)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("gameclient exit after SIGINT: %v", err)
+	}
+	if loaded == 0 || lost == 0 {
+		t.Fatalf("walking: %d loaded, %d lost lines", loaded, lost)
+	}
+}
+
+// A client killed mid-download leaves no half-written entry: the next run
+// fetches what is missing and the cache verifies.
+func TestClientKilledMidDownload(t *testing.T) {
+	dir := t.TempDir()
+	big := make([]byte, 64<<20)
+	rand.NewChaCha8([32]byte{5}).Read(big)
+	p := filepath.Join(dir, "assets/e2e/model/huge.b3d")
+	os.MkdirAll(filepath.Dir(p), 0o755)
+	os.WriteFile(p, big, 0o644)
+	url := startServer(t, "-packs", dir)
+	cache := t.TempDir()
+
+	cmd := exec.Command(clientBin, "-server", url, "-cache", cache, "-until-synced")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until the download has started writing its temp file.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		tmp, _ := filepath.Glob(filepath.Join(cache, "blobs", "*", ".tmp-*"))
+		if len(tmp) > 0 {
+			if fi, err := os.Stat(tmp[0]); err == nil && fi.Size() > 0 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("download never started")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+
+	r := syncOnce(t, url, cache)
+	if r.FromBlob != 0 || r.FromNetwork == 0 {
+		t.Fatalf("after a kill mid-download: %+v", r)
+	}
+	tmp, _ := filepath.Glob(filepath.Join(cache, "blobs", "*", ".tmp-*"))
+	if len(tmp) != 0 {
+		t.Fatalf("temp files left: %v", tmp)
+	}
+	if r := syncOnce(t, url, cache); r.FromBlob != 1 || r.BytesReceived != 0 {
+		t.Fatalf("third run: %+v", r)
+	}
+}

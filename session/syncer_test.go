@@ -1,0 +1,351 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/voxsync/voxsync/assetsmgr"
+	"github.com/voxsync/voxsync/configs"
+	"github.com/voxsync/voxsync/packets"
+	"github.com/voxsync/voxsync/resources"
+)
+
+// fakeServer speaks the protocol from a script, to misbehave on purpose.
+type fakeServer struct {
+	url   string
+	conns chan *fakeConn
+}
+
+type fakeConn struct {
+	t    testing.TB
+	conn *websocket.Conn
+	in   chan packets.Packet
+	done chan struct{}
+}
+
+func newFakeServer(t testing.TB) *fakeServer {
+	fs := &fakeServer{conns: make(chan *fakeConn, 8)}
+	up := websocket.Upgrader{}
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		if _, _, err := conn.ReadMessage(); err != nil { // Hello
+			return
+		}
+		conn.WriteMessage(websocket.BinaryMessage, packets.Encode(&packets.Welcome{Version: packets.Version,
+			Limits: packets.Limits{MaxChunk: 65536, MaxPacket: packets.MaxPacketSize, MaxRequestHashes: 100}}))
+		fc := &fakeConn{t: t, conn: conn, in: make(chan packets.Packet, 64), done: make(chan struct{})}
+		fs.conns <- fc
+		defer close(fc.done)
+		for {
+			_, data, err := conn.ReadMessage()
+			if err != nil {
+				close(fc.in)
+				return
+			}
+			p, err := packets.Decode(data)
+			if err != nil {
+				t.Errorf("client sent a malformed packet: %v", err)
+				close(fc.in)
+				return
+			}
+			fc.in <- p
+		}
+	}))
+	t.Cleanup(hs.Close)
+	fs.url = "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"
+	return fs
+}
+
+func (fs *fakeServer) accept(t testing.TB) *fakeConn {
+	t.Helper()
+	select {
+	case c := <-fs.conns:
+		return c
+	case <-time.After(10 * time.Second):
+		t.Fatal("client did not connect")
+		return nil
+	}
+}
+
+func (c *fakeConn) send(ps ...packets.Packet) {
+	for _, p := range ps {
+		c.conn.WriteMessage(websocket.BinaryMessage, packets.Encode(p))
+	}
+}
+
+// expect returns the next packet of type T, skipping Moves.
+func expect[T packets.Packet](c *fakeConn) T {
+	c.t.Helper()
+	for {
+		select {
+		case p, ok := <-c.in:
+			if !ok {
+				c.t.Fatal("client closed the connection")
+			}
+			if v, ok := p.(T); ok {
+				return v
+			}
+			if _, ok := p.(*packets.Move); ok {
+				continue
+			}
+			var zero T
+			c.t.Fatalf("got %s, want %T", p.Type(), zero)
+		case <-time.After(10 * time.Second):
+			var zero T
+			c.t.Fatalf("no %T from the client", zero)
+		}
+	}
+}
+
+// stream sends data as one stream of the given chunk size.
+func (c *fakeConn) stream(id uint32, b resources.Binding, data []byte, chunk int) {
+	c.send(&packets.InitResSend{Stream: id, Hash: b.Hash, Size: b.Size, AssetType: b.Type, ID: b.ID, Ref: b.Ref})
+	for off := 0; ; off += chunk {
+		end := min(off+chunk, len(data))
+		c.send(&packets.ChunkSend{Stream: id, Offset: uint64(off), Last: end == len(data), Data: data[off:end]})
+		if end == len(data) {
+			return
+		}
+	}
+}
+
+// recorder collects a Syncer's events.
+type recorder struct {
+	mu  sync.Mutex
+	evs []Event
+	ch  chan Event
+}
+
+func (r *recorder) on(e Event) {
+	r.mu.Lock()
+	r.evs = append(r.evs, e)
+	r.mu.Unlock()
+	if _, ok := e.(Progress); !ok {
+		r.ch <- e
+	}
+}
+
+// wait returns the next event of type T.
+func waitEvent[T Event](t testing.TB, r *recorder) T {
+	t.Helper()
+	for {
+		select {
+		case e := <-r.ch:
+			if v, ok := e.(T); ok {
+				return v
+			}
+		case <-time.After(10 * time.Second):
+			var zero T
+			t.Fatalf("no %T event", zero)
+		}
+	}
+}
+
+func startSyncer(t testing.TB, url string, tweak func(*SyncOptions)) (*Syncer, *recorder, *assetsmgr.Cache, chan error) {
+	t.Helper()
+	cache, err := assetsmgr.Open(context.Background(), assetsmgr.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{ch: make(chan Event, 10000)}
+	opts := SyncOptions{URL: url, Cache: cache, OnEvent: rec.on, StallTimeout: 500 * time.Millisecond, MaxRetries: 3}
+	if tweak != nil {
+		tweak(&opts)
+	}
+	s := NewSyncer(opts)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		cache.Close()
+	})
+	return s, rec, cache, done
+}
+
+func binding(key string, data []byte) resources.Binding {
+	return resources.Binding{Type: resources.TypeTexture, ID: 1, Ref: resources.Ref{Domain: "test", Key: key}, Hash: resources.Sum(data), Size: uint64(len(data))}
+}
+
+func TestSyncerRecoversFromBadStreams(t *testing.T) {
+	data := randomBytes(150_000, 7) // large: assembled in a temp file
+	b := binding("big.png", data)
+	tests := []struct {
+		name string
+		bad  func(c *fakeConn)
+	}{
+		{"hash mismatch", func(c *fakeConn) {
+			wrong := append([]byte(nil), data...)
+			wrong[100_000] ^= 1
+			c.stream(1, b, wrong, 65536)
+		}},
+		{"offset gap", func(c *fakeConn) {
+			c.send(&packets.InitResSend{Stream: 1, Hash: b.Hash, Size: b.Size, Ref: b.Ref})
+			c.send(&packets.ChunkSend{Stream: 1, Offset: 0, Data: data[:1000]})
+			c.send(&packets.ChunkSend{Stream: 1, Offset: 2000, Data: data[2000:3000]})
+		}},
+		{"past the end", func(c *fakeConn) {
+			c.send(&packets.InitResSend{Stream: 1, Hash: b.Hash, Size: b.Size, Ref: b.Ref})
+			c.send(&packets.ChunkSend{Stream: 1, Offset: 0, Last: true, Data: append(append([]byte(nil), data...), 1, 2, 3)})
+		}},
+		{"wrong size in header", func(c *fakeConn) {
+			c.send(&packets.InitResSend{Stream: 1, Hash: b.Hash, Size: b.Size * 4, Ref: b.Ref})
+		}},
+		{"unknown stream", func(c *fakeConn) {
+			c.send(&packets.ChunkSend{Stream: 77, Offset: 0, Data: []byte("who am I")})
+			// and then silence: the stall timeout must re-request
+		}},
+		{"server error", func(c *fakeConn) {
+			c.send(&packets.ResourceError{Hash: b.Hash, Code: packets.ErrorInternal, Message: "disk hiccup"})
+		}},
+		{"silence", func(c *fakeConn) {}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := newFakeServer(t)
+			s, rec, cache, _ := startSyncer(t, fs.url, nil)
+			c := fs.accept(t)
+			c.send(&packets.Bind{Entries: []resources.Binding{b}})
+			req := expect[*packets.ResourceRequest](c)
+			if len(req.Wants) != 1 || req.Wants[0].Hash != b.Hash {
+				t.Fatalf("request %+v", req)
+			}
+			tc.bad(c)
+			// The client asks again, and this time gets it right.
+			expect[*packets.ResourceRequest](c)
+			c.stream(2, b, data, 65536)
+			l := waitEvent[Loaded](t, rec)
+			if l.Source != assetsmgr.SourceNetwork || l.Binding.Hash != b.Hash {
+				t.Fatalf("loaded %+v", l)
+			}
+			hits, _ := cache.Lookup(context.Background(), []resources.Hash{b.Hash})
+			got, _ := hits[b.Hash].ReadAll()
+			if string(got) != string(data) {
+				t.Fatal("cache holds other bytes than the bound hash")
+			}
+			if st := s.Stats(); st.Loaded != 1 || st.Failed != 0 {
+				t.Fatalf("stats %+v", st)
+			}
+		})
+	}
+}
+
+func TestSyncerGivesUpAfterRetries(t *testing.T) {
+	fs := newFakeServer(t)
+	data := []byte("small texture")
+	b := binding("small.png", data)
+	s, rec, _, _ := startSyncer(t, fs.url, nil)
+	c := fs.accept(t)
+	c.send(&packets.Bind{Entries: []resources.Binding{b}})
+	// An unknown hash, every time (LuaVox clients wait forever here).
+	for range 4 {
+		expect[*packets.ResourceRequest](c)
+		c.send(&packets.ResourceError{Hash: b.Hash, Code: packets.ErrorUnknownHash, Message: "no such hash"})
+	}
+	f := waitEvent[Failed](t, rec)
+	if f.Binding.Hash != b.Hash || !strings.Contains(f.Err.Error(), "unknown hash") {
+		t.Fatalf("failed %+v", f)
+	}
+	if !s.Synced() || s.Stats().Failed != 1 {
+		t.Fatalf("after giving up: synced=%v stats=%+v", s.Synced(), s.Stats())
+	}
+}
+
+func TestSyncerDisconnectsGarbageServerAndReconnects(t *testing.T) {
+	fs := newFakeServer(t)
+	s, rec, _, _ := startSyncer(t, fs.url, nil)
+	c := fs.accept(t)
+	c.conn.WriteMessage(websocket.BinaryMessage, []byte{byte(packets.TypeBind), 0xff, 0xff, 0xff})
+	d := expect[*packets.Disconnect](c)
+	if d.Code != packets.DisconnectProtocolError || !strings.Contains(d.Reason, "decode Bind") {
+		t.Fatalf("disconnect %+v", d)
+	}
+	// It comes back and syncs.
+	c2 := fs.accept(t)
+	data := []byte("after reconnect")
+	b := binding("x.png", data)
+	c2.send(&packets.Bind{Entries: []resources.Binding{b}})
+	expect[*packets.ResourceRequest](c2)
+	c2.stream(1, b, data, 65536)
+	waitEvent[Loaded](t, rec)
+	if s.Stats().Sessions != 2 {
+		t.Fatalf("sessions %d", s.Stats().Sessions)
+	}
+}
+
+func TestSyncerResumesRequestsAfterConnectionLoss(t *testing.T) {
+	fs := newFakeServer(t)
+	data := randomBytes(200_000, 9)
+	b := binding("big.png", data)
+	_, rec, _, _ := startSyncer(t, fs.url, nil)
+	c := fs.accept(t)
+	c.send(&packets.Bind{Entries: []resources.Binding{b}})
+	expect[*packets.ResourceRequest](c)
+	c.send(&packets.InitResSend{Stream: 1, Hash: b.Hash, Size: b.Size, Ref: b.Ref})
+	c.send(&packets.ChunkSend{Stream: 1, Offset: 0, Data: data[:65536]})
+	c.conn.Close() // the server dies mid-stream
+	// The new session's server re-sends the same Bind: nothing new to the
+	// client, so it must ask for the unfinished hash on its own.
+	c2 := fs.accept(t)
+	c2.send(&packets.Bind{Entries: []resources.Binding{b}})
+	req := expect[*packets.ResourceRequest](c2)
+	if req.Wants[0].Hash != b.Hash {
+		t.Fatal("unfinished hash not requested after reconnect")
+	}
+	c2.stream(1, b, data, 65536)
+	if l := waitEvent[Loaded](t, rec); l.Binding.Hash != b.Hash {
+		t.Fatal("wrong resource loaded")
+	}
+}
+
+func TestSyncerLostAndRefused(t *testing.T) {
+	fs := newFakeServer(t)
+	data := []byte("lost soon")
+	b := binding("l.png", data)
+	s, rec, _, _ := startSyncer(t, fs.url, nil)
+	c := fs.accept(t)
+	c.send(&packets.Bind{Entries: []resources.Binding{b}})
+	expect[*packets.ResourceRequest](c)
+	c.send(&packets.Lost{Entries: []resources.Key{b.Key()}})
+	if l := waitEvent[Lost](t, rec); l.Binding.Ref != b.Ref {
+		t.Fatalf("lost %+v", l)
+	}
+	// The request in flight is withdrawn.
+	cancel := expect[*packets.ResourceCancel](c)
+	if cancel.Hashes[0] != b.Hash {
+		t.Fatal("wrong cancel")
+	}
+	if s.Stats().Bound != 0 {
+		t.Fatalf("bound %d after Lost", s.Stats().Bound)
+	}
+
+	// A real server that wants a token: Run ends with ErrRefused instead
+	// of reconnecting forever, even with reconnecting on.
+	ts := startServer(t, serverSetup{cfg: func(c *configs.Server) { c.AuthToken = "sesame" }})
+	cache, _ := assetsmgr.Open(context.Background(), assetsmgr.Options{Dir: t.TempDir()})
+	defer cache.Close()
+	ctx, cancelRun := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancelRun()
+	err := NewSyncer(SyncOptions{URL: ts.url, Cache: cache, Token: "wrong"}).Run(ctx)
+	if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "auth token refused") {
+		t.Fatalf("run with a wrong token: %v", err)
+	}
+	// With the right token it syncs.
+	s2 := NewSyncer(SyncOptions{URL: ts.url, Cache: cache, Token: "sesame"})
+	go s2.Run(ctx)
+	if err := s2.WaitSynced(ctx, 50*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+}
