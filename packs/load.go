@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 
 	"github.com/voxsync/voxsync/resources"
 )
@@ -24,7 +23,7 @@ type Options struct {
 	Builtin bool
 	// MaxFileSize skips larger files with a Problem. Default 1 GiB.
 	MaxFileSize int64
-	// MemoryMax: files up to this size are kept in memory after hashing.
+	// MemoryMax: files up to this size are kept in memory once served.
 	// Default 64 KiB; negative keeps none.
 	MemoryMax int64
 	// MemoryBudget caps the bytes kept in memory across all files; files
@@ -73,7 +72,7 @@ type fileState struct {
 	size  int64
 	mtime int64 // UnixNano; 0 for the built-in pack, whose files never change
 	hash  resources.Hash
-	data  []byte
+	mem   *memSlot // small files only
 }
 
 type candidate struct {
@@ -110,31 +109,62 @@ func Load(ctx context.Context, opts Options, prev *View) (*View, error) {
 		v.packs = append(v.packs, p)
 	}
 
-	var cands []*candidate
-	for _, p := range v.packs {
-		cands = append(cands, v.scan(p, opts.MaxFileSize)...)
-	}
-
+	// Scan and hash overlap: workers hash files while the walk goes on.
 	var prevFiles map[fileKey]fileState
 	if prev != nil {
 		prevFiles = prev.files
 	}
-	if err := hashAll(ctx, cands, prevFiles, opts, &v.Problems); err != nil {
+	found := make(chan *candidate, 4096)
+	var cands []*candidate
+	var problemsMu sync.Mutex // guards v.Problems while workers run
+	report := func(p Problem) {
+		problemsMu.Lock()
+		v.Problems = append(v.Problems, p)
+		problemsMu.Unlock()
+	}
+	go func() {
+		defer close(found)
+		for _, p := range v.packs {
+			v.scan(p, opts.MaxFileSize, report, func(c *candidate) {
+				cands = append(cands, c)
+				found <- c
+			})
+		}
+	}()
+	hashAll(ctx, found, prevFiles, opts, report)
+	if err := ctx.Err(); err != nil {
 		v.Close()
 		return nil, err
 	}
 
 	// Layer: the highest-ranked pack's file wins each location.
-	winners := make(map[Loc]*candidate)
+	winners := make(map[Loc]*candidate, len(cands))
 	for _, c := range cands {
 		if !c.ok {
 			continue
 		}
-		v.files[fileKey{c.pack.String(), c.path}] = c.state
 		if w, ok := winners[c.loc]; !ok || c.pack.outranks(w.pack) {
 			winners[c.loc] = c
 		}
 	}
+	budget := opts.MemoryBudget
+	for _, c := range cands {
+		if !c.ok {
+			continue
+		}
+		switch {
+		case winners[c.loc] != c || opts.MemoryMax < 0 || c.state.size > opts.MemoryMax:
+			c.state.mem = nil // shadowed files are never served
+		case c.state.mem == nil:
+			c.state.mem = &memSlot{}
+		default:
+			if d := c.state.mem.data.Load(); d != nil {
+				budget -= int64(len(*d)) // carried over from the previous view
+			}
+		}
+		v.files[fileKey{c.pack.String(), c.path}] = c.state
+	}
+	v.memBudget.Store(budget)
 	// Assign ids in a fixed order so the same packs give the same ids on
 	// every start.
 	locs := make([]Loc, 0, len(winners))
@@ -145,14 +175,17 @@ func Load(ctx context.Context, opts Options, prev *View) (*View, error) {
 		if a.Type != b.Type {
 			return int(a.Type) - int(b.Type)
 		}
-		return strings.Compare(a.Ref.String(), b.Ref.String())
+		if c := strings.Compare(a.Ref.Domain, b.Ref.Domain); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Ref.Key, b.Ref.Key)
 	})
 	for _, l := range locs {
 		c := winners[l]
-		e := &Entry{Loc: l, ID: opts.IDs.ID(l), Hash: c.state.hash, Size: c.state.size, Pack: c.pack, Path: c.path, data: c.state.data}
+		e := &Entry{Loc: l, ID: opts.IDs.ID(l), Hash: c.state.hash, Size: c.state.size, Pack: c.pack, Path: c.path, mem: c.state.mem, view: v}
 		v.byLoc[l] = e
 		v.byKey[resources.Key{Type: l.Type, ID: e.ID}] = e
-		if old, ok := v.byHash[e.Hash]; !ok || (old.data == nil && e.data != nil) {
+		if _, ok := v.byHash[e.Hash]; !ok {
 			v.byHash[e.Hash] = e
 		}
 	}
@@ -177,11 +210,11 @@ func isScratch(name string) bool {
 		strings.HasSuffix(name, ".part")
 }
 
-// scan lists a pack's candidate files, reporting the ones it skips.
-func (v *View) scan(p *Pack, maxSize int64) []*candidate {
-	var out []*candidate
+// scan walks a pack, passing each candidate file to emit and each file it
+// skips to report.
+func (v *View) scan(p *Pack, maxSize int64, report func(Problem), emit func(*candidate)) {
 	problem := func(path, reason string) {
-		v.Problems = append(v.Problems, Problem{Pack: p.String(), Path: path, Reason: reason})
+		report(Problem{Pack: p.String(), Path: path, Reason: reason})
 	}
 	err := fs.WalkDir(p.fsys, "assets", func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -239,13 +272,12 @@ func (v *View) scan(p *Pack, maxSize int64) []*candidate {
 		if p.root != nil {
 			c.mtime = fi.ModTime().UnixNano()
 		}
-		out = append(out, c)
+		emit(c)
 		return nil
 	})
 	if err != nil {
 		problem("assets", "unreadable: "+err.Error())
 	}
-	return out
 }
 
 // parsePath turns assets/<domain>/<type>/<key> into a Loc.
@@ -265,85 +297,54 @@ func parsePath(path string) (Loc, error) {
 	return Loc{Type: typ, Ref: ref}, nil
 }
 
-// hashAll hashes candidates in parallel, reusing prev where size and mtime
-// match, and reports unreadable files.
-func hashAll(ctx context.Context, cands []*candidate, prev map[fileKey]fileState, opts Options, problems *[]Problem) error {
-	var budget atomic.Int64
-	budget.Store(opts.MemoryBudget)
-	var todo []*candidate
-	for _, c := range cands {
-		if st, ok := prev[fileKey{c.pack.String(), c.path}]; ok && st.size == c.size && st.mtime == c.mtime {
-			c.state, c.ok = st, true
-			if st.data != nil {
-				budget.Add(-int64(len(st.data)))
-			}
-			continue
-		}
-		if opts.HashCache != nil && c.mtime != 0 {
-			if h, ok := opts.HashCache.LookupHash(c.pack.String(), c.path, c.size, c.mtime); ok {
-				c.state, c.ok = fileState{size: c.size, mtime: c.mtime, hash: h}, true
-				continue
-			}
-		}
-		todo = append(todo, c)
-	}
-
-	var (
-		mu   sync.Mutex // guards problems
-		wg   sync.WaitGroup
-		next atomic.Int64
-	)
-	for range min(opts.Workers, len(todo)) {
+// hashAll hashes candidates from found in parallel, reusing prev or the
+// HashCache where size and mtime match, and reports unreadable files. It
+// drains found even when ctx is cancelled, so the scanner never blocks.
+func hashAll(ctx context.Context, found <-chan *candidate, prev map[fileKey]fileState, opts Options, report func(Problem)) {
+	var wg sync.WaitGroup
+	for range opts.Workers {
 		wg.Go(func() {
 			buf := make([]byte, 256<<10)
-			for ctx.Err() == nil {
-				i := int(next.Add(1) - 1)
-				if i >= len(todo) {
-					return
+			for c := range found {
+				if ctx.Err() != nil {
+					continue
 				}
-				c := todo[i]
-				if err := hashOne(c, buf, opts.MemoryMax, &budget); err != nil {
-					mu.Lock()
-					*problems = append(*problems, Problem{Pack: c.pack.String(), Path: c.path, Reason: err.Error()})
-					mu.Unlock()
+				if st, ok := prev[fileKey{c.pack.String(), c.path}]; ok && st.size == c.size && st.mtime == c.mtime {
+					c.state, c.ok = st, true
+					continue
+				}
+				if opts.HashCache != nil && c.mtime != 0 {
+					if h, ok := opts.HashCache.LookupHash(c.pack.String(), c.path, c.size, c.mtime); ok {
+						c.state, c.ok = fileState{size: c.size, mtime: c.mtime, hash: h}, true
+						continue
+					}
+				}
+				if err := hashOne(c, buf); err != nil {
+					report(Problem{Pack: c.pack.String(), Path: c.path, Reason: err.Error()})
 				}
 			}
 		})
 	}
 	wg.Wait()
-	return ctx.Err()
 }
 
-func hashOne(c *candidate, buf []byte, memMax int64, budget *atomic.Int64) error {
-	f, err := c.pack.fsys.Open(c.path)
+// hashOne hashes a file's listed size through buf. Startup only hashes:
+// small files are read into memory when first served (Entry.Open), so a
+// server with more content than memory budget starts as fast as any.
+func hashOne(c *candidate, buf []byte) error {
+	f, err := c.pack.open(c.path)
 	if err != nil {
 		return fmt.Errorf("unreadable: %w", err)
 	}
 	defer f.Close()
-	if c.size <= memMax && budget.Add(-c.size) >= 0 {
-		// Read one byte past the size: a file that grew since it was listed
-		// is hashed by what it has now, not cut short.
-		data := make([]byte, c.size+1)
-		n, err := io.ReadFull(f, data)
-		if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
-			budget.Add(c.size)
-			return fmt.Errorf("unreadable: %w", err)
-		}
-		if n > int(c.size) {
-			budget.Add(c.size)
-			return errors.New("changed while being read")
-		}
-		data = data[:n:n]
-		c.state = fileState{size: int64(n), mtime: c.mtime, hash: resources.Sum(data), data: data}
-		c.ok = true
-		return nil
-	} else if c.size <= memMax {
-		budget.Add(c.size) // over budget: give it back and stream instead
-	}
 	h := sha256.New()
-	n, err := io.CopyBuffer(h, struct{ io.Reader }{f}, buf) // hide WriterTo so buf is used
+	// Reading exactly the listed size saves the read that finds EOF.
+	n, err := io.CopyBuffer(h, io.LimitReader(f, c.size), buf)
 	if err != nil {
 		return fmt.Errorf("unreadable: %w", err)
+	}
+	if n != c.size {
+		return errors.New("changed while being read: shorter than listed")
 	}
 	var sum resources.Hash
 	h.Sum(sum[:0])

@@ -30,6 +30,18 @@ type Pack struct {
 	order int
 	fsys  fs.FS    // read-only view of the pack root
 	root  *os.Root // nil for the built-in pack
+	dirFD *os.File // the pack directory, for openat2; nil for the built-in pack
+}
+
+// open opens a file of the pack for reading, never outside the pack.
+func (p *Pack) open(path string) (fs.File, error) {
+	if f, err := p.openBeneath(path); !errors.Is(err, errors.ErrUnsupported) {
+		if err != nil {
+			return nil, err
+		}
+		return f, nil
+	}
+	return p.fsys.Open(path)
 }
 
 func (p *Pack) String() string {
@@ -54,16 +66,17 @@ func openDir(dir string, order int) (*Pack, error) {
 		return nil, fmt.Errorf("open pack %s: %w", dir, err)
 	}
 	p := &Pack{Dir: dir, order: order, root: root, fsys: root.FS()}
+	p.dirFD, _ = os.Open(dir) // only an optimisation; open falls back to root without it
 	p.Name = filepath.Base(dir)
 	data, err := fs.ReadFile(p.fsys, "pack.toml")
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
-		root.Close()
+		p.close()
 		return nil, fmt.Errorf("read %s: %w", filepath.Join(dir, "pack.toml"), err)
 	default:
 		if _, err := toml.Decode(string(data), &p.Meta); err != nil {
-			root.Close()
+			p.close()
 			return nil, fmt.Errorf("parse %s: %w", filepath.Join(dir, "pack.toml"), err)
 		}
 		if p.Name == "" {
@@ -76,5 +89,8 @@ func openDir(dir string, order int) (*Pack, error) {
 func (p *Pack) close() {
 	if p.root != nil {
 		p.root.Close()
+	}
+	if p.dirFD != nil {
+		p.dirFD.Close()
 	}
 }

@@ -2,6 +2,7 @@ package packs
 
 import (
 	"context"
+	"errors"
 	"io"
 	"os"
 	"os/exec"
@@ -295,6 +296,11 @@ func TestLargeFilesAreReadFromDisk(t *testing.T) {
 	v := load(t, Options{Dirs: []string{dir}, MemoryMax: 1024}, nil)
 	b, _ := v.Lookup(loc(resources.TypeSound, "default:big.ogg"))
 	s, _ := v.Lookup(loc(resources.TypeSound, "default:small.ogg"))
+	if b.InMemory() || s.InMemory() {
+		t.Fatal("files in memory before anyone asked for them")
+	}
+	read(t, s)
+	read(t, b)
 	if b.InMemory() || !s.InMemory() {
 		t.Fatalf("in memory: big=%v small=%v", b.InMemory(), s.InMemory())
 	}
@@ -311,11 +317,50 @@ func TestMemoryBudget(t *testing.T) {
 	v := load(t, Options{Dirs: []string{dir}, MemoryBudget: 350}, nil)
 	n := 0
 	for _, e := range v.Entries() {
+		if read(t, e) != strings.Repeat("x", 100) {
+			t.Fatal("wrong bytes")
+		}
 		if e.InMemory() {
 			n++
 		}
 	}
 	if n != 3 {
 		t.Fatalf("%d files kept in memory with room for 3", n)
+	}
+}
+
+// Bytes are read into memory lazily; what is served must still be what was
+// hashed, or nothing.
+func TestChangedFileIsNotServed(t *testing.T) {
+	dir := t.TempDir()
+	p := writeFile(t, dir, "assets/default/texture/a.png", "version 1")
+	v := load(t, Options{Dirs: []string{dir}}, nil)
+	e, _ := v.Lookup(loc(resources.TypeTexture, "default:a.png"))
+	os.WriteFile(p, []byte("version 2"), 0o644) // same size, before first use
+	if _, err := e.Open(); !errors.Is(err, ErrChanged) {
+		t.Fatalf("open of a changed file: %v", err)
+	}
+	if e.InMemory() {
+		t.Fatal("changed bytes cached")
+	}
+}
+
+// A file swapped for a symlink out of the pack after the scan cannot be
+// opened: the check is the kernel's, at open time.
+func TestSymlinkSwappedInAfterScan(t *testing.T) {
+	dir := t.TempDir()
+	secret := writeFile(t, t.TempDir(), "secret", strings.Repeat("s", 100_000))
+	p := writeFile(t, dir, "assets/default/sound/a.ogg", strings.Repeat("a", 100_000))
+	v := load(t, Options{Dirs: []string{dir}}, nil)
+	e, _ := v.Lookup(loc(resources.TypeSound, "default:a.ogg"))
+	os.Remove(p)
+	if err := os.Symlink(secret, p); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := e.Open(); err == nil {
+		buf := make([]byte, 10)
+		c.ReadAt(buf, 0)
+		c.Close()
+		t.Fatalf("opened a symlink leading out of the pack; read %q", buf)
 	}
 }

@@ -2,9 +2,11 @@ package packs
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 
 	"github.com/voxsync/voxsync/resources"
 )
@@ -20,11 +22,20 @@ type Entry struct {
 	Size int64
 	Pack *Pack
 	Path string // slash path inside the pack, e.g. assets/default/texture/stone.png
-	// data holds the bytes of small files, read once while hashing, so they
-	// are served exactly as hashed without touching the disk; nil for files
-	// read from disk on each request.
-	data []byte
+	// mem holds the bytes of a small file once it has been served, so
+	// later requests do not touch the disk; nil for files always read from
+	// disk. Shared with the next view while the file is unchanged.
+	mem  *memSlot
+	view *View
 }
+
+// memSlot is a small file's bytes, loaded on first use and verified
+// against the file's hash when loaded.
+type memSlot struct{ data atomic.Pointer[[]byte] }
+
+// ErrChanged: a file no longer has the hash it was indexed with; the next
+// reload will pick up the new version.
+var ErrChanged = errors.New("file changed since it was hashed")
 
 // Binding returns what a Bind announces for e.
 func (e *Entry) Binding() resources.Binding {
@@ -42,11 +53,27 @@ type memContent struct{ *bytes.Reader }
 func (memContent) Close() error { return nil }
 
 // Open returns the resource's bytes for reading. The caller closes it.
+// A small file is read into memory the first time, within the view's
+// memory budget, and only if its bytes still have the indexed hash.
 func (e *Entry) Open() (Content, error) {
-	if e.data != nil {
-		return memContent{bytes.NewReader(e.data)}, nil
+	if e.mem != nil {
+		if d := e.mem.data.Load(); d != nil {
+			return memContent{bytes.NewReader(*d)}, nil
+		}
+		if e.view.memBudget.Add(-e.Size) >= 0 {
+			data, err := e.load()
+			if err != nil {
+				e.view.memBudget.Add(e.Size)
+				return nil, err
+			}
+			if !e.mem.data.CompareAndSwap(nil, &data) {
+				e.view.memBudget.Add(e.Size) // another request loaded it first
+			}
+			return memContent{bytes.NewReader(data)}, nil
+		}
+		e.view.memBudget.Add(e.Size)
 	}
-	f, err := e.Pack.fsys.Open(e.Path)
+	f, err := e.Pack.open(e.Path)
 	if err != nil {
 		return nil, fmt.Errorf("open %s in pack %s: %w", e.Path, e.Pack, err)
 	}
@@ -58,8 +85,24 @@ func (e *Entry) Open() (Content, error) {
 	return ra, nil
 }
 
+func (e *Entry) load() ([]byte, error) {
+	f, err := e.Pack.open(e.Path)
+	if err != nil {
+		return nil, fmt.Errorf("open %s in pack %s: %w", e.Path, e.Pack, err)
+	}
+	defer f.Close()
+	data := make([]byte, e.Size)
+	if _, err := io.ReadFull(f, data); err != nil {
+		return nil, fmt.Errorf("read %s in pack %s: %w", e.Path, e.Pack, err)
+	}
+	if resources.Sum(data) != e.Hash {
+		return nil, fmt.Errorf("read %s in pack %s: %w", e.Path, e.Pack, ErrChanged)
+	}
+	return data, nil
+}
+
 // InMemory reports whether the bytes are held in memory.
-func (e *Entry) InMemory() bool { return e.data != nil }
+func (e *Entry) InMemory() bool { return e.mem != nil && e.mem.data.Load() != nil }
 
 // IDs assigns each (type, domain:key) a ResourceID that stays the same for the
 // server's lifetime, across reloads, so a changed file keeps its id and a
@@ -95,6 +138,8 @@ type View struct {
 	// files remembers every hashed file, winning or shadowed, so the next
 	// load can skip files whose size and mtime did not change.
 	files map[fileKey]fileState
+	// memBudget is what is left of Options.MemoryBudget for small files.
+	memBudget atomic.Int64
 	// Problems lists the files and packs that were skipped, and why.
 	Problems []Problem
 }

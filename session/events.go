@@ -55,4 +55,7 @@ type Stats struct {
 	Rerequested   int   `json:"rerequested"`
 	StreamErrors  int   `json:"stream_errors"`
 	Sessions      int   `json:"sessions"`
+	// SyncSeconds is the time from Run to the first moment every bound
+	// resource was loaded (0 until then).
+	SyncSeconds float64 `json:"sync_seconds"`
 }

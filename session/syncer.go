@@ -70,6 +70,7 @@ type Syncer struct {
 	pos        *packets.Move
 	changed    chan struct{} // cap 1: state changed, for WaitSynced
 	progressed bool
+	started    time.Time // Run's start
 }
 
 type keyState struct {
@@ -263,7 +264,13 @@ func (s *Syncer) emit(evs []Event) {
 	}
 }
 
+// poke wakes WaitSynced and notes the first moment everything was loaded.
 func (s *Syncer) poke() {
+	s.mu.Lock()
+	if s.stats.SyncSeconds == 0 && !s.started.IsZero() && s.syncedLocked() {
+		s.stats.SyncSeconds = time.Since(s.started).Seconds()
+	}
+	s.mu.Unlock()
 	select {
 	case s.changed <- struct{}{}:
 	default:
@@ -273,6 +280,9 @@ func (s *Syncer) poke() {
 // Run syncs until ctx ends, reconnecting with backoff (200 ms doubling to
 // 5 s, with jitter) unless NoReconnect is set or the server refused.
 func (s *Syncer) Run(ctx context.Context) error {
+	s.mu.Lock()
+	s.started = time.Now()
+	s.mu.Unlock()
 	backoff := 200 * time.Millisecond
 	for {
 		start := time.Now()

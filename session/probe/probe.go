@@ -1,0 +1,148 @@
+// Package probe is a minimal protocol client for load tests and
+// benchmarks: it joins, waits for its Binds, requests everything, verifies
+// each stream against its hash and throws the bytes away. It keeps no
+// cache, so many probes in one process measure the server, not disks.
+package probe
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/gorilla/websocket"
+	"github.com/voxsync/voxsync/packets"
+	"github.com/voxsync/voxsync/resources"
+)
+
+// Client is one probe connection. Not safe for concurrent use.
+type Client struct {
+	conn   *websocket.Conn
+	Limits packets.Limits
+	Binds  map[resources.Key]resources.Binding
+}
+
+// Join dials url and completes the handshake.
+func Join(ctx context.Context, url string) (*Client, error) {
+	d := websocket.Dialer{ReadBufferSize: 4096, WriteBufferSize: 4096}
+	conn, _, err := d.DialContext(ctx, url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("probe: dial: %w", err)
+	}
+	conn.SetReadLimit(packets.MaxPacketSize)
+	if err := conn.WriteMessage(websocket.BinaryMessage, packets.Encode(&packets.Hello{Version: packets.Version, Client: uuid.New()})); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("probe: hello: %w", err)
+	}
+	c := &Client{conn: conn, Binds: make(map[resources.Key]resources.Binding)}
+	p, err := c.read(30 * time.Second)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	w, ok := p.(*packets.Welcome)
+	if !ok {
+		conn.Close()
+		return nil, fmt.Errorf("probe: expected Welcome, got %s", p.Type())
+	}
+	c.Limits = w.Limits
+	return c, nil
+}
+
+// Close closes the connection.
+func (c *Client) Close() error { return c.conn.Close() }
+
+func (c *Client) read(timeout time.Duration) (packets.Packet, error) {
+	c.conn.SetReadDeadline(time.Now().Add(timeout))
+	_, data, err := c.conn.ReadMessage()
+	if err != nil {
+		return nil, fmt.Errorf("probe: read: %w", err)
+	}
+	p, err := packets.Decode(data)
+	if err != nil {
+		return nil, fmt.Errorf("probe: %w", err)
+	}
+	if d, ok := p.(*packets.Disconnect); ok {
+		return nil, fmt.Errorf("probe: server disconnected: %s: %s", d.Code, d.Reason)
+	}
+	return p, nil
+}
+
+// WaitBinds reads until n bindings are known.
+func (c *Client) WaitBinds(n int, timeout time.Duration) error {
+	for len(c.Binds) < n {
+		p, err := c.read(timeout)
+		if err != nil {
+			return err
+		}
+		if b, ok := p.(*packets.Bind); ok {
+			for _, e := range b.Entries {
+				c.Binds[e.Key()] = e
+			}
+		}
+	}
+	return nil
+}
+
+// FetchAll requests every bound hash and reads until each has arrived and
+// verified. It returns the payload bytes received.
+func (c *Client) FetchAll(timeout time.Duration) (int64, error) {
+	want := make(map[resources.Hash]bool)
+	var hs []resources.Hash
+	for _, b := range c.Binds {
+		if !want[b.Hash] {
+			want[b.Hash] = true
+			hs = append(hs, b.Hash)
+		}
+	}
+	max := int(c.Limits.MaxRequestHashes)
+	for len(hs) > 0 {
+		n := min(len(hs), max)
+		r := &packets.ResourceRequest{Wants: make([]packets.Want, n)}
+		for i := range n {
+			r.Wants[i].Hash = hs[i]
+		}
+		if err := c.conn.WriteMessage(websocket.BinaryMessage, packets.Encode(r)); err != nil {
+			return 0, fmt.Errorf("probe: request: %w", err)
+		}
+		hs = hs[n:]
+	}
+	type stream struct {
+		hash resources.Hash
+		sum  hash.Hash
+	}
+	streams := make(map[uint32]*stream)
+	var total int64
+	for len(want) > 0 {
+		p, err := c.read(timeout)
+		if err != nil {
+			return total, err
+		}
+		switch p := p.(type) {
+		case *packets.InitResSend:
+			streams[p.Stream] = &stream{hash: p.Hash, sum: sha256.New()}
+		case *packets.ChunkSend:
+			s := streams[p.Stream]
+			if s == nil {
+				return total, fmt.Errorf("probe: chunk for unknown stream %d", p.Stream)
+			}
+			s.sum.Write(p.Data)
+			total += int64(len(p.Data))
+			if p.Last {
+				var got resources.Hash
+				s.sum.Sum(got[:0])
+				if got != s.hash {
+					return total, errors.New("probe: stream does not match its hash " + s.hash.Short())
+				}
+				delete(want, s.hash)
+				delete(streams, p.Stream)
+			}
+		case *packets.ResourceError:
+			return total, fmt.Errorf("probe: server error for %s: %s", p.Hash.Short(), p.Message)
+		}
+	}
+	return total, nil
+}
