@@ -185,8 +185,16 @@ func Load(ctx context.Context, opts Options, prev *View) (*View, error) {
 		e := &Entry{Loc: l, ID: opts.IDs.ID(l), Hash: c.state.hash, Size: c.state.size, Pack: c.pack, Path: c.path, mem: c.state.mem, view: v}
 		v.byLoc[l] = e
 		v.byKey[resources.Key{Type: l.Type, ID: e.ID}] = e
-		if _, ok := v.byHash[e.Hash]; !ok {
+		if first, ok := v.byHash[e.Hash]; !ok {
 			v.byHash[e.Hash] = e
+		} else {
+			if v.dupKeys == nil {
+				v.dupKeys = make(map[resources.Hash][]resources.Key)
+			}
+			if len(v.dupKeys[e.Hash]) == 0 {
+				v.dupKeys[e.Hash] = []resources.Key{{Type: first.Type, ID: first.ID}}
+			}
+			v.dupKeys[e.Hash] = append(v.dupKeys[e.Hash], resources.Key{Type: e.Type, ID: e.ID})
 		}
 	}
 	slices.SortStableFunc(v.packs, func(a, b *Pack) int {

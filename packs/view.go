@@ -37,6 +37,9 @@ type memSlot struct{ data atomic.Pointer[[]byte] }
 // reload will pick up the new version.
 var ErrChanged = errors.New("file changed since it was hashed")
 
+// View returns the view e belongs to.
+func (e *Entry) View() *View { return e.view }
+
 // Binding returns what a Bind announces for e.
 func (e *Entry) Binding() resources.Binding {
 	return resources.Binding{Type: e.Type, ID: e.ID, Ref: e.Ref, Hash: e.Hash, Size: uint64(e.Size)}
@@ -135,6 +138,9 @@ type View struct {
 	byLoc  map[Loc]*Entry
 	byKey  map[resources.Key]*Entry
 	byHash map[resources.Hash]*Entry
+	// dupKeys lists, for hashes that more than one resource has, all the
+	// keys with that hash (rare: identical files under two names).
+	dupKeys map[resources.Hash][]resources.Key
 	// files remembers every hashed file, winning or shadowed, so the next
 	// load can skip files whose size and mtime did not change.
 	files map[fileKey]fileState
@@ -160,6 +166,17 @@ func (v *View) Get(k resources.Key) (*Entry, bool) {
 func (v *View) ByHash(h resources.Hash) (*Entry, bool) {
 	e, ok := v.byHash[h]
 	return e, ok
+}
+
+// KeysWithHash returns the keys of every resource whose content has hash h.
+func (v *View) KeysWithHash(h resources.Hash) []resources.Key {
+	if ks, ok := v.dupKeys[h]; ok {
+		return ks
+	}
+	if e, ok := v.byHash[h]; ok {
+		return []resources.Key{{Type: e.Type, ID: e.ID}}
+	}
+	return nil
 }
 
 // Len returns the number of resources.

@@ -46,6 +46,7 @@ type Server struct {
 	metrics  *ServerMetrics
 	upgrader websocket.Upgrader
 	limits   packets.Limits
+	bufs     sync.Pool // *[]byte packet buffers of a chunk's size, for writers
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -98,6 +99,8 @@ func NewServer(opts ServerOptions) (*Server, error) {
 		WriteBufferPool: &sync.Pool{},
 		CheckOrigin:     func(*http.Request) bool { return true }, // game clients are not browsers
 	}
+	chunkBuf := packets.ChunkHeaderSize + opts.Config.ChunkSize
+	s.bufs.New = func() any { b := make([]byte, 0, chunkBuf); return &b }
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.view = opts.View
 	s.preloadSet = s.matchPreload(opts.View)

@@ -42,26 +42,40 @@ type Client struct {
 	mu         sync.Mutex // guards every field below
 	view       *packs.View
 	uses       *resources.Uses
-	told       map[resources.Key]resources.Hash // what the client was last told
-	toldHashes map[resources.Hash]int           // hash → number of keys told with it
-	dirty      map[resources.Key]struct{}       // keys to reconcile at the next flush
-	errs       []packets.ResourceError
-	queue      []*stream // requested, not yet started, in request order
-	active     []*stream // being interleaved, at most active_streams
-	byHash     map[resources.Hash]*stream
-	rr         int // round-robin position in active
+	// told is what the client was last told about each key: the entry's
+	// Hash (a pointer costs 8 bytes, a hash 32, and there is one per bound
+	// resource per client).
+	told  map[resources.Key]*packs.Entry
+	dirty map[resources.Key]struct{} // keys to reconcile at the next flush
+	errs  []packets.ResourceError
+	// Requests: queue holds them in order; pending maps each requested
+	// entry to the generation of its live queue item, so a re-request or a
+	// cancel just bumps or deletes it and stale items are skipped.
+	queue   []queued
+	pending map[*packs.Entry]uint32
+	gen     uint32
+	active  []*stream // being interleaved, at most active_streams
+	rr      int       // round-robin position in active
 	nextStream uint32
 	regions    map[world.Region]bool // world regions in view
 	bye        *packets.Disconnect   // set once: the writer sends it and stops
 }
 
-// stream is one resource being sent. Only the writer goroutine touches its
-// content and progress; queue membership and cancelled are under Client.mu.
+// queued is a request waiting for its turn; small, as a client may queue
+// thousands.
+type queued struct {
+	entry *packs.Entry
+	gen   uint32
+	rng   *byteRange // nil for the whole resource
+}
+
+type byteRange struct{ off, n uint64 }
+
+// stream is a resource being sent. Only the writer goroutine touches its
+// content and progress; membership in active is under Client.mu.
 type stream struct {
+	queued
 	id        uint32
-	want      packets.Want
-	cancelled bool
-	entry     *packs.Entry
 	content   packs.Content
 	next, end uint64
 	started   bool
@@ -76,10 +90,9 @@ func newClient(s *Server, conn *websocket.Conn, remote string) *Client {
 		wake:       make(chan struct{}, 1),
 		writerDone: make(chan struct{}),
 		uses:       resources.NewUses(),
-		told:       make(map[resources.Key]resources.Hash),
-		toldHashes: make(map[resources.Hash]int),
+		told:       make(map[resources.Key]*packs.Entry),
 		dirty:      make(map[resources.Key]struct{}),
-		byHash:     make(map[resources.Hash]*stream),
+		pending:    make(map[*packs.Entry]uint32),
 		regions:    make(map[world.Region]bool),
 	}
 	c.ctx, c.cancel = context.WithCancel(s.ctx)
@@ -330,26 +343,45 @@ func (c *Client) request(p *packets.ResourceRequest) {
 		case !ok:
 			c.queueError(w.Hash, packets.ErrorUnknownHash, "no resource with hash "+w.Hash.String())
 			continue
-		case c.toldHashes[w.Hash] == 0:
+		case !c.boundLocked(w.Hash):
 			c.queueError(w.Hash, packets.ErrorNotBound, "hash "+w.Hash.String()+" is not bound to this client")
 			continue
 		case w.HasRange && (w.Offset > uint64(e.Size) || w.Length > uint64(e.Size)-w.Offset):
 			c.queueError(w.Hash, packets.ErrorRangeInvalid, fmt.Sprintf("range %d+%d outside %d bytes", w.Offset, w.Length, e.Size))
 			continue
 		}
-		// A re-request replaces a stream in progress: the client discarded
-		// what it had, so it gets a new stream from the start.
-		if old := c.byHash[w.Hash]; old != nil {
-			c.dropStreamLocked(old)
-		}
-		if len(c.queue)+len(c.active) >= c.srv.cfg.MaxPendingRequests {
+		if _, again := c.pending[e]; !again && len(c.pending) >= c.srv.cfg.MaxPendingRequests {
 			c.byeLocked(packets.DisconnectLimitExceeded, fmt.Sprintf("more than %d resources requested and not yet sent", c.srv.cfg.MaxPendingRequests))
 			return
 		}
-		s := &stream{want: w}
-		c.queue = append(c.queue, s)
-		c.byHash[w.Hash] = s
+		// A re-request replaces a stream in progress: the client discarded
+		// what it had, so it gets a new stream from the start. The old
+		// queue item or active stream sees its generation is gone.
+		c.gen++
+		c.pending[e] = c.gen
+		q := queued{entry: e, gen: c.gen}
+		if w.HasRange {
+			q.rng = &byteRange{w.Offset, w.Length}
+		}
+		c.queue = append(c.queue, q)
 	}
+}
+
+// boundLocked reports whether any resource with hash h is bound to the
+// client as that hash.
+func (c *Client) boundLocked(h resources.Hash) bool {
+	for _, k := range c.view.KeysWithHash(h) {
+		if e, ok := c.told[k]; ok && e.Hash == h {
+			return true
+		}
+	}
+	return false
+}
+
+// liveLocked reports whether q is still wanted.
+func (c *Client) liveLocked(q queued) bool {
+	g, ok := c.pending[q.entry]
+	return ok && g == q.gen
 }
 
 func (c *Client) byeLocked(code packets.DisconnectCode, reason string) {
@@ -366,17 +398,6 @@ func (c *Client) queueError(h resources.Hash, code packets.ErrorCode, msg string
 	c.errs = append(c.errs, packets.ResourceError{Hash: h, Code: code, Message: packets.TruncateMessage(msg)})
 }
 
-func (c *Client) dropStreamLocked(s *stream) {
-	s.cancelled = true
-	if c.byHash[s.want.Hash] == s {
-		delete(c.byHash, s.want.Hash)
-	}
-	if i := slices.Index(c.queue, s); i >= 0 {
-		c.queue = slices.Delete(c.queue, i, i+1)
-	}
-	// Active streams are removed by the writer, which owns their content.
-}
-
 func (c *Client) cancelHashes(hs []resources.Hash) {
 	if len(hs) > c.srv.cfg.MaxRequestHashes {
 		c.Disconnect(packets.DisconnectLimitExceeded, fmt.Sprintf("ResourceCancel with %d hashes; the limit is %d", len(hs), c.srv.cfg.MaxRequestHashes))
@@ -384,8 +405,8 @@ func (c *Client) cancelHashes(hs []resources.Hash) {
 	}
 	c.mu.Lock()
 	for _, h := range hs {
-		if s := c.byHash[h]; s != nil {
-			c.dropStreamLocked(s)
+		if e, ok := c.view.ByHash(h); ok {
+			delete(c.pending, e)
 		}
 	}
 	c.mu.Unlock()
@@ -425,39 +446,30 @@ func (c *Client) move(m *packets.Move) {
 
 // reconcileLocked turns dirty keys into Bind and Lost entries by comparing
 // what the client was told with what it uses now.
-func (c *Client) reconcileLocked() (binds []resources.Binding, losts []resources.Key) {
+func (c *Client) reconcileLocked() (binds []*packs.Entry, losts []resources.Key) {
 	for k := range c.dirty {
 		told, wasTold := c.told[k]
 		e, exists := c.view.Get(k)
 		if c.uses.InUse(k.Type, k.ID) && exists {
-			if !wasTold || told != e.Hash {
-				binds = append(binds, e.Binding())
-				c.setTold(k, e.Hash, wasTold, told)
+			if !wasTold || told.Hash != e.Hash {
+				binds = append(binds, e)
 			}
+			c.told[k] = e // the newest entry, even for the same hash
 			continue
 		}
 		if wasTold {
 			losts = append(losts, k)
-			c.untell(k, told)
+			delete(c.told, k)
 		}
 	}
-	clear(c.dirty)
+	if len(c.dirty) > 256 {
+		// clear keeps a map's buckets; after a join's thousands of keys
+		// that would be an idle client's largest allocation.
+		c.dirty = make(map[resources.Key]struct{})
+	} else {
+		clear(c.dirty)
+	}
 	return binds, losts
-}
-
-func (c *Client) setTold(k resources.Key, h resources.Hash, wasTold bool, old resources.Hash) {
-	if wasTold {
-		c.untell(k, old)
-	}
-	c.told[k] = h
-	c.toldHashes[h]++
-}
-
-func (c *Client) untell(k resources.Key, h resources.Hash) {
-	delete(c.told, k)
-	if c.toldHashes[h]--; c.toldHashes[h] <= 0 {
-		delete(c.toldHashes, h)
-	}
 }
 
 // errSlowClient marks a write that timed out: the client stopped reading.
@@ -468,9 +480,8 @@ func (c *Client) writeLoop() {
 	defer close(c.writerDone)
 	ping := time.NewTicker(c.srv.cfg.PingInterval.Duration)
 	defer ping.Stop()
-	buf := make([]byte, 0, packets.ChunkHeaderSize+c.srv.cfg.ChunkSize)
 	for {
-		if err := c.flush(&buf); err != nil {
+		if err := c.flushPooled(); err != nil {
 			c.endWrites(err)
 			return
 		}
@@ -516,6 +527,19 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
+// flushPooled runs flush with a packet buffer borrowed for the duration:
+// an idle client holds no buffer. A buffer that grew past a chunk (a large
+// Bind) is left for the GC rather than pooled.
+func (c *Client) flushPooled() error {
+	bp := c.srv.bufs.Get().(*[]byte)
+	err := c.flush(bp)
+	if cap(*bp) <= packets.ChunkHeaderSize+c.srv.cfg.ChunkSize {
+		*bp = (*bp)[:0]
+		c.srv.bufs.Put(bp)
+	}
+	return err
+}
+
 // flush writes everything pending: first Disconnect, errors, Binds and
 // Losts, then one chunk per active stream in turn, re-checking control
 // packets between chunks so a Bind is never stuck behind a large file.
@@ -547,7 +571,12 @@ func (c *Client) flush(buf *[]byte) error {
 	}
 }
 
-func (c *Client) writeControl(buf *[]byte, binds []resources.Binding, losts []resources.Key, errs []packets.ResourceError) error {
+// bindBatch is the most entries this server puts in one Bind: ~40 KB
+// encoded, so a batch fits the pooled chunk buffer and a join with
+// thousands of resources never builds one large packet per client.
+const bindBatch = 512
+
+func (c *Client) writeControl(buf *[]byte, binds []*packs.Entry, losts []resources.Key, errs []packets.ResourceError) error {
 	write := func(p packets.Packet) error {
 		*buf = packets.Append((*buf)[:0], p)
 		c.conn.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout.Duration))
@@ -563,9 +592,14 @@ func (c *Client) writeControl(buf *[]byte, binds []resources.Binding, losts []re
 		c.srv.metrics.losts.Add(float64(n))
 		losts = losts[n:]
 	}
+	var batch []resources.Binding
 	for len(binds) > 0 {
-		n := min(len(binds), packets.MaxBindEntries)
-		if err := write(&packets.Bind{Entries: binds[:n]}); err != nil {
+		n := min(len(binds), bindBatch)
+		batch = batch[:0]
+		for _, e := range binds[:n] {
+			batch = append(batch, e.Binding())
+		}
+		if err := write(&packets.Bind{Entries: batch}); err != nil {
 			return err
 		}
 		c.srv.metrics.binds.Add(float64(n))
@@ -587,8 +621,15 @@ func (c *Client) sendChunk(buf *[]byte) (more bool, err error) {
 	var s *stream
 	for s == nil {
 		for len(c.active) < c.srv.cfg.ActiveStreams && len(c.queue) > 0 {
-			c.active = append(c.active, c.queue[0])
+			q := c.queue[0]
+			c.queue[0] = queued{}
 			c.queue = c.queue[1:]
+			if len(c.queue) == 0 {
+				c.queue = nil // let the drained backing array go
+			}
+			if c.liveLocked(q) {
+				c.active = append(c.active, &stream{queued: q})
+			}
 		}
 		if len(c.active) == 0 {
 			c.mu.Unlock()
@@ -596,23 +637,28 @@ func (c *Client) sendChunk(buf *[]byte) (more bool, err error) {
 		}
 		c.rr %= len(c.active)
 		s = c.active[c.rr]
-		if s.cancelled {
+		if !c.liveLocked(s.queued) {
 			c.active = slices.Delete(c.active, c.rr, c.rr+1)
 			closeContent(s)
 			s = nil
 			continue
 		}
-		if !s.started && s.entry == nil {
-			e, ok := c.view.ByHash(s.want.Hash)
+		if !s.started && s.entry.View() != c.view {
+			// Requested before a reload: send what the current view has
+			// under that hash, if anything.
+			e, ok := c.view.ByHash(s.entry.Hash)
 			if !ok {
-				// Gone in a reload since it was requested.
 				c.active = slices.Delete(c.active, c.rr, c.rr+1)
-				delete(c.byHash, s.want.Hash)
-				c.queueError(s.want.Hash, packets.ErrorUnknownHash, "resource "+s.want.Hash.String()+" was removed from the server's packs")
+				delete(c.pending, s.entry)
+				c.queueError(s.entry.Hash, packets.ErrorUnknownHash, "resource "+s.entry.Hash.String()+" was removed from the server's packs")
 				s = nil
 				continue
 			}
+			delete(c.pending, s.entry)
 			s.entry = e
+			c.pending[e] = s.gen
+		}
+		if s.id == 0 {
 			c.nextStream++
 			s.id = c.nextStream
 		}
@@ -629,8 +675,8 @@ func (c *Client) sendChunk(buf *[]byte) (more bool, err error) {
 		if i := slices.Index(c.active, s); i >= 0 {
 			c.active = slices.Delete(c.active, i, i+1)
 		}
-		if c.byHash[s.want.Hash] == s {
-			delete(c.byHash, s.want.Hash)
+		if c.liveLocked(s.queued) {
+			delete(c.pending, s.entry)
 		}
 		c.mu.Unlock()
 		closeContent(s)
@@ -657,8 +703,8 @@ func (c *Client) writeStreamChunk(s *stream, buf *[]byte) (last bool, err error)
 	if !s.started {
 		s.started = true
 		s.next, s.end = 0, uint64(e.Size)
-		if s.want.HasRange {
-			s.next, s.end = s.want.Offset, s.want.Offset+s.want.Length
+		if s.rng != nil {
+			s.next, s.end = s.rng.off, s.rng.off+s.rng.n
 		}
 		content, err := e.Open()
 		if err != nil {
@@ -706,4 +752,5 @@ func (c *Client) closeStreams() {
 		closeContent(s)
 	}
 	c.active, c.queue = nil, nil
+	clear(c.pending)
 }

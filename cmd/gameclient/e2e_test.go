@@ -6,6 +6,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -25,13 +26,20 @@ import (
 var serverBin, clientBin string
 
 func TestMain(m *testing.M) {
+	flag.Parse()
 	dir, err := os.MkdirTemp("", "voxsync-e2e")
 	if err != nil {
 		panic(err)
 	}
 	serverBin, clientBin = filepath.Join(dir, "gameserver"), filepath.Join(dir, "gameclient")
+	// Tests check behaviour, with the race detector; benchmarks measure
+	// speed and memory, which the race detector would distort.
+	build := []string{"build", "-race"}
+	if f := flag.Lookup("test.bench"); f != nil && f.Value.String() != "" {
+		build = []string{"build"}
+	}
 	for bin, pkg := range map[string]string{serverBin: "../gameserver", clientBin: "."} {
-		if out, err := exec.Command("go", "build", "-race", "-o", bin, pkg).CombinedOutput(); err != nil {
+		if out, err := exec.Command("go", append(build, "-o", bin, pkg)...).CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", pkg, err, out)
 			os.Exit(1)
 		}
@@ -42,7 +50,13 @@ func TestMain(m *testing.M) {
 }
 
 // startServer runs gameserver and returns its ws URL once it listens.
-func startServer(t *testing.T, args ...string) string {
+func startServer(t testing.TB, args ...string) string {
+	url, _ := startServerCmd(t, args...)
+	return url
+}
+
+// startServerCmd also returns the process, for measuring it.
+func startServerCmd(t testing.TB, args ...string) (string, *exec.Cmd) {
 	t.Helper()
 	cmd := exec.Command(serverBin, append([]string{"-listen", "127.0.0.1:0"}, args...)...)
 	stderr, _ := cmd.StderrPipe()
@@ -62,16 +76,16 @@ func startServer(t *testing.T, args ...string) string {
 				urlc <- m[1]
 			}
 			if testing.Verbose() {
-				t.Log("server:", sc.Text())
+				fmt.Fprintln(os.Stderr, "server:", sc.Text())
 			}
 		}
 	}()
 	select {
 	case u := <-urlc:
-		return u
-	case <-time.After(20 * time.Second):
+		return u, cmd
+	case <-time.After(60 * time.Second):
 		t.Fatal("gameserver did not start listening")
-		return ""
+		return "", nil
 	}
 }
 

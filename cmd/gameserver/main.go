@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	_ "net/http/pprof" // served only on -debug-listen
 	"os"
 	"os/signal"
 	"strings"
@@ -55,6 +56,7 @@ func run() error {
 		worldPath  = flag.String("world", "", "world file (overrides world)")
 		hotReload  = flag.Bool("hot-reload", false, "watch pack directories and re-bind changed resources (overrides hot_reload)")
 		logLevel   = flag.String("log-level", "info", "debug, info, warn or error")
+		debugAddr  = flag.String("debug-listen", "", "serve Go's pprof profiles on this separate address (off when empty; never expose it publicly)")
 		packsFlag  listFlag
 		preload    listFlag
 	)
@@ -138,6 +140,15 @@ func run() error {
 	}
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	log.Info("gameserver listening", "ws", "ws://"+ln.Addr().String()+"/ws", "metrics", "http://"+ln.Addr().String()+"/metrics")
+
+	if *debugAddr != "" {
+		go func() {
+			log.Info("pprof listening", "addr", *debugAddr)
+			if err := http.ListenAndServe(*debugAddr, http.DefaultServeMux); err != nil {
+				log.Error("pprof listener", "err", err)
+			}
+		}()
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
