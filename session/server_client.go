@@ -39,9 +39,9 @@ type Client struct {
 	wake       chan struct{} // cap 1: the writer has work
 	writerDone chan struct{}
 
-	mu         sync.Mutex // guards every field below
-	view       *packs.View
-	uses       *resources.Uses
+	mu   sync.Mutex // guards every field below
+	view *packs.View
+	uses *resources.Uses
 	// told is what the client was last told about each key: the entry's
 	// Hash (a pointer costs 8 bytes, a hash 32, and there is one per bound
 	// resource per client).
@@ -51,11 +51,11 @@ type Client struct {
 	// Requests: queue holds them in order; pending maps each requested
 	// entry to the generation of its live queue item, so a re-request or a
 	// cancel just bumps or deletes it and stale items are skipped.
-	queue   []queued
-	pending map[*packs.Entry]uint32
-	gen     uint32
-	active  []*stream // being interleaved, at most active_streams
-	rr      int       // round-robin position in active
+	queue      []queued
+	pending    map[*packs.Entry]uint32
+	gen        uint32
+	active     []*stream // being interleaved, at most active_streams
+	rr         int       // round-robin position in active
 	nextStream uint32
 	regions    map[world.Region]bool // world regions in view
 	bye        *packets.Disconnect   // set once: the writer sends it and stops
