@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -237,11 +238,12 @@ func (s *store) commit(batch []op, errs []error) error {
 		case opFile:
 			_, err = tx.Exec(`INSERT OR REPLACE INTO file_blobs (hash, size, last_used) VALUES (?, ?, ?)`, o.hash[:], o.size, now)
 		case opTouch:
-			for _, h := range o.hashes {
-				if _, err = tx.Exec(`UPDATE inline_blobs SET last_used = ? WHERE hash = ?`, now, h[:]); err != nil {
-					break
-				}
-				if _, err = tx.Exec(`UPDATE file_blobs SET last_used = ? WHERE hash = ?`, now, h[:]); err != nil {
+			// Eviction needs recency to minutes, not seconds: rows used
+			// lately are not rewritten, and an inline row's rewrite would
+			// copy its whole blob into the WAL.
+			cutoff := now - int64(touchGranularity/time.Second)
+			for _, table := range []string{"inline_blobs", "file_blobs"} {
+				if err = execHashes(tx, "UPDATE "+table+" SET last_used = ? WHERE last_used < ? AND hash IN (", o.hashes, now, cutoff); err != nil {
 					break
 				}
 			}
@@ -271,6 +273,24 @@ func (s *store) commit(batch []op, errs []error) error {
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("store blobs: commit: %w", err)
+	}
+	return nil
+}
+
+// touchGranularity is how stale last_used may get before a hit updates it.
+const touchGranularity = 10 * time.Minute
+
+// execHashes runs an update that ends in "IN (" over hashes in batches,
+// with args before the hashes.
+func execHashes(tx *sql.Tx, query string, hashes []resources.Hash, args ...any) error {
+	const batch = 500
+	for len(hashes) > 0 {
+		n := min(len(hashes), batch)
+		all := append(append(make([]any, 0, len(args)+n), args...), hashArgs(hashes[:n])...)
+		if _, err := tx.Exec(query+strings.Repeat("?,", n-1)+"?)", all...); err != nil {
+			return err
+		}
+		hashes = hashes[n:]
 	}
 	return nil
 }

@@ -16,15 +16,10 @@ import (
 // row for each result row.
 func queryHashes(ctx context.Context, db *sql.DB, query string, hs []resources.Hash, row func(*sql.Rows) error) error {
 	const batch = 500
-	args := make([]any, 0, batch)
 	for len(hs) > 0 {
 		n := min(len(hs), batch)
-		args = args[:0]
-		for i := range n {
-			args = append(args, hs[i][:])
-		}
 		q := query + strings.Repeat("?,", n-1) + "?)"
-		rows, err := db.QueryContext(ctx, q, args...)
+		rows, err := db.QueryContext(ctx, q, hashArgs(hs[:n])...)
 		if err != nil {
 			return err
 		}
@@ -41,6 +36,15 @@ func queryHashes(ctx context.Context, db *sql.DB, query string, hs []resources.H
 		hs = hs[n:]
 	}
 	return nil
+}
+
+// hashArgs turns hashes into query arguments.
+func hashArgs(hs []resources.Hash) []any {
+	args := make([]any, len(hs))
+	for i := range hs {
+		args[i] = hs[i][:]
+	}
+	return args
 }
 
 func scanHash(b []byte) (resources.Hash, bool) {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"runtime"
 	"sync"
 	"time"
 
@@ -243,6 +244,11 @@ func (s *Syncer) Move(x, y, z float64) {
 type outbox struct {
 	ch   chan packets.Packet
 	done <-chan struct{}
+	// Goroutines of the session (cache lookups, delayed retries) are
+	// counted in wg, waited for before the session returns; lookups bounds
+	// how many lookups run at once.
+	lookups chan struct{}
+	wg      sync.WaitGroup
 }
 
 // send queues p for the writer; it drops p if the session has ended.
@@ -351,7 +357,7 @@ func (s *Syncer) session(ctx context.Context) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	out := &outbox{ch: make(chan packets.Packet, 256), done: ctx.Done()}
+	out := &outbox{ch: make(chan packets.Packet, 256), done: ctx.Done(), lookups: make(chan struct{}, runtime.GOMAXPROCS(0))}
 	writerDone := make(chan error, 1)
 	go func() {
 		err := s.writeLoop(ctx, conn, out)
@@ -384,6 +390,7 @@ func (s *Syncer) session(ctx context.Context) error {
 
 	err = s.readLoop(ctx, conn, out)
 	cancel()
+	out.wg.Wait()
 	werr := <-writerDone
 	s.mu.Lock()
 	s.out = nil
@@ -610,12 +617,24 @@ func (s *Syncer) bind(ctx context.Context, out *outbox, entries []resources.Bind
 	if len(look) == 0 {
 		return
 	}
+	// Look up on a worker so the reader goes on decoding: a join's Binds
+	// arrive in several packets, and their lookups (reading and verifying
+	// thousands of cached blobs) then run on all cores at once.
+	out.lookups <- struct{}{}
+	out.wg.Go(func() {
+		defer func() { <-out.lookups }()
+		s.lookup(ctx, out, look)
+	})
+}
 
+// lookup finds newly bound hashes in the cache; hits are Loaded, misses
+// requested.
+func (s *Syncer) lookup(ctx context.Context, out *outbox, look []resources.Hash) {
 	hits, err := s.opts.Cache.Lookup(ctx, look)
 	if err != nil {
 		s.log.Error("cache lookup failed; fetching from the server", "err", err)
 	}
-	evs = evs[:0]
+	var evs []Event
 	var miss []resources.Hash
 	s.mu.Lock()
 	for _, h := range look {
@@ -668,7 +687,8 @@ func (s *Syncer) detachLocked(out *outbox, k resources.Key, h resources.Hash) {
 				s.dropStreamLocked(id)
 			}
 		}
-		go s.send(out, &packets.ResourceCancel{Hashes: []resources.Hash{h}})
+		// The lock is held: send from a goroutine the session waits for.
+		out.wg.Go(func() { s.send(out, &packets.ResourceCancel{Hashes: []resources.Hash{h}}) })
 	}
 	if hs.state != phaseStoring {
 		delete(s.hashes, h)
@@ -914,9 +934,12 @@ func (s *Syncer) resourceError(out *outbox, p *packets.ResourceError) {
 	s.poke()
 	if again {
 		// The server may be mid-reload: give it a moment.
-		go func() {
-			time.Sleep(200 * time.Millisecond)
-			s.request(out, []resources.Hash{p.Hash})
-		}()
+		out.wg.Go(func() {
+			select {
+			case <-time.After(200 * time.Millisecond):
+				s.request(out, []resources.Hash{p.Hash})
+			case <-out.done:
+			}
+		})
 	}
 }
