@@ -162,4 +162,3 @@ func BenchmarkWarmJoin(b *testing.B) {
 	}
 	b.ReportMetric(float64(total.Microseconds())/1000/float64(b.N), "ms-join")
 }
-
