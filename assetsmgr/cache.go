@@ -44,6 +44,8 @@ type Cache struct {
 	store     *store
 	tiers     []Tier
 	packs     *packs.View
+	now       func() time.Time
+	stmts     *stmtCache
 	closeOnce sync.Once
 }
 
@@ -81,7 +83,7 @@ func Open(ctx context.Context, opts Options) (*Cache, error) {
 		db.Close()
 		return nil, fmt.Errorf("open cache database %s: %w", filepath.Join(opts.Dir, "db.sqlite3"), err)
 	}
-	c := &Cache{dir: opts.Dir, db: db, log: opts.Logger, inlineMax: opts.InlineMax}
+	c := &Cache{dir: opts.Dir, db: db, log: opts.Logger, inlineMax: opts.InlineMax, now: opts.Now, stmts: &stmtCache{db: db}}
 	c.store = newStore(db, blobs, opts.Logger, opts.Now)
 
 	idx, err := loadPackIndex(ctx, db)
@@ -109,8 +111,8 @@ func Open(ctx context.Context, opts Options) (*Cache, error) {
 	}
 	c.tiers = []Tier{
 		&packTier{view: view, log: opts.Logger},
-		&inlineTier{db: db, store: c.store, log: opts.Logger},
-		&fileTier{db: db, dir: blobs, store: c.store, log: opts.Logger},
+		&inlineTier{stmts: c.stmts, store: c.store, log: opts.Logger},
+		&fileTier{stmts: c.stmts, dir: blobs, store: c.store, log: opts.Logger},
 	}
 	return c, nil
 }
@@ -166,11 +168,13 @@ func (c *Cache) InlineMax() int64 { return c.inlineMax }
 func (c *Cache) PackView() *packs.View { return c.packs }
 
 // Lookup finds hashes in the tiers in order and returns the verified hits.
-// Hits from the cache tiers have their last_used time updated (batched).
+// Hits from the cache tiers whose last_used is older than the touch
+// granularity get it updated (batched); recent ones cost no write.
 func (c *Cache) Lookup(ctx context.Context, hs []resources.Hash) (map[resources.Hash]Blob, error) {
 	hits := make(map[resources.Hash]Blob, len(hs))
 	todo := hs
 	var touched []resources.Hash
+	stale := c.now().Add(-touchGranularity).Unix()
 	for _, t := range c.tiers {
 		if len(todo) == 0 {
 			break
@@ -183,7 +187,7 @@ func (c *Cache) Lookup(ctx context.Context, hs []resources.Hash) (map[resources.
 		for _, h := range todo {
 			if b, ok := found[h]; ok {
 				hits[h] = b
-				if t.Source() != SourcePack {
+				if t.Source() != SourcePack && b.used < stale {
 					touched = append(touched, h)
 				}
 			} else {
@@ -299,6 +303,7 @@ func (c *Cache) Close() error {
 		if c.packs != nil {
 			c.packs.Close()
 		}
+		c.stmts.close()
 		err = c.db.Close()
 	})
 	return err

@@ -58,6 +58,7 @@ type Blob struct {
 	Source Source
 	data   []byte                  // inline hits carry their bytes
 	open   func() (Content, error) // file-backed hits reopen on demand
+	used   int64                   // last_used of a cache row (unix seconds)
 }
 
 type bytesContent struct{ *bytes.Reader }

@@ -8,18 +8,65 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/voxsync/voxsync/resources"
 )
 
-// queryHashes runs query (which ends in "IN (") over hs in batches, calling
-// row for each result row.
-func queryHashes(ctx context.Context, db *sql.DB, query string, hs []resources.Hash, row func(*sql.Rows) error) error {
-	const batch = 500
+// stmtCache holds prepared IN-list statements. Lists are padded to a power
+// of two (repeating a hash changes nothing in an IN list), so a few
+// statements per query cover every size and no lookup re-parses its SQL.
+type stmtCache struct {
+	db    *sql.DB
+	mu    sync.Mutex // guards stmts
+	stmts map[string]*sql.Stmt
+}
+
+func (c *stmtCache) get(ctx context.Context, q string) (*sql.Stmt, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st, ok := c.stmts[q]; ok {
+		return st, nil
+	}
+	st, err := c.db.PrepareContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	if c.stmts == nil {
+		c.stmts = make(map[string]*sql.Stmt)
+	}
+	c.stmts[q] = st
+	return st, nil
+}
+
+func (c *stmtCache) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, st := range c.stmts {
+		st.Close()
+	}
+	c.stmts = nil
+}
+
+// queryHashes runs query (which ends in "IN (") over hs in batches of at
+// most 512, calling row for each result row.
+func queryHashes(ctx context.Context, stmts *stmtCache, query string, hs []resources.Hash, row func(*sql.Rows) error) error {
+	const batch = 512
 	for len(hs) > 0 {
 		n := min(len(hs), batch)
-		q := query + strings.Repeat("?,", n-1) + "?)"
-		rows, err := db.QueryContext(ctx, q, hashArgs(hs[:n])...)
+		padded := 1
+		for padded < n {
+			padded *= 2
+		}
+		args := hashArgs(hs[:n])
+		for len(args) < padded {
+			args = append(args, args[n-1])
+		}
+		st, err := stmts.get(ctx, query+strings.Repeat("?,", padded-1)+"?)")
+		if err != nil {
+			return err
+		}
+		rows, err := st.QueryContext(ctx, args...)
 		if err != nil {
 			return err
 		}
@@ -58,7 +105,7 @@ func scanHash(b []byte) (resources.Hash, bool) {
 
 // inlineTier finds small blobs stored in sqlite rows.
 type inlineTier struct {
-	db    *sql.DB
+	stmts *stmtCache
 	store *store
 	log   *slog.Logger
 }
@@ -70,10 +117,10 @@ func (t *inlineTier) Source() Source { return SourceInline }
 func (t *inlineTier) Lookup(ctx context.Context, hs []resources.Hash) (map[resources.Hash]Blob, error) {
 	hits := make(map[resources.Hash]Blob)
 	var bad []resources.Hash
-	err := queryHashes(ctx, t.db, "SELECT hash, size, data FROM inline_blobs WHERE hash IN (", hs, func(r *sql.Rows) error {
+	err := queryHashes(ctx, t.stmts, "SELECT hash, size, last_used, data FROM inline_blobs WHERE hash IN (", hs, func(r *sql.Rows) error {
 		var hb, data []byte
-		var size int64
-		if err := r.Scan(&hb, &size, &data); err != nil {
+		var size, used int64
+		if err := r.Scan(&hb, &size, &used, &data); err != nil {
 			return err
 		}
 		h, ok := scanHash(hb)
@@ -85,7 +132,7 @@ func (t *inlineTier) Lookup(ctx context.Context, hs []resources.Hash) (map[resou
 			bad = append(bad, h)
 			return nil
 		}
-		hits[h] = Blob{Hash: h, Size: size, Source: SourceInline, data: data}
+		hits[h] = Blob{Hash: h, Size: size, Source: SourceInline, data: data, used: used}
 		return nil
 	})
 	if len(bad) > 0 {
@@ -97,7 +144,7 @@ func (t *inlineTier) Lookup(ctx context.Context, hs []resources.Hash) (map[resou
 // fileTier finds large blobs stored as files under blobs/, each with a row
 // in file_blobs recording that it is complete.
 type fileTier struct {
-	db    *sql.DB
+	stmts *stmtCache
 	dir   string // the blobs directory
 	store *store
 	log   *slog.Logger
@@ -113,15 +160,16 @@ func blobPath(dir string, h resources.Hash) string {
 }
 
 func (t *fileTier) Lookup(ctx context.Context, hs []resources.Hash) (map[resources.Hash]Blob, error) {
-	rows := make(map[resources.Hash]int64)
-	err := queryHashes(ctx, t.db, "SELECT hash, size FROM file_blobs WHERE hash IN (", hs, func(r *sql.Rows) error {
+	type row struct{ size, used int64 }
+	rows := make(map[resources.Hash]row)
+	err := queryHashes(ctx, t.stmts, "SELECT hash, size, last_used FROM file_blobs WHERE hash IN (", hs, func(r *sql.Rows) error {
 		var hb []byte
-		var size int64
-		if err := r.Scan(&hb, &size); err != nil {
+		var rw row
+		if err := r.Scan(&hb, &rw.size, &rw.used); err != nil {
 			return err
 		}
 		if h, ok := scanHash(hb); ok {
-			rows[h] = size
+			rows[h] = rw
 		}
 		return nil
 	})
@@ -136,7 +184,8 @@ func (t *fileTier) Lookup(ctx context.Context, hs []resources.Hash) (map[resourc
 			break
 		}
 		p := blobPath(t.dir, h)
-		size, hasRow := rows[h]
+		rw, hasRow := rows[h]
+		size := rw.size
 		if !hasRow {
 			// A file without a row was never recorded complete (a crash
 			// between rename and commit, or someone else's file): not ours
@@ -152,7 +201,7 @@ func (t *fileTier) Lookup(ctx context.Context, hs []resources.Hash) (map[resourc
 			bad = append(bad, h)
 			continue
 		}
-		hits[h] = Blob{Hash: h, Size: size, Source: SourceBlob, open: func() (Content, error) { return os.Open(p) }}
+		hits[h] = Blob{Hash: h, Size: size, Source: SourceBlob, open: func() (Content, error) { return os.Open(p) }, used: rw.used}
 	}
 	if len(bad) > 0 {
 		t.store.enqueue(op{kind: opDeleteFile, hashes: bad})

@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -161,4 +162,30 @@ func BenchmarkWarmJoin(b *testing.B) {
 		total += d
 	}
 	b.ReportMetric(float64(total.Microseconds())/1000/float64(b.N), "ms-join")
+}
+
+// BenchmarkInlineThreshold runs a cold sync and a warm join of the voxel
+// corpus with different inline thresholds: the measurement behind
+// assetsmgr.DefaultInlineMax for this size distribution.
+func BenchmarkInlineThreshold(b *testing.B) {
+	dir, info := voxelCorpus(b)
+	ts := corpusServer(b, dir)
+	for _, max := range []int64{16 << 10, 64 << 10, 256 << 10} {
+		b.Run(fmt.Sprintf("%dKiB", max>>10), func(b *testing.B) {
+			var cold, warm time.Duration
+			for b.Loop() {
+				cache, err := assetsmgr.Open(context.Background(), assetsmgr.Options{Dir: b.TempDir(), InlineMax: max})
+				if err != nil {
+					b.Fatal(err)
+				}
+				d, _ := syncAll(b, ts.url, cache, info.Files)
+				cold += d
+				d, _ = syncAll(b, ts.url, cache, info.Files)
+				warm += d
+				cache.Close()
+			}
+			b.ReportMetric(float64(cold.Milliseconds())/float64(b.N), "ms-cold")
+			b.ReportMetric(float64(warm.Microseconds())/1000/float64(b.N), "ms-warm")
+		})
+	}
 }

@@ -1,0 +1,76 @@
+package assetsmgr
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/voxsync/voxsync/resources"
+)
+
+// BenchmarkInlineVsFile stores and reads back blobs of one size, once in
+// sqlite rows and once as blob files, to choose the inline threshold:
+// DefaultInlineMax is the largest size where the inline tier is not slower
+// (docs/benchmarks.md). Each op stores 64 blobs in one commit (as a sync
+// does) and looks them up verified.
+func BenchmarkInlineVsFile(b *testing.B) {
+	const perOp = 64
+	for _, size := range []int{1 << 10, 4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20} {
+		for _, tier := range []string{"inline", "file"} {
+			b.Run(fmt.Sprintf("%s/%dKiB", tier, size>>10), func(b *testing.B) {
+				inlineMax := int64(1 << 30) // everything inline
+				if tier == "file" {
+					inlineMax = 1 // everything a file
+				}
+				c, err := Open(context.Background(), Options{Dir: b.TempDir(), InlineMax: inlineMax})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer c.Close()
+				b.SetBytes(int64(size * perOp))
+				round := 0
+				var put, get float64
+				for b.Loop() {
+					round++
+					hs := make([]resources.Hash, perOp)
+					blobs := make([][]byte, perOp)
+					for i := range blobs {
+						blobs[i] = pseudoRandom(size, byte(i))
+						blobs[i][0], blobs[i][1] = byte(round), byte(round>>8)
+						hs[i] = resources.Sum(blobs[i])
+					}
+					start := nowNano()
+					errs := make(chan error, perOp)
+					for i := range blobs {
+						if err := c.Put(hs[i], blobs[i], func(err error) { errs <- err }); err != nil {
+							b.Fatal(err)
+						}
+					}
+					for range perOp {
+						if err := <-errs; err != nil {
+							b.Fatal(err)
+						}
+					}
+					mid := nowNano()
+					hits, err := c.Lookup(context.Background(), hs)
+					if err != nil || len(hits) != perOp {
+						b.Fatalf("lookup: %d hits, %v", len(hits), err)
+					}
+					for _, h := range hs {
+						if _, err := hits[h].ReadAll(); err != nil {
+							b.Fatal(err)
+						}
+					}
+					end := nowNano()
+					put += float64(mid - start)
+					get += float64(end - mid)
+				}
+				b.ReportMetric(put/float64(b.N)/perOp/1e3, "µs-put/blob")
+				b.ReportMetric(get/float64(b.N)/perOp/1e3, "µs-get/blob")
+			})
+		}
+	}
+}
+
+func nowNano() int64 { return time.Now().UnixNano() }
