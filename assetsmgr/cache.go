@@ -246,8 +246,13 @@ type Pending struct {
 	hash    resources.Hash
 	size    int64
 	written int64
+	flushed int64 // bytes handed to startWriteback
 	sum     hash.Hash
 }
+
+// writebackEvery is how much a streamed blob accumulates before its pages
+// are handed to the kernel for writing.
+const writebackEvery = 8 << 20
 
 // Write appends p, refusing to go past the announced size.
 func (p *Pending) Write(b []byte) (int, error) {
@@ -259,6 +264,10 @@ func (p *Pending) Write(b []byte) (int, error) {
 	p.written += int64(n)
 	if err != nil {
 		return n, fmt.Errorf("write blob %s: %w", p.hash.Short(), err)
+	}
+	if p.written-p.flushed >= writebackEvery {
+		startWriteback(p.f, p.flushed, p.written-p.flushed)
+		p.flushed = p.written
 	}
 	return n, nil
 }

@@ -218,10 +218,12 @@ func BenchmarkOneGiBResource(b *testing.B) {
 			SyncSeconds float64 `json:"sync_seconds"`
 		}
 		json.Unmarshal(out.Bytes(), &res)
-		if res.Bytes != size || res.SyncSeconds == 0 {
+		// The client also loads the few built-in resources its spawn
+		// point uses; the 1 GiB file is nearly all of it.
+		if res.Bytes < size || res.SyncSeconds == 0 {
 			b.Fatalf("client summary %s", out.String())
 		}
-		rate := float64(size) / res.SyncSeconds
+		rate := float64(res.Bytes) / res.SyncSeconds
 		b.ReportMetric(rate/1e6, "MB/s")
 		b.ReportMetric(diskRate/1e6, "disk-write+fsync-MB/s")
 		b.ReportMetric(rate/diskRate, "of-disk")
