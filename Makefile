@@ -1,8 +1,9 @@
 # voxsync — see `make help`.
 GO        ?= go
 FUZZTIME  ?= 10s
-BENCHTIME ?= 1x
+BENCHTIME ?= 1s
 BENCHCOUNT ?= 5
+BENCHSTAT := $(shell go env GOPATH)/bin/benchstat
 PKGS      := ./...
 BIN       := bin
 
@@ -30,8 +31,10 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 10s)
 	  done; \
 	done
 
-bench: ## run the benchmarks BENCHCOUNT times (medians go in docs/benchmarks.md)
-	$(GO) test -run='^$$' -bench=. -benchtime=$(BENCHTIME) -count=$(BENCHCOUNT) -timeout 60m $(PKGS)
+bench: ## run every benchmark BENCHCOUNT times; bench.txt has the runs, benchstat prints medians
+	@test -x $(BENCHSTAT) || $(GO) install golang.org/x/perf/cmd/benchstat@latest
+	$(GO) test -run='^$$' -bench=. -benchtime=$(BENCHTIME) -count=$(BENCHCOUNT) -timeout 60m $(PKGS) | tee bench.txt
+	$(BENCHSTAT) bench.txt
 
 run: build ## start the game server on its built-in pack
 	$(BIN)/gameserver

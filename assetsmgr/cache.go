@@ -161,6 +161,9 @@ func removeTempFiles(blobs string, log *slog.Logger) {
 	})
 }
 
+// Dir returns the cache directory.
+func (c *Cache) Dir() string { return c.dir }
+
 // InlineMax returns the largest blob stored inline.
 func (c *Cache) InlineMax() int64 { return c.inlineMax }
 

@@ -24,10 +24,15 @@ func TestDefaultsAreValid(t *testing.T) {
 		t.Fatalf("built-in world has %d nodes", len(w.Nodes))
 	}
 	// The shipped example files are the embedded defaults, so they load too.
-	for _, f := range []string{"server.toml"} {
+	for _, f := range []string{"server.toml", "dev.toml", "production.toml"} {
 		if _, err := LoadServer(f); err != nil {
 			t.Errorf("%s: %v", f, err)
 		}
+	}
+	dev, _ := LoadServer("dev.toml")
+	prod, _ := LoadServer("production.toml")
+	if !dev.HotReload || prod.HotReload || s.HotReload {
+		t.Errorf("hot_reload: dev %v, production %v, default %v; want on only in dev", dev.HotReload, prod.HotReload, s.HotReload)
 	}
 }
 

@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/voxsync/voxsync/resources"
 )
@@ -38,6 +40,14 @@ type Options struct {
 	// a persistent index (the client's) can skip unchanged files across
 	// restarts. Read View.Files afterwards to update it.
 	HashCache HashCache
+
+	// hold, set by the Watcher, names files that are still being written:
+	// they keep their previous state, or stay out if they are new.
+	hold func(pack, path string) bool
+	// holdOpen, set by the Watcher, also holds every new or changed file
+	// that some process has open for writing (asked of the kernel, so no
+	// missed event can let a half-written file through).
+	holdOpen bool
 }
 
 // HashCache knows the hashes of files by pack, path, size and mtime.
@@ -82,7 +92,8 @@ type candidate struct {
 	size  int64
 	mtime int64
 	state fileState
-	ok    bool // hashed successfully
+	ok    bool   // hashed successfully
+	bad   string // why the file cannot be served now; its previous version may be
 }
 
 // Load opens the packs and builds a View. prev, if not nil, is the view
@@ -131,7 +142,7 @@ func Load(ctx context.Context, opts Options, prev *View) (*View, error) {
 			})
 		}
 	}()
-	hashAll(ctx, found, prevFiles, opts, report)
+	v.held = hashAll(ctx, found, prevFiles, opts, report)
 	if err := ctx.Err(); err != nil {
 		v.Close()
 		return nil, err
@@ -249,31 +260,34 @@ func (v *View) scan(p *Pack, maxSize int64, report func(Problem), emit func(*can
 			problem(path, err.Error())
 			return nil
 		}
+		// From here on the name is valid: a file that cannot be served now
+		// is passed on marked bad, so a version served before stays.
+		broken := func(reason string) { emit(&candidate{pack: p, path: path, loc: loc, bad: reason}) }
 		var fi fs.FileInfo
 		if d.Type()&fs.ModeSymlink != 0 {
 			// Stat follows the link inside the root and fails if it leaves it.
 			fi, err = p.root.Stat(path)
 			if err != nil {
-				problem(path, "symlink leaves the pack or is broken: "+err.Error())
+				broken("symlink leaves the pack or is broken: " + err.Error())
 				return nil
 			}
 			if fi.IsDir() {
-				problem(path, "symlink to a directory is not followed")
+				broken("symlink to a directory is not followed")
 				return nil
 			}
 		} else {
 			fi, err = d.Info()
 			if err != nil {
-				problem(path, "unreadable: "+err.Error())
+				broken("unreadable: " + err.Error())
 				return nil
 			}
 		}
 		if !fi.Mode().IsRegular() {
-			problem(path, "not a regular file")
+			broken("not a regular file")
 			return nil
 		}
 		if fi.Size() > maxSize {
-			problem(path, fmt.Sprintf("%d bytes, over the limit of %d (max_file_size)", fi.Size(), maxSize))
+			broken(fmt.Sprintf("%d bytes, over the limit of %d (max_file_size)", fi.Size(), maxSize))
 			return nil
 		}
 		c := &candidate{pack: p, path: path, loc: loc, size: fi.Size()}
@@ -308,7 +322,8 @@ func parsePath(path string) (Loc, error) {
 // hashAll hashes candidates from found in parallel, reusing prev or the
 // HashCache where size and mtime match, and reports unreadable files. It
 // drains found even when ctx is cancelled, so the scanner never blocks.
-func hashAll(ctx context.Context, found <-chan *candidate, prev map[fileKey]fileState, opts Options, report func(Problem)) {
+func hashAll(ctx context.Context, found <-chan *candidate, prev map[fileKey]fileState, opts Options, report func(Problem)) (held int) {
+	var heldOpen atomic.Int64
 	var wg sync.WaitGroup
 	for range opts.Workers {
 		wg.Go(func() {
@@ -317,9 +332,29 @@ func hashAll(ctx context.Context, found <-chan *candidate, prev map[fileKey]file
 				if ctx.Err() != nil {
 					continue
 				}
-				if st, ok := prev[fileKey{c.pack.String(), c.path}]; ok && st.size == c.size && st.mtime == c.mtime {
+				st, known := prev[fileKey{c.pack.String(), c.path}]
+				if c.bad != "" {
+					c.state, c.ok = st, known
+					if known {
+						c.bad += "; still serving the previous version"
+					}
+					report(Problem{Pack: c.pack.String(), Path: c.path, Reason: c.bad})
+					continue
+				}
+				if opts.hold != nil && c.pack.root != nil && opts.hold(c.pack.Dir, c.path) {
+					c.state, c.ok = st, known // not ok: a new file not yet complete stays out
+					continue
+				}
+				if known && st.size == c.size && st.mtime == c.mtime {
 					c.state, c.ok = st, true
 					continue
+				}
+				if opts.holdOpen && c.pack.root != nil {
+					if writing, err := openForWriting(filepath.Join(c.pack.Dir, filepath.FromSlash(c.path))); err == nil && writing {
+						c.state, c.ok = st, known
+						heldOpen.Add(1)
+						continue
+					}
 				}
 				if opts.HashCache != nil && c.mtime != 0 {
 					if h, ok := opts.HashCache.LookupHash(c.pack.String(), c.path, c.size, c.mtime); ok {
@@ -328,12 +363,18 @@ func hashAll(ctx context.Context, found <-chan *candidate, prev map[fileKey]file
 					}
 				}
 				if err := hashOne(c, buf); err != nil {
-					report(Problem{Pack: c.pack.String(), Path: c.path, Reason: err.Error()})
+					reason := err.Error()
+					if known {
+						c.state, c.ok = st, true
+						reason += "; still serving the previous version"
+					}
+					report(Problem{Pack: c.pack.String(), Path: c.path, Reason: reason})
 				}
 			}
 		})
 	}
 	wg.Wait()
+	return int(heldOpen.Load())
 }
 
 // hashOne hashes a file's listed size through buf. Startup only hashes:

@@ -144,6 +144,9 @@ type View struct {
 	// files remembers every hashed file, winning or shadowed, so the next
 	// load can skip files whose size and mtime did not change.
 	files map[fileKey]fileState
+	// held counts files left at their previous version (or out) because
+	// they were still open for writing.
+	held int
 	// memBudget is what is left of Options.MemoryBudget for small files.
 	memBudget atomic.Int64
 	// Problems lists the files and packs that were skipped, and why.

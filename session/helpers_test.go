@@ -24,15 +24,17 @@ import (
 // testServer is a real Server behind a real httptest.Server.
 type testServer struct {
 	*Server
-	http *httptest.Server
-	url  string
+	http    *httptest.Server
+	url     string
+	watcher *packs.Watcher
 }
 
 type serverSetup struct {
-	cfg    func(*configs.Server)
-	dirs   []string
-	world  bool
-	onJoin func(*Client)
+	cfg       func(*configs.Server)
+	dirs      []string
+	world     bool
+	onJoin    func(*Client)
+	hotReload bool // watch dirs with a real fsnotify Watcher
 }
 
 func startServer(t testing.TB, setup serverSetup) *testServer {
@@ -44,10 +46,11 @@ func startServer(t testing.TB, setup serverSetup) *testServer {
 		setup.cfg(&cfg)
 	}
 	ids := packs.NewIDs()
-	v, err := packs.Load(context.Background(), packs.Options{
+	loadOpts := packs.Options{
 		Dirs: cfg.Packs, Builtin: cfg.BuiltinPack, MaxFileSize: cfg.MaxFileSize,
 		MemoryMax: cfg.MemoryMax, MemoryBudget: cfg.MemoryBudget, IDs: ids,
-	}, nil)
+	}
+	v, err := packs.Load(context.Background(), loadOpts, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +74,16 @@ func startServer(t testing.TB, setup serverSetup) *testServer {
 	}
 	hs := httptest.NewServer(s.Handler())
 	ts := &testServer{Server: s, http: hs, url: "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"}
+	if setup.hotReload {
+		ts.watcher, err = packs.NewWatcher(v, packs.WatchOptions{Load: loadOpts, Debounce: cfg.ReloadDebounce.Duration, Logger: log, Apply: s.SetView})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 	t.Cleanup(func() {
+		if ts.watcher != nil {
+			ts.watcher.Close()
+		}
 		s.Close()
 		hs.Close()
 	})

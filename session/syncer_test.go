@@ -120,19 +120,28 @@ func (c *fakeConn) stream(id uint32, b resources.Binding, data []byte, chunk int
 	}
 }
 
-// recorder collects a Syncer's events.
+// recorder collects a Syncer's events. Its callback never blocks, as
+// OnEvent's contract asks: a test that does not read ch loses the channel
+// copy (counted in dropped), never the Syncer's progress.
 type recorder struct {
-	mu  sync.Mutex
-	evs []Event
-	ch  chan Event
+	mu      sync.Mutex
+	evs     []Event
+	dropped int
+	ch      chan Event
+	backlog []Event // read from ch but not yet matched; the test goroutine's own
 }
 
 func (r *recorder) on(e Event) {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.evs = append(r.evs, e)
-	r.mu.Unlock()
-	if _, ok := e.(Progress); !ok {
-		r.ch <- e
+	if _, ok := e.(Progress); ok {
+		return
+	}
+	select {
+	case r.ch <- e:
+	default:
+		r.dropped++
 	}
 }
 

@@ -130,12 +130,26 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	stopWatching := func() {}
 	if cfg.HotReload {
-		log.Warn("hot_reload is not implemented in this build; packs are loaded once")
+		if len(cfg.Packs) == 0 {
+			log.Warn("hot_reload is on but no pack directories are configured; only the built-in pack is served")
+		}
+		watcher, err := packs.NewWatcher(view, packs.WatchOptions{
+			Load: opts, Debounce: cfg.ReloadDebounce.Duration, Logger: log, Apply: srv.SetView,
+		})
+		if err != nil {
+			srv.Close()
+			return fmt.Errorf("watch pack directories (hot_reload): %w", err)
+		}
+		stopWatching = func() { watcher.Close() }
+		log.Info("hot reload on", "packs", cfg.Packs, "debounce", cfg.ReloadDebounce.Duration)
 	}
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
+		stopWatching()
+		srv.Close()
 		return fmt.Errorf("listen on %s (setting listen): %w", cfg.Listen, err)
 	}
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
@@ -156,6 +170,7 @@ func run() error {
 	go func() { serveErr <- hs.Serve(ln) }()
 	select {
 	case err := <-serveErr:
+		stopWatching()
 		srv.Close()
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
@@ -164,6 +179,7 @@ func run() error {
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	hs.Shutdown(shutdownCtx) // stop accepting; hijacked sessions are the Server's
+	stopWatching()           // no reload may land on a closing server
 	srv.Close()
 	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err

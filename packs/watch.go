@@ -1,0 +1,285 @@
+package packs
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+)
+
+// WatchOptions configure a Watcher.
+type WatchOptions struct {
+	// Load is how views are built; the same Options the first view used.
+	Load Options
+	// Debounce is the quiet period after the last event before a reload.
+	// Default 100 ms.
+	Debounce time.Duration
+	// A file written to since the last reload is held back (its previous
+	// version, or its absence, stays in service) while any process still
+	// has it open for writing, so a file being copied in slowly is never
+	// announced half-written. Where that cannot be asked (Linux leases
+	// need the file's owner or CAP_LEASE), files of LargeFile bytes or
+	// more (default 1 MiB) are held until they had no write for Settle
+	// (default 1 s).
+	Settle    time.Duration
+	LargeFile int64
+	Logger    *slog.Logger
+	// Apply receives each new view; it takes ownership of it.
+	Apply func(*View)
+}
+
+// maxDirty bounds the set of changed paths remembered between reloads; past
+// it a reload rescans everything anyway, so the set is dropped.
+const maxDirty = 65536
+
+// Watcher rebuilds the view when pack directories change: it watches every
+// directory of every pack (and each pack's parent, to see a pack directory
+// appear or disappear), waits for a quiet period, builds the new view from
+// the old one (unchanged files are not read again) and hands it to Apply.
+// A reload that fails keeps the old view.
+type Watcher struct {
+	opts WatchOptions
+	log  *slog.Logger
+	fsw  *fsnotify.Watcher
+
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu      sync.Mutex // guards current, reloads
+	current *View
+	reloads int
+}
+
+// NewWatcher starts watching. current is the view in service now; the
+// Watcher keeps it as the base of the next build (it never closes it;
+// whoever Apply hands views to does).
+func NewWatcher(current *View, opts WatchOptions) (*Watcher, error) {
+	if opts.Debounce <= 0 {
+		opts.Debounce = 100 * time.Millisecond
+	}
+	if opts.Settle <= 0 {
+		opts.Settle = time.Second
+	}
+	if opts.LargeFile <= 0 {
+		opts.LargeFile = 1 << 20
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	opts.Load.defaults()
+	fsw, err := fsnotify.NewWatcher()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &Watcher{opts: opts, log: opts.Logger, fsw: fsw, cancel: cancel, done: make(chan struct{}), current: current}
+	for _, dir := range opts.Load.Dirs {
+		w.watchParent(dir)
+		w.watchTree(dir)
+	}
+	go w.run(ctx)
+	return w, nil
+}
+
+// Close stops watching and waits for a reload in progress.
+func (w *Watcher) Close() error {
+	w.cancel()
+	err := w.fsw.Close()
+	<-w.done
+	return err
+}
+
+// Reloads returns how many reloads have been applied.
+func (w *Watcher) Reloads() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.reloads
+}
+
+// watchParent watches the directory holding a pack, to notice the pack
+// directory itself being created, removed or renamed.
+func (w *Watcher) watchParent(dir string) {
+	parent := filepath.Dir(filepath.Clean(dir))
+	if err := w.fsw.Add(parent); err != nil {
+		w.log.Warn("cannot watch pack parent directory", "dir", parent, "err", err)
+	}
+}
+
+// watchTree adds a watch on dir and every directory below it.
+func (w *Watcher) watchTree(dir string) {
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return nil
+		}
+		if err := w.fsw.Add(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			w.log.Warn("cannot watch directory", "dir", p, "err", err)
+		}
+		return nil
+	})
+}
+
+// packOf returns the pack directory containing path, or "".
+func (w *Watcher) packOf(path string) string {
+	for _, dir := range w.opts.Load.Dirs {
+		d := filepath.Clean(dir)
+		if path == d || strings.HasPrefix(path, d+string(filepath.Separator)) {
+			return d
+		}
+	}
+	return ""
+}
+
+// run owns the debounce timer and the dirty set.
+func (w *Watcher) run(ctx context.Context) {
+	defer close(w.done)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	dirty := make(map[string]bool) // path → received writes
+	lastWrite := make(map[string]time.Time)
+	overflow := false
+	for {
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		case ev, ok := <-w.fsw.Events:
+			if !ok {
+				return
+			}
+			path := filepath.Clean(ev.Name)
+			if w.packOf(path) == "" {
+				continue // a sibling of a pack in its parent directory
+			}
+			if ev.Has(fsnotify.Create) {
+				if fi, err := os.Lstat(path); err == nil && fi.IsDir() {
+					// New directories (and what was created in them before
+					// the watch existed) are found by the reload's walk.
+					w.watchTree(path)
+				}
+			}
+			if len(dirty) < maxDirty {
+				dirty[path] = dirty[path] || ev.Has(fsnotify.Write)
+			} else {
+				overflow = true
+			}
+			if ev.Has(fsnotify.Write) {
+				lastWrite[path] = time.Now()
+			}
+			timer.Reset(w.opts.Debounce)
+		case err, ok := <-w.fsw.Errors:
+			if !ok {
+				return
+			}
+			// An overflowed event queue loses events: rescan everything.
+			w.log.Warn("file watcher error; rescanning packs", "err", err)
+			overflow = true
+			timer.Reset(w.opts.Debounce)
+		case <-timer.C:
+			held := w.unsettled(lastWrite)
+			n, stillOpen := w.reload(ctx, held)
+			if n >= 0 {
+				w.log.Info("packs reloaded", "changed_paths", len(dirty), "rescan", overflow, "resources", n, "held_back", len(held)+stillOpen)
+			} else if len(held)+stillOpen > 0 {
+				w.log.Debug("files still being written; holding them back", "files", len(held)+stillOpen)
+			}
+			clear(dirty)
+			overflow = false
+			for p := range lastWrite {
+				if !held[p] {
+					delete(lastWrite, p)
+				}
+			}
+			if len(held)+stillOpen > 0 {
+				// A writer's close makes no event: look again soon.
+				timer.Reset(w.opts.Debounce)
+			}
+		}
+	}
+}
+
+// unsettled returns, where the kernel cannot be asked whether a file is
+// open for writing, the large files written within the settle window.
+// (Where it can, Load asks it about every changed file.)
+func (w *Watcher) unsettled(lastWrite map[string]time.Time) map[string]bool {
+	held := make(map[string]bool)
+	for p, t := range lastWrite {
+		if _, err := openForWriting(p); !errors.Is(err, errors.ErrUnsupported) {
+			continue
+		}
+		if time.Since(t) < w.opts.Settle {
+			if fi, err := os.Stat(p); err == nil && fi.Size() >= w.opts.LargeFile {
+				held[p] = true
+			}
+		}
+	}
+	return held
+}
+
+// reload builds a view from the current one and applies it. It returns the
+// new view's size, or -1 if nothing was applied, and how many files were
+// held back because they are still open for writing.
+func (w *Watcher) reload(ctx context.Context, held map[string]bool) (int, int) {
+	w.mu.Lock()
+	prev := w.current
+	w.mu.Unlock()
+	opts := w.opts.Load
+	opts.holdOpen = true
+	if len(held) > 0 {
+		opts.hold = func(pack, rel string) bool { return held[filepath.Join(pack, filepath.FromSlash(rel))] }
+	}
+	start := time.Now()
+	v, err := Load(ctx, opts, prev)
+	if err != nil {
+		w.log.Error("pack reload failed; still serving the previous packs", "err", err)
+		return -1, 0
+	}
+	newProblems(prev, v, w.log)
+	if sameContent(prev, v) && len(prev.Problems) == len(v.Problems) {
+		// Scratch files, a held file's writes, a touch: nothing to tell
+		// clients. The next build still starts from prev.
+		v.Close()
+		return -1, v.held
+	}
+	w.mu.Lock()
+	w.current = v
+	w.reloads++
+	w.mu.Unlock()
+	w.opts.Apply(v)
+	w.log.Debug("pack view rebuilt", "took", time.Since(start))
+	return v.Len(), v.held
+}
+
+// sameContent reports whether two views serve the same hash at every
+// location.
+func sameContent(a, b *View) bool {
+	if len(a.byLoc) != len(b.byLoc) {
+		return false
+	}
+	for l, e := range a.byLoc {
+		if f, ok := b.byLoc[l]; !ok || f.Hash != e.Hash {
+			return false
+		}
+	}
+	return true
+}
+
+// newProblems logs the problems of v that prev did not have, so a broken
+// file is reported once, not on every reload.
+func newProblems(prev, v *View, log *slog.Logger) {
+	old := make(map[Problem]bool, len(prev.Problems))
+	for _, p := range prev.Problems {
+		old[p] = true
+	}
+	for _, p := range v.Problems {
+		if !old[p] {
+			log.Warn("skipped pack file", "pack", p.Pack, "path", p.Path, "reason", p.Reason)
+		}
+	}
+}
