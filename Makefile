@@ -2,7 +2,7 @@
 GO        ?= go
 FUZZTIME  ?= 10s
 BENCHTIME ?= 1s
-BENCHCOUNT ?= 5
+BENCHCOUNT ?= 6
 BENCHSTAT := $(shell go env GOPATH)/bin/benchstat
 PKGS      := ./...
 BIN       := bin

@@ -35,6 +35,17 @@ type WatchOptions struct {
 	Apply func(*View)
 }
 
+// Atomic changes — a few files renamed into place or created, with no
+// writes to, removals or renames of real (non-scratch) files — are
+// complete when the event arrives: such a batch waits only atomicQuiet. Anything else waits the
+// configured Debounce, which coalesces bursts such as a checkout. A file
+// created and still being written is safe either way: Load holds files
+// open for writing.
+const (
+	atomicQuiet    = 20 * time.Millisecond
+	atomicMaxPaths = 16
+)
+
 // maxDirty bounds the set of changed paths remembered between reloads; past
 // it a reload rescans everything anyway, so the set is dropped.
 const maxDirty = 65536
@@ -144,6 +155,7 @@ func (w *Watcher) run(ctx context.Context) {
 	dirty := make(map[string]bool) // path → received writes
 	lastWrite := make(map[string]time.Time)
 	overflow := false
+	atomic := true // the batch so far is only renames, creates and removes
 	for {
 		select {
 		case <-ctx.Done():
@@ -172,14 +184,26 @@ func (w *Watcher) run(ctx context.Context) {
 			if ev.Has(fsnotify.Write) {
 				lastWrite[path] = time.Now()
 			}
-			timer.Reset(w.opts.Debounce)
+			// A write to a real file may go on; a removal may be the first
+			// half of delete-then-create. Scratch names do not count.
+			if ev.Has(fsnotify.Write|fsnotify.Remove|fsnotify.Rename) && !isScratch(filepath.Base(path)) {
+				atomic = false
+			}
+			if len(dirty) > atomicMaxPaths {
+				atomic = false
+			}
+			if atomic {
+				timer.Reset(min(atomicQuiet, w.opts.Debounce))
+			} else {
+				timer.Reset(w.opts.Debounce)
+			}
 		case err, ok := <-w.fsw.Errors:
 			if !ok {
 				return
 			}
 			// An overflowed event queue loses events: rescan everything.
 			w.log.Warn("file watcher error; rescanning packs", "err", err)
-			overflow = true
+			overflow, atomic = true, false
 			timer.Reset(w.opts.Debounce)
 		case <-timer.C:
 			held := w.unsettled(lastWrite)
@@ -190,7 +214,7 @@ func (w *Watcher) run(ctx context.Context) {
 				w.log.Debug("files still being written; holding them back", "files", len(held)+stillOpen)
 			}
 			clear(dirty)
-			overflow = false
+			overflow, atomic = false, true
 			for p := range lastWrite {
 				if !held[p] {
 					delete(lastWrite, p)
