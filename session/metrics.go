@@ -17,7 +17,7 @@ type ServerMetrics struct {
 	losts           prometheus.Counter
 	resourceErrors  *prometheus.CounterVec
 	disconnects     *prometheus.CounterVec
-	reloads         *prometheus.CounterVec
+	reloads         prometheus.Counter
 	reloadResources prometheus.Gauge
 }
 
@@ -32,7 +32,7 @@ func newServerMetrics() *ServerMetrics {
 		losts:           prometheus.NewCounter(prometheus.CounterOpts{Namespace: "voxsync", Subsystem: "server", Name: "lost_entries_total", Help: "Lost entries sent."}),
 		resourceErrors:  prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "voxsync", Subsystem: "server", Name: "resource_errors_total", Help: "ResourceError packets sent, by code."}, []string{"code"}),
 		disconnects:     prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "voxsync", Subsystem: "server", Name: "disconnects_total", Help: "Sessions ended by the server, by reason code."}, []string{"code"}),
-		reloads:         prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "voxsync", Subsystem: "server", Name: "pack_reloads_total", Help: "Pack reloads, by result."}, []string{"result"}),
+		reloads:         prometheus.NewCounter(prometheus.CounterOpts{Namespace: "voxsync", Subsystem: "server", Name: "pack_reloads_total", Help: "Pack views swapped in by hot reload."}),
 		reloadResources: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "voxsync", Subsystem: "server", Name: "resources", Help: "Resources in the current pack view."}),
 	}
 	m.Registry.MustRegister(m.clients, m.sessions, m.bytesSent, m.resourcesSent, m.binds, m.losts, m.resourceErrors, m.disconnects, m.reloads, m.reloadResources)
@@ -43,7 +43,5 @@ func newServerMetrics() *ServerMetrics {
 	for c := packets.DisconnectNormal; c <= packets.DisconnectAuthFailed; c++ {
 		m.disconnects.WithLabelValues(c.String())
 	}
-	m.reloads.WithLabelValues("ok")
-	m.reloads.WithLabelValues("failed")
 	return m
 }

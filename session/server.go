@@ -184,7 +184,7 @@ func (s *Server) SetView(v *packs.View) {
 	}
 	s.mu.Unlock()
 	s.metrics.reloadResources.Set(float64(v.Len()))
-	s.metrics.reloads.WithLabelValues("ok").Inc()
+	s.metrics.reloads.Inc()
 	old.Close()
 }
 

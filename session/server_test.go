@@ -2,6 +2,9 @@ package session
 
 import (
 	"bytes"
+	"fmt"
+	"io"
+	"net/http"
 	"runtime"
 	"strings"
 	"sync"
@@ -50,6 +53,24 @@ func TestServerSyncsBuiltinPack(t *testing.T) {
 	again := c.download(map[resources.Hash]bool{hashes[0]: true})
 	if resources.Sum(again.data[hashes[0]]) != hashes[0] {
 		t.Fatal("re-request not served")
+	}
+
+	// The operator sees it in /metrics.
+	resp, err := http.Get(ts.http.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		"voxsync_server_clients 1",
+		fmt.Sprintf("voxsync_server_resources_sent_total %d", len(want)+1),
+		fmt.Sprintf("voxsync_server_bind_entries_total %d", total),
+		`voxsync_server_resource_errors_total{code="unknown hash"} 0`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
 	}
 }
 

@@ -744,6 +744,17 @@ func (s *Syncer) streamFailedLocked(h resources.Hash, why error) (again bool, ev
 	return true, nil
 }
 
+// failStreamAndUnlock records a bad stream for h (s.mu held), releases the
+// lock, and reports the failure or asks for h again.
+func (s *Syncer) failStreamAndUnlock(out *outbox, h resources.Hash, why error) {
+	again, evs := s.streamFailedLocked(h, why)
+	s.mu.Unlock()
+	s.emit(evs)
+	if again {
+		s.request(out, []resources.Hash{h})
+	}
+}
+
 func (s *Syncer) initStream(out *outbox, p *packets.InitResSend) {
 	s.mu.Lock()
 	hs := s.hashes[p.Hash]
@@ -767,12 +778,7 @@ func (s *Syncer) initStream(out *outbox, p *packets.InitResSend) {
 			why = fmt.Errorf("stream id %d reused", p.Stream)
 		}
 		s.discarded[p.Stream] = true
-		again, evs := s.streamFailedLocked(p.Hash, why)
-		s.mu.Unlock()
-		s.emit(evs)
-		if again {
-			s.request(out, []resources.Hash{p.Hash})
-		}
+		s.failStreamAndUnlock(out, p.Hash, why)
 		return
 	}
 	a := &assembly{hash: p.Hash, size: p.Size}
@@ -842,12 +848,7 @@ func (s *Syncer) chunk(out *outbox, p *packets.ChunkSend) {
 	}
 	if why != nil {
 		s.dropStreamLocked(p.Stream)
-		again, evs := s.streamFailedLocked(a.hash, why)
-		s.mu.Unlock()
-		s.emit(evs)
-		if again {
-			s.request(out, []resources.Hash{a.hash})
-		}
+		s.failStreamAndUnlock(out, a.hash, why)
 		return
 	}
 	if a.buf != nil {
@@ -873,12 +874,7 @@ func (s *Syncer) chunk(out *outbox, p *packets.ChunkSend) {
 	if err != nil {
 		// Verification failed: the server sent other bytes than bound.
 		s.mu.Lock()
-		again, evs := s.streamFailedLocked(a.hash, err)
-		s.mu.Unlock()
-		s.emit(evs)
-		if again {
-			s.request(out, []resources.Hash{a.hash})
-		}
+		s.failStreamAndUnlock(out, a.hash, err)
 	}
 }
 
