@@ -31,8 +31,12 @@ type Options struct {
 	Packs []string
 	// InlineMax: blobs up to this size go in sqlite. Default DefaultInlineMax.
 	InlineMax int64
-	Logger    *slog.Logger
-	Now       func() time.Time
+	// MaxBytes caps the inline and blob tiers together; Trim evicts the
+	// least recently used blobs past it. Default DefaultMaxBytes; negative
+	// means no cap.
+	MaxBytes int64
+	Logger   *slog.Logger
+	Now      func() time.Time
 }
 
 // Cache is the client's three-tier resource cache. Safe for concurrent use.
@@ -41,6 +45,7 @@ type Cache struct {
 	db        *sql.DB
 	log       *slog.Logger
 	inlineMax int64
+	maxBytes  int64
 	store     *store
 	tiers     []Tier
 	packs     *packs.View
@@ -61,6 +66,9 @@ func Open(ctx context.Context, opts Options) (*Cache, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.MaxBytes == 0 {
+		opts.MaxBytes = DefaultMaxBytes
 	}
 	blobs := filepath.Join(opts.Dir, "blobs")
 	if err := os.MkdirAll(blobs, 0o755); err != nil {
@@ -83,7 +91,7 @@ func Open(ctx context.Context, opts Options) (*Cache, error) {
 		db.Close()
 		return nil, fmt.Errorf("open cache database %s: %w", filepath.Join(opts.Dir, "db.sqlite3"), err)
 	}
-	c := &Cache{dir: opts.Dir, db: db, log: opts.Logger, inlineMax: opts.InlineMax, now: opts.Now, stmts: &stmtCache{db: db}}
+	c := &Cache{dir: opts.Dir, db: db, log: opts.Logger, inlineMax: opts.InlineMax, maxBytes: opts.MaxBytes, now: opts.Now, stmts: &stmtCache{db: db}}
 	c.store = newStore(db, blobs, opts.Logger, opts.Now)
 
 	idx, err := loadPackIndex(ctx, db)

@@ -351,3 +351,45 @@ func TestFullDisk(t *testing.T) {
 		}
 	}
 }
+
+// Luanti never evicts; we keep the cache under MaxBytes, least recently
+// used first, and never evict what is bound now.
+func TestTrimEvictsLeastRecentlyUsed(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	clock := func() time.Time { return now }
+	dir := t.TempDir()
+	c := openCache(t, Options{Dir: dir, MaxBytes: 300_000, Now: clock})
+	var hs []resources.Hash
+	for i := range 6 { // 6 × 100 KB, above the inline threshold: blob files
+		now = now.Add(time.Hour)
+		hs = append(hs, put(t, c, pseudoRandom(100_000, byte(i))))
+	}
+	now = now.Add(time.Hour)
+	small := put(t, c, pseudoRandom(10_000, 77)) // newer than all but hs[0], inline
+	// Touch hs[0]: now it is the most recently used.
+	now = now.Add(time.Hour)
+	lookup(t, c, hs[0])
+	c.Flush(context.Background())
+	keep := hs[1] // old, but bound right now
+
+	n, freed, err := c.Trim(context.Background(), func(h resources.Hash) bool { return h == keep })
+	if err != nil {
+		t.Fatal(err)
+	}
+	size, _ := c.Size(context.Background())
+	if size > 270_000 || n == 0 || freed < 300_000 {
+		t.Fatalf("after trim: %d bytes left (limit 300,000, target 270,000), %d removed, %d freed", size, n, freed)
+	}
+	for h, want := range map[resources.Hash]bool{hs[0]: true, keep: true, small: true, hs[2]: false, hs[3]: false} {
+		if _, ok := lookup(t, c, h); ok != want {
+			t.Errorf("%s present=%v, want %v", h.Short(), ok, want)
+		}
+	}
+	if _, err := os.Stat(blobPath(filepath.Join(dir, "blobs"), hs[2])); err == nil {
+		t.Error("evicted blob file still on disk")
+	}
+	// Under the limit, Trim does nothing.
+	if n, _, _ := c.Trim(context.Background(), nil); n != 0 {
+		t.Fatalf("second trim removed %d", n)
+	}
+}

@@ -168,6 +168,18 @@ func (s *Syncer) statsLocked() Stats {
 	return st
 }
 
+// BoundHashes returns the hashes bound right now: what a cache Trim must
+// keep.
+func (s *Syncer) BoundHashes() map[resources.Hash]bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[resources.Hash]bool, len(s.keys))
+	for _, k := range s.keys {
+		out[k.b.Hash] = true
+	}
+	return out
+}
+
 // Synced reports whether at least one resource is bound and every bound
 // resource is loaded or failed for good.
 func (s *Syncer) Synced() bool {

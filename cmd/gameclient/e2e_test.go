@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"database/sql"
 	"encoding/json"
 	"flag"
@@ -296,5 +297,46 @@ func TestClientKilledMidDownload(t *testing.T) {
 	}
 	if r := syncOnce(t, url, cache); r.FromBlob != 1 || r.BytesReceived != 0 {
 		t.Fatalf("third run: %+v", r)
+	}
+}
+
+// A player visits two servers with a 4 MiB cache cap: after the second
+// sync the first server's blobs are evicted, the second's (bound) stay.
+func TestCacheStaysUnderItsCap(t *testing.T) {
+	mkPack := func(seed byte) (string, []string) {
+		dir := t.TempDir()
+		var hashes []string
+		for i := range 3 {
+			b := make([]byte, 1<<20)
+			rand.NewChaCha8([32]byte{seed, byte(i)}).Read(b)
+			p := filepath.Join(dir, fmt.Sprintf("assets/s%d/model/m%d.b3d", seed, i))
+			os.MkdirAll(filepath.Dir(p), 0o755)
+			os.WriteFile(p, b, 0o644)
+			hashes = append(hashes, fmt.Sprintf("%x", sha256.Sum256(b)))
+		}
+		return dir, hashes
+	}
+	p1, h1 := mkPack(1)
+	p2, h2 := mkPack(2)
+	cache := t.TempDir()
+	syncOnce(t, startServer(t, "-packs", p1), cache, "-cache-max-mib", "4")
+	syncOnce(t, startServer(t, "-packs", p2), cache, "-cache-max-mib", "4")
+	present := func(h string) bool {
+		_, err := os.Stat(filepath.Join(cache, "blobs", h[:2], h))
+		return err == nil
+	}
+	for _, h := range h2 {
+		if !present(h) {
+			t.Fatalf("blob %s of the current server was evicted", h[:12])
+		}
+	}
+	left := 0
+	for _, h := range h1 {
+		if present(h) {
+			left++
+		}
+	}
+	if left > 0 {
+		t.Fatalf("%d of the first server's 1 MiB blobs still cached with a 4 MiB cap", left)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/voxsync/voxsync/assetsmgr"
+	"github.com/voxsync/voxsync/resources"
 	"github.com/voxsync/voxsync/session"
 )
 
@@ -57,6 +58,7 @@ func run() int {
 		timeout     = flag.Duration("timeout", 5*time.Minute, "with -until-synced: give up after this long")
 		token       = flag.String("token", "", "auth token, if the server wants one")
 		logLevel    = flag.String("log-level", "warn", "debug, info, warn or error")
+		cacheMax    = flag.Int64("cache-max-mib", assetsmgr.DefaultMaxBytes>>20, "evict least recently used blobs past this many MiB (bound ones are kept); negative for no limit")
 		localPacks  listFlag
 	)
 	flag.Var(&localPacks, "packs", "local resource pack directory; repeat or comma-separate")
@@ -73,7 +75,11 @@ func run() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	cache, err := assetsmgr.Open(ctx, assetsmgr.Options{Dir: *cacheDir, Packs: localPacks, Logger: log})
+	maxBytes := *cacheMax << 20
+	if *cacheMax < 0 {
+		maxBytes = -1
+	}
+	cache, err := assetsmgr.Open(ctx, assetsmgr.Options{Dir: *cacheDir, Packs: localPacks, Logger: log, MaxBytes: maxBytes})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "gameclient:", err)
 		return 1
@@ -122,6 +128,10 @@ func run() int {
 	}
 	if err := cache.Flush(context.Background()); err != nil && result == nil {
 		result = err
+	}
+	bound := syncer.BoundHashes()
+	if _, _, err := cache.Trim(context.Background(), func(h resources.Hash) bool { return bound[h] }); err != nil {
+		log.Warn("cache trim failed", "err", err)
 	}
 	out.finish()
 

@@ -1,0 +1,103 @@
+package assetsmgr
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/voxsync/voxsync/resources"
+)
+
+// DefaultMaxBytes caps the cache (inline and blob files together) unless
+// Options.MaxBytes says otherwise.
+const DefaultMaxBytes = 4 << 30
+
+// Size returns the bytes held by the inline and blob tiers.
+func (c *Cache) Size(ctx context.Context) (int64, error) {
+	var n int64
+	err := c.db.QueryRowContext(ctx,
+		"SELECT (SELECT coalesce(sum(size), 0) FROM inline_blobs) + (SELECT coalesce(sum(size), 0) FROM file_blobs)").Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("measure cache: %w", err)
+	}
+	return n, nil
+}
+
+// Trim evicts the least recently used blobs until the cache holds at most
+// 90% of its MaxBytes, if it holds more than MaxBytes; hashes for which
+// keep returns true (those bound right now) are never evicted. It returns
+// the number of blobs and bytes removed. Rows go first and files after, so
+// a crash in between leaves only an orphan file, which the next lookup
+// removes.
+func (c *Cache) Trim(ctx context.Context, keep func(resources.Hash) bool) (int, int64, error) {
+	if c.maxBytes < 0 {
+		return 0, 0, nil
+	}
+	total, err := c.Size(ctx)
+	if err != nil || total <= c.maxBytes {
+		return 0, 0, err
+	}
+	target := c.maxBytes / 10 * 9
+	victims, err := c.lruVictims(ctx, total-target, keep)
+	if err != nil {
+		return 0, 0, err
+	}
+	var inline, files []resources.Hash
+	var freed int64
+	for _, v := range victims {
+		if v.file {
+			files = append(files, v.hash)
+		} else {
+			inline = append(inline, v.hash)
+		}
+		freed += v.size
+	}
+	done := make(chan error, 1)
+	c.store.enqueue(op{kind: opDeleteInline, hashes: inline})
+	c.store.enqueue(op{kind: opDeleteFile, hashes: files, done: func(err error) { done <- err }})
+	if err := <-done; err != nil {
+		return 0, 0, fmt.Errorf("trim cache: %w", err)
+	}
+	for _, h := range files {
+		os.Remove(blobPath(filepath.Join(c.dir, "blobs"), h))
+	}
+	c.log.Info("cache trimmed", "blobs", len(victims), "bytes", freed, "limit", c.maxBytes)
+	return len(victims), freed, nil
+}
+
+type victim struct {
+	hash resources.Hash
+	size int64
+	file bool
+}
+
+// lruVictims lists blobs oldest first until need bytes are covered.
+func (c *Cache) lruVictims(ctx context.Context, need int64, keep func(resources.Hash) bool) ([]victim, error) {
+	rows, err := c.db.QueryContext(ctx, `
+		SELECT hash, size, 0 AS file, last_used FROM inline_blobs
+		UNION ALL
+		SELECT hash, size, 1 AS file, last_used FROM file_blobs
+		ORDER BY last_used ASC`)
+	if err != nil {
+		return nil, fmt.Errorf("trim cache: %w", err)
+	}
+	defer rows.Close()
+	var out []victim
+	for need > 0 && rows.Next() {
+		var hb []byte
+		var v victim
+		var used int64
+		if err := rows.Scan(&hb, &v.size, &v.file, &used); err != nil {
+			return nil, fmt.Errorf("trim cache: %w", err)
+		}
+		h, ok := scanHash(hb)
+		if !ok || (keep != nil && keep(h)) {
+			continue
+		}
+		v.hash = h
+		out = append(out, v)
+		need -= v.size
+	}
+	return out, rows.Err()
+}
