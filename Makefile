@@ -7,7 +7,7 @@ BENCHSTAT := $(shell go env GOPATH)/bin/benchstat
 PKGS      := ./...
 BIN       := bin
 
-.PHONY: help build test fuzz bench run run-client fmt-check clean
+.PHONY: help build test fuzz bench run run-client fmt-check tools clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -15,19 +15,32 @@ help: ## list the targets
 build: ## build bin/gameserver and bin/gameclient
 	$(GO) build -o $(BIN)/ ./cmd/gameserver ./cmd/gameclient
 
-test: fmt-check ## vet, then every test with the race detector
+test: fmt-check tools ## vet, then every test with the race detector
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 8m $(PKGS)
+
+# The race detector needs cgo and so a C compiler; the full-disk test mounts
+# a tmpfs. Installed from Debian when missing.
+tools:
+	@command -v gcc >/dev/null || { apt-get update -qq && apt-get install -y -qq gcc; }
+	@command -v mount >/dev/null || { apt-get update -qq && apt-get install -y -qq mount; }
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 
-fuzz: ## run every fuzz target for FUZZTIME each (default 10s)
+fuzz: ## run every fuzz target for FUZZTIME each (default 10s); fails only on a written crasher
 	@set -e; for pkg in $$($(GO) list ./...); do \
 	  dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
 	  for t in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/func //'); do \
-	    echo "== $$pkg $$t"; $(GO) test -run='^$$' -fuzz="^$$t\$$" -fuzztime=$(FUZZTIME) $$pkg; \
+	    echo "== $$pkg $$t"; \
+	    before=$$(ls $$dir/testdata/fuzz/$$t 2>/dev/null | wc -l); \
+	    if ! $(GO) test -run='^$$' -fuzz="^$$t\$$" -fuzztime=$(FUZZTIME) $$pkg; then \
+	      after=$$(ls $$dir/testdata/fuzz/$$t 2>/dev/null | wc -l); \
+	      if [ "$$after" -gt "$$before" ]; then echo "crasher written to $$dir/testdata/fuzz/$$t"; exit 1; fi; \
+	      echo "no crasher written: Go 1.26's fuzz deadline race (go.dev/issue/75804); running $$t again"; \
+	      $(GO) test -run='^$$' -fuzz="^$$t\$$" -fuzztime=$(FUZZTIME) $$pkg; \
+	    fi; \
 	  done; \
 	done
 
