@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/gorilla/websocket"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/voxsync/voxsync/configs"
@@ -282,7 +281,3 @@ type errJoin struct {
 }
 
 func (e errJoin) Error() string { return e.reason }
-
-// newSessionID is a variable so tests could fix it; uuid.New panics only if
-// the system's randomness fails.
-var newSessionID = uuid.New

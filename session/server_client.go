@@ -58,7 +58,9 @@ type Client struct {
 	rr         int       // round-robin position in active
 	nextStream uint32
 	regions    map[world.Region]bool // world regions in view
-	bye        *packets.Disconnect   // set once: the writer sends it and stops
+	center     world.Region          // the region the player is in
+	hasCenter  bool
+	bye        *packets.Disconnect // set once: the writer sends it and stops
 }
 
 // queued is a request waiting for its turn; small, as a client may queue
@@ -86,7 +88,7 @@ func newClient(s *Server, conn *websocket.Conn, remote string) *Client {
 		srv:        s,
 		conn:       conn,
 		remote:     remote,
-		session:    newSessionID(),
+		session:    uuid.New(),
 		wake:       make(chan struct{}, 1),
 		writerDone: make(chan struct{}),
 		uses:       resources.NewUses(),
@@ -418,6 +420,13 @@ func (c *Client) move(m *packets.Move) {
 		return
 	}
 	center := w.RegionAt(m.X, m.Z)
+	c.mu.Lock()
+	same := c.hasCenter && c.center == center
+	c.center, c.hasCenter = center, true
+	c.mu.Unlock()
+	if same {
+		return // moving within a region changes nothing: a Move flood costs little
+	}
 	now := make(map[world.Region]bool)
 	for _, r := range w.View(center, c.srv.cfg.ViewDistance) {
 		now[r] = true

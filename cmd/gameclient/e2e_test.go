@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/voxsync/voxsync/session/probe"
 	_ "modernc.org/sqlite"
 )
 
@@ -338,5 +339,41 @@ func TestCacheStaysUnderItsCap(t *testing.T) {
 	}
 	if left > 0 {
 		t.Fatalf("%d of the first server's 1 MiB blobs still cached with a 4 MiB cap", left)
+	}
+}
+
+// gameserver refuses bad configuration with one error naming the setting,
+// and on SIGTERM tells connected clients why it goes.
+func TestServerBinaryConfigErrorsAndShutdown(t *testing.T) {
+	for _, args := range [][]string{
+		{"-listen", "nowhere"},
+		{"-preload", "textures/*"},
+		{"-config", filepath.Join(t.TempDir(), "missing.toml")},
+	} {
+		out, err := exec.Command(serverBin, args...).CombinedOutput()
+		if err == nil {
+			t.Fatalf("%v: exit 0", args)
+		}
+		if lines := strings.Count(strings.TrimSpace(string(out)), "\n"); lines != 0 || !strings.HasPrefix(string(out), "gameserver: ") {
+			t.Errorf("%v: want one line of error, got %q", args, out)
+		}
+	}
+	if out, _ := exec.Command(serverBin, "-listen", "nowhere").CombinedOutput(); !strings.Contains(string(out), "listen") {
+		t.Errorf("error does not name the setting: %q", out)
+	}
+
+	url, cmd := startServerCmd(t)
+	c, err := probe.Join(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.WaitBinds(1, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	err = c.WaitBinds(1<<20, 10*time.Second) // reads until the server says goodbye
+	if err == nil || !strings.Contains(err.Error(), "shutdown: server shutting down") {
+		t.Fatalf("after SIGTERM: %v", err)
 	}
 }
