@@ -131,7 +131,7 @@ type Encoding uint8
 const (
 	// EncodingRaw: payloads are the resource's bytes as they are.
 	EncodingRaw  Encoding = 0
-	numEncodings          = 1
+	numEncodings Encoding = 1
 )
 
 // InitResSend starts a stream. Stream ids are chosen by the server, unique

@@ -46,8 +46,9 @@ const (
 	atomicMaxPaths = 16
 )
 
-// maxDirty bounds the set of changed paths remembered between reloads; past
-// it a reload rescans everything anyway, so the set is dropped.
+// maxDirty bounds the changed paths counted between reloads. Every reload
+// rescans the packs, so the set only sizes the batch (for atomicMaxPaths
+// and the log); past the cap nothing more is remembered.
 const maxDirty = 65536
 
 // Watcher rebuilds the view when pack directories change: it watches every
@@ -152,9 +153,8 @@ func (w *Watcher) run(ctx context.Context) {
 	defer close(w.done)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
-	dirty := make(map[string]bool) // path → received writes
+	dirty := make(map[string]struct{}) // paths changed since the last reload
 	lastWrite := make(map[string]time.Time)
-	overflow := false
 	atomic := true // the batch so far is only renames, creates and removes
 	for {
 		select {
@@ -177,9 +177,7 @@ func (w *Watcher) run(ctx context.Context) {
 				}
 			}
 			if len(dirty) < maxDirty {
-				dirty[path] = dirty[path] || ev.Has(fsnotify.Write)
-			} else {
-				overflow = true
+				dirty[path] = struct{}{}
 			}
 			if ev.Has(fsnotify.Write) {
 				lastWrite[path] = time.Now()
@@ -201,20 +199,21 @@ func (w *Watcher) run(ctx context.Context) {
 			if !ok {
 				return
 			}
-			// An overflowed event queue loses events: rescan everything.
-			w.log.Warn("file watcher error; rescanning packs", "err", err)
-			overflow, atomic = true, false
+			// An overflowed event queue loses events; the reload rescans
+			// everything, it only must not take the short wait.
+			w.log.Warn("file watcher error; reloading packs", "err", err)
+			atomic = false
 			timer.Reset(w.opts.Debounce)
 		case <-timer.C:
 			held := w.unsettled(lastWrite)
 			n, stillOpen := w.reload(ctx, held)
 			if n >= 0 {
-				w.log.Info("packs reloaded", "changed_paths", len(dirty), "rescan", overflow, "resources", n, "held_back", len(held)+stillOpen)
+				w.log.Info("packs reloaded", "changed_paths", len(dirty), "resources", n, "held_back", len(held)+stillOpen)
 			} else if len(held)+stillOpen > 0 {
 				w.log.Debug("files still being written; holding them back", "files", len(held)+stillOpen)
 			}
 			clear(dirty)
-			overflow, atomic = false, true
+			atomic = true
 			for p := range lastWrite {
 				if !held[p] {
 					delete(lastWrite, p)

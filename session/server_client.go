@@ -481,9 +481,6 @@ func (c *Client) reconcileLocked() (binds []*packs.Entry, losts []resources.Key)
 	return binds, losts
 }
 
-// errSlowClient marks a write that timed out: the client stopped reading.
-var errSlowClient = errors.New("client not reading: write timed out")
-
 // writeLoop owns the socket's write side until the session ends.
 func (c *Client) writeLoop() {
 	defer close(c.writerDone)
@@ -519,7 +516,7 @@ func (c *Client) endWrites(err error) {
 		c.conn.SetReadDeadline(time.Now().Add(time.Second))
 	case isTimeout(err):
 		c.srv.metrics.disconnects.WithLabelValues(packets.DisconnectSlowClient.String()).Inc()
-		c.log.Warn("disconnecting slow client", "reason", errSlowClient, "write_timeout", c.srv.cfg.WriteTimeout.Duration)
+		c.log.Warn("disconnecting slow client", "reason", "client not reading: write timed out", "write_timeout", c.srv.cfg.WriteTimeout.Duration)
 		c.conn.Close() // the socket is full: no Disconnect can get through
 	default:
 		c.log.Debug("write failed", "err", err)

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/voxsync/voxsync/packs"
 	"github.com/voxsync/voxsync/packs/corpus"
 	"github.com/voxsync/voxsync/session/probe"
 )
@@ -76,6 +77,7 @@ func peakWhileRunning(pid int, done <-chan struct{}) <-chan int64 {
 // The issue asks for at most 64 KiB.
 func BenchmarkIdleClientMemory(b *testing.B) {
 	const n = 500
+	builtin := builtinResources(b)
 	for b.Loop() {
 		url, cmd := startServerCmd(b)
 		warm, err := probe.Join(context.Background(), url)
@@ -92,7 +94,7 @@ func BenchmarkIdleClientMemory(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			if err := c.WaitBinds(len(builtinNames), 10*time.Second); err != nil {
+			if err := c.WaitBinds(builtin, 10*time.Second); err != nil {
 				b.Fatal(err)
 			}
 			clients = append(clients, c)
@@ -107,8 +109,16 @@ func BenchmarkIdleClientMemory(b *testing.B) {
 	}
 }
 
-// builtinNames is the number of resources in the built-in pack.
-var builtinNames = func() []struct{} { return make([]struct{}, 24) }()
+// builtinResources counts the built-in pack's resources, which every
+// server here serves beside any -packs.
+func builtinResources(b *testing.B) int {
+	v, err := packs.Load(context.Background(), packs.Options{Builtin: true}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer v.Close()
+	return v.Len()
+}
 
 var (
 	corpusOnce sync.Once
@@ -138,7 +148,7 @@ func BenchmarkTwoHundredClients(b *testing.B) {
 	const n = 200
 	for b.Loop() {
 		url, cmd := startServerCmd(b, "-packs", dir)
-		total := info.Files + len(builtinNames)
+		total := info.Files + builtinResources(b)
 		start := time.Now()
 		var wg sync.WaitGroup
 		errs := make(chan error, n)
