@@ -3,13 +3,13 @@ package packs
 import (
 	"context"
 	"crypto/sha256"
-	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -54,6 +54,12 @@ func singleCoreSHA256() float64 {
 // BenchmarkStartupHashing loads a pack of 10,000 files / 500 MiB from a
 // warm page cache and reports its throughput against single-core SHA-256 ×
 // cores, measured in the same run. The issue asks for ≥ 0.70 efficiency.
+//
+// Before each load (untimed) it also runs the floor: the same files opened,
+// read and hashed by bare system calls on every core, with no listing,
+// validation or index. That is the least any loader could do here, so
+// floor-efficiency is the ceiling for ours on this machine, and of-floor
+// says how close Load comes to it in the same noise.
 func BenchmarkStartupHashing(b *testing.B) {
 	hashCorpusOnce.Do(func() {
 		hashCorpusDir, hashCorpusErr = os.MkdirTemp("", "voxsync-hash-bench")
@@ -69,52 +75,72 @@ func BenchmarkStartupHashing(b *testing.B) {
 	if err != nil || warm.Len() != hashFiles {
 		b.Fatalf("load: %v, %d files", err, warm.Len())
 	}
+	var files []string
+	for _, e := range warm.byLoc {
+		files = append(files, filepath.Join(hashCorpusDir, filepath.FromSlash(e.Path)))
+	}
 	warm.Close()
-	base := singleCoreSHA256()
 	cores := runtime.GOMAXPROCS(0)
-	readOnly := readOnlyPass(b, hashCorpusDir, cores)
 
-	b.SetBytes(int64(hashFiles * hashSize))
-	b.ResetTimer()
-	start := time.Now()
+	// Neighbours on a shared machine change every speed from second to
+	// second, so each load is compared with a baseline and a floor taken
+	// just before it, and the ratios' medians are reported.
+	var bases, effs, floorEffs, ofFloor []float64
+	b.SetBytes(hashFiles * hashSize)
 	for b.Loop() {
+		b.StopTimer()
+		base := singleCoreSHA256()
+		floor := hashFloor(b, files, cores).Seconds()
+		b.StartTimer()
+		start := time.Now()
 		v, err := Load(context.Background(), opts, nil)
+		load := time.Since(start).Seconds()
 		if err != nil || v.Len() != hashFiles || len(v.Problems) != 0 {
 			b.Fatalf("load: %v, %d files, %v", err, v.Len(), v.Problems)
 		}
 		v.Close()
+		ideal := float64(hashFiles*hashSize) / (base * float64(cores)) // seconds
+		bases = append(bases, base)
+		effs = append(effs, ideal/load)
+		floorEffs = append(floorEffs, ideal/floor)
+		ofFloor = append(ofFloor, floor/load)
 	}
-	perOp := time.Since(start).Seconds() / float64(b.N)
-	rate := float64(hashFiles*hashSize) / perOp
-	b.ReportMetric(base/1e6, "sha256-1core-MB/s")
-	b.ReportMetric(rate/(base*float64(cores)), "efficiency")
-	b.ReportMetric(readOnly.Seconds()*1000, "read-only-ms")
+	b.ReportMetric(median(bases)/1e6, "sha256-1core-MB/s")
+	b.ReportMetric(median(effs), "efficiency")
+	b.ReportMetric(median(floorEffs), "floor-efficiency")
+	b.ReportMetric(median(ofFloor), "of-floor")
 }
 
-// readOnlyPass reads every file once with the same parallelism and no
-// hashing: the I/O part of startup, for context next to the efficiency.
-func readOnlyPass(b *testing.B, dir string, workers int) time.Duration {
-	var files []string
-	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
-			files = append(files, p)
-		}
-		return nil
-	})
+func median(xs []float64) float64 {
+	xs = slices.Clone(xs)
+	slices.Sort(xs)
+	return xs[len(xs)/2]
+}
+
+// hashFloor opens, reads and hashes every file once on workers cores with
+// bare system calls: the cost of startup hashing without any of Load.
+func hashFloor(b *testing.B, files []string, workers int) time.Duration {
 	start := time.Now()
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
-			buf := make([]byte, 256<<10)
+			buf := make([]byte, hashSize)
+			h := sha256.New()
 			for i := int(next.Add(1) - 1); i < len(files); i = int(next.Add(1) - 1) {
-				f, err := os.Open(files[i])
+				fd, err := syscall.Open(files[i], syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
 				if err != nil {
 					b.Error(err)
 					return
 				}
-				io.CopyBuffer(io.Discard, struct{ io.Reader }{f}, buf)
-				f.Close()
+				n, err := syscall.Read(fd, buf)
+				syscall.Close(fd)
+				if err != nil || n != hashSize {
+					b.Errorf("read %s: %d bytes, %v", files[i], n, err)
+					return
+				}
+				h.Reset()
+				h.Write(buf)
 			}
 		})
 	}

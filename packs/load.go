@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"path/filepath"
@@ -93,6 +94,7 @@ type candidate struct {
 	mtime int64
 	state fileState
 	ok    bool   // hashed successfully
+	wins  bool   // served: no higher-ranked pack has a servable file here
 	bad   string // why the file cannot be served now; its previous version may be
 }
 
@@ -102,12 +104,7 @@ type candidate struct {
 // View.Problems; the error is only for a cancelled ctx.
 func Load(ctx context.Context, opts Options, prev *View) (*View, error) {
 	opts.defaults()
-	v := &View{
-		byLoc:  make(map[Loc]*Entry),
-		byKey:  make(map[resources.Key]*Entry),
-		byHash: make(map[resources.Hash]*Entry),
-		files:  make(map[fileKey]fileState),
-	}
+	v := &View{}
 	if opts.Builtin {
 		v.packs = append(v.packs, builtinPack())
 	}
@@ -121,12 +118,17 @@ func Load(ctx context.Context, opts Options, prev *View) (*View, error) {
 	}
 
 	// Scan and hash overlap: workers hash files while the walk goes on.
+	// The walk finishes long before the hashing, so the scanner then
+	// layers the packs and assigns ids, leaving little for after the last
+	// file is hashed, when the other core would sit idle.
 	var prevFiles map[fileKey]fileState
 	if prev != nil {
 		prevFiles = prev.files
 	}
 	found := make(chan *candidate, 4096)
 	var cands []*candidate
+	var lay layering
+	layered := make(chan struct{})
 	var problemsMu sync.Mutex // guards v.Problems while workers run
 	report := func(p Problem) {
 		problemsMu.Lock()
@@ -134,38 +136,38 @@ func Load(ctx context.Context, opts Options, prev *View) (*View, error) {
 		problemsMu.Unlock()
 	}
 	go func() {
-		defer close(found)
+		defer close(layered)
 		for _, p := range v.packs {
 			v.scan(p, opts.MaxFileSize, report, func(c *candidate) {
 				cands = append(cands, c)
 				found <- c
 			})
 		}
+		close(found)
+		lay = layer(cands, opts.IDs)
 	}()
 	v.held = hashAll(ctx, found, prevFiles, opts, report)
+	<-layered
 	if err := ctx.Err(); err != nil {
 		v.Close()
 		return nil, err
 	}
 
-	// Layer: the highest-ranked pack's file wins each location.
-	winners := make(map[Loc]*candidate, len(cands))
-	for _, c := range cands {
-		if !c.ok {
-			continue
-		}
-		if w, ok := winners[c.loc]; !ok || c.pack.outranks(w.pack) {
-			winners[c.loc] = c
-		}
-	}
+	// The highest-ranked pack's file wins each location, unless it could
+	// not be hashed; then the next one that could is served.
+	entries := make([]Entry, 0, len(lay.locs))
 	budget := opts.MemoryBudget
-	for _, c := range cands {
+	for i, l := range lay.locs {
+		c := lay.top[i]
 		if !c.ok {
-			continue
+			if c = lay.fallback(l); c == nil {
+				continue
+			}
 		}
+		c.wins = true
 		switch {
-		case winners[c.loc] != c || opts.MemoryMax < 0 || c.state.size > opts.MemoryMax:
-			c.state.mem = nil // shadowed files are never served
+		case opts.MemoryMax < 0 || c.state.size > opts.MemoryMax:
+			c.state.mem = nil
 		case c.state.mem == nil:
 			c.state.mem = &memSlot{}
 		default:
@@ -173,29 +175,30 @@ func Load(ctx context.Context, opts Options, prev *View) (*View, error) {
 				budget -= int64(len(*d)) // carried over from the previous view
 			}
 		}
-		v.files[fileKey{c.pack.String(), c.path}] = c.state
+		entries = append(entries, Entry{Loc: l, ID: lay.ids[i], Hash: c.state.hash, Size: c.state.size, Pack: c.pack, Path: c.path, mem: c.state.mem, view: v})
 	}
 	v.memBudget.Store(budget)
-	// Assign ids in a fixed order so the same packs give the same ids on
-	// every start.
-	locs := make([]Loc, 0, len(winners))
-	for l := range winners {
-		locs = append(locs, l)
-	}
-	slices.SortFunc(locs, func(a, b Loc) int {
-		if a.Type != b.Type {
-			return int(a.Type) - int(b.Type)
+	// The indexes are independent: build them on both cores.
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		v.files = make(map[fileKey]fileState, len(cands))
+		for _, c := range cands {
+			if !c.ok {
+				continue
+			}
+			if !c.wins {
+				c.state.mem = nil // shadowed files are never served
+			}
+			v.files[fileKey{c.pack.String(), c.path}] = c.state
 		}
-		if c := strings.Compare(a.Ref.Domain, b.Ref.Domain); c != 0 {
-			return c
-		}
-		return strings.Compare(a.Ref.Key, b.Ref.Key)
 	})
-	for _, l := range locs {
-		c := winners[l]
-		e := &Entry{Loc: l, ID: opts.IDs.ID(l), Hash: c.state.hash, Size: c.state.size, Pack: c.pack, Path: c.path, mem: c.state.mem, view: v}
-		v.byLoc[l] = e
-		v.byKey[resources.Key{Type: l.Type, ID: e.ID}] = e
+	v.byLoc = make(map[Loc]*Entry, len(entries))
+	v.byKey = make(map[resources.Key]*Entry, len(entries))
+	v.byHash = make(map[resources.Hash]*Entry, len(entries))
+	for i := range entries {
+		e := &entries[i]
+		v.byLoc[e.Loc] = e
+		v.byKey[resources.Key{Type: e.Type, ID: e.ID}] = e
 		if first, ok := v.byHash[e.Hash]; !ok {
 			v.byHash[e.Hash] = e
 		} else {
@@ -208,6 +211,7 @@ func Load(ctx context.Context, opts Options, prev *View) (*View, error) {
 			v.dupKeys[e.Hash] = append(v.dupKeys[e.Hash], resources.Key{Type: e.Type, ID: e.ID})
 		}
 	}
+	wg.Wait()
 	slices.SortStableFunc(v.packs, func(a, b *Pack) int {
 		switch {
 		case a.outranks(b):
@@ -218,6 +222,80 @@ func Load(ctx context.Context, opts Options, prev *View) (*View, error) {
 		return 0
 	})
 	return v, nil
+}
+
+// layering is each location's candidates ranked by pack, with ids
+// assigned in a fixed order so the same packs give the same ids on every
+// start.
+type layering struct {
+	locs []Loc                  // sorted by type, domain, key
+	ids  []resources.ResourceID // ids[i] is the id of locs[i]
+	top  []*candidate           // top[i] is the highest-ranked file at locs[i]
+	// others are the lower-ranked files of the few locations that more
+	// than one pack has, best first.
+	others map[Loc][]*candidate
+}
+
+// layer ranks cands by location. It reads only what the scan set, so it
+// runs while the files are still being hashed.
+func layer(cands []*candidate, ids *IDs) layering {
+	top := make(map[Loc]*candidate, len(cands))
+	var lay layering
+	for _, c := range cands {
+		w, ok := top[c.loc]
+		switch {
+		case !ok:
+			top[c.loc] = c
+			continue
+		case c.pack.outranks(w.pack):
+			top[c.loc], c = c, w
+		}
+		if lay.others == nil {
+			lay.others = make(map[Loc][]*candidate)
+		}
+		lay.others[c.loc] = append(lay.others[c.loc], c)
+	}
+	for _, o := range lay.others {
+		slices.SortStableFunc(o, func(a, b *candidate) int {
+			switch {
+			case a.pack.outranks(b.pack):
+				return -1
+			case b.pack.outranks(a.pack):
+				return 1
+			}
+			return 0
+		})
+	}
+	lay.locs = make([]Loc, 0, len(top))
+	for l := range top {
+		lay.locs = append(lay.locs, l)
+	}
+	slices.SortFunc(lay.locs, func(a, b Loc) int {
+		if a.Type != b.Type {
+			return int(a.Type) - int(b.Type)
+		}
+		if c := strings.Compare(a.Ref.Domain, b.Ref.Domain); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Ref.Key, b.Ref.Key)
+	})
+	lay.top = make([]*candidate, len(lay.locs))
+	for i, l := range lay.locs {
+		lay.top[i] = top[l]
+	}
+	lay.ids = ids.assign(lay.locs)
+	return lay
+}
+
+// fallback is the best file at l that could be hashed after the top one,
+// or nil.
+func (lay *layering) fallback(l Loc) *candidate {
+	for _, c := range lay.others[l] {
+		if c.ok {
+			return c
+		}
+	}
+	return nil
 }
 
 // isScratch reports names that editors and tools create next to the real
@@ -304,15 +382,18 @@ func (v *View) scan(p *Pack, maxSize int64, report func(Problem), emit func(*can
 
 // parsePath turns assets/<domain>/<type>/<key> into a Loc.
 func parsePath(path string) (Loc, error) {
-	parts := strings.SplitN(path, "/", 4)
-	if len(parts) != 4 || parts[0] != "assets" {
+	// Cut, not Split: this runs once per file at startup.
+	rest, ok := strings.CutPrefix(path, "assets/")
+	domain, rest, ok2 := strings.Cut(rest, "/")
+	typeName, key, ok3 := strings.Cut(rest, "/")
+	if !ok || !ok2 || !ok3 {
 		return Loc{}, errors.New("not at assets/<domain>/<type>/<key>")
 	}
-	typ, err := resources.ParseType(parts[2])
+	typ, err := resources.ParseType(typeName)
 	if err != nil {
-		return Loc{}, fmt.Errorf("folder %q is not one of the asset types (nodestate, particle, animation, model, texture, sound, font)", parts[2])
+		return Loc{}, fmt.Errorf("folder %q is not one of the asset types (nodestate, particle, animation, model, texture, sound, font)", typeName)
 	}
-	ref := resources.Ref{Domain: parts[1], Key: parts[3]}
+	ref := resources.Ref{Domain: domain, Key: key}
 	if err := ref.Validate(); err != nil {
 		return Loc{}, err
 	}
@@ -328,6 +409,7 @@ func hashAll(ctx context.Context, found <-chan *candidate, prev map[fileKey]file
 	for range opts.Workers {
 		wg.Go(func() {
 			buf := make([]byte, 256<<10)
+			h := sha256.New()
 			for c := range found {
 				if ctx.Err() != nil {
 					continue
@@ -362,7 +444,7 @@ func hashAll(ctx context.Context, found <-chan *candidate, prev map[fileKey]file
 						continue
 					}
 				}
-				if err := hashOne(c, buf); err != nil {
+				if err := hashOne(c, h, buf); err != nil {
 					reason := err.Error()
 					if known {
 						c.state, c.ok = st, true
@@ -377,18 +459,20 @@ func hashAll(ctx context.Context, found <-chan *candidate, prev map[fileKey]file
 	return int(heldOpen.Load())
 }
 
-// hashOne hashes a file's listed size through buf. Startup only hashes:
-// small files are read into memory when first served (Entry.Open), so a
-// server with more content than memory budget starts as fast as any.
-func hashOne(c *candidate, buf []byte) error {
-	f, err := c.pack.open(c.path)
-	if err != nil {
-		return fmt.Errorf("unreadable: %w", err)
+// hashOne hashes a file's listed size with h through buf. Startup only
+// hashes: small files are read into memory when first served (Entry.Open),
+// so a server with more content than memory budget starts as fast as any.
+// Reading exactly the listed size saves the read that finds EOF.
+func hashOne(c *candidate, h hash.Hash, buf []byte) error {
+	h.Reset()
+	n, err := c.pack.hashBeneath(c.path, c.size, h, buf)
+	if errors.Is(err, errors.ErrUnsupported) {
+		var f fs.File
+		if f, err = c.pack.open(c.path); err == nil {
+			n, err = io.CopyBuffer(h, io.LimitReader(f, c.size), buf)
+			f.Close()
+		}
 	}
-	defer f.Close()
-	h := sha256.New()
-	// Reading exactly the listed size saves the read that finds EOF.
-	n, err := io.CopyBuffer(h, io.LimitReader(f, c.size), buf)
 	if err != nil {
 		return fmt.Errorf("unreadable: %w", err)
 	}

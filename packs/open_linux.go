@@ -2,6 +2,7 @@ package packs
 
 import (
 	"errors"
+	"hash"
 	"os"
 	"sync/atomic"
 
@@ -16,8 +17,16 @@ var openat2Missing atomic.Bool
 // directory, symlinks included. os.Root gives the same guarantee with one
 // openat per path component, which at startup was a fifth of the time.
 func (p *Pack) openBeneath(path string) (*os.File, error) {
+	fd, err := p.openBeneathFD(path)
+	if err != nil {
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), path), nil
+}
+
+func (p *Pack) openBeneathFD(path string) (int, error) {
 	if p.dirFD == nil || openat2Missing.Load() {
-		return nil, errors.ErrUnsupported
+		return -1, errors.ErrUnsupported
 	}
 	fd, err := unix.Openat2(int(p.dirFD.Fd()), path, &unix.OpenHow{
 		Flags:   unix.O_RDONLY | unix.O_CLOEXEC,
@@ -26,9 +35,37 @@ func (p *Pack) openBeneath(path string) (*os.File, error) {
 	if err != nil {
 		if errors.Is(err, unix.ENOSYS) {
 			openat2Missing.Store(true)
-			return nil, errors.ErrUnsupported
+			return -1, errors.ErrUnsupported
 		}
-		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+		return -1, &os.PathError{Op: "open", Path: path, Err: err}
 	}
-	return os.NewFile(uintptr(fd), path), nil
+	return fd, nil
+}
+
+// hashBeneath writes the first size bytes of path to h through buf using
+// the bare descriptor. Startup opens every file once, and an *os.File
+// costs an fcntl, a cleanup registration and poller bookkeeping apiece:
+// at 10,000 files that is measurable next to the hashing itself.
+func (p *Pack) hashBeneath(path string, size int64, h hash.Hash, buf []byte) (int64, error) {
+	fd, err := p.openBeneathFD(path)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(fd)
+	var n int64
+	for n < size {
+		m, err := unix.Read(fd, buf[:min(int64(len(buf)), size-n)])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return n, &os.PathError{Op: "read", Path: path, Err: err}
+		}
+		if m == 0 {
+			break
+		}
+		h.Write(buf[:m])
+		n += int64(m)
+	}
+	return n, nil
 }

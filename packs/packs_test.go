@@ -125,6 +125,48 @@ func TestLayering(t *testing.T) {
 	}
 }
 
+// A file the higher-ranked pack cannot serve (too large, a symlink out of
+// the pack) must not hide the lower-ranked pack's good file at the same
+// location, and must not shadow it in the memory slots either.
+func TestLayeringFallsBackPastUnservableFiles(t *testing.T) {
+	low, high := t.TempDir(), t.TempDir()
+	writeFile(t, low, "pack.toml", "priority = 1\n")
+	writeFile(t, low, "assets/default/texture/big.png", "low big")
+	writeFile(t, low, "assets/default/texture/link.png", "low link")
+	writeFile(t, low, "assets/default/texture/plain.png", "low plain")
+	writeFile(t, high, "pack.toml", "priority = 10\n")
+	writeFile(t, high, "assets/default/texture/big.png", strings.Repeat("x", 100))
+	outside := writeFile(t, t.TempDir(), "secret.png", "outside")
+	if err := os.Symlink(outside, filepath.Join(high, "assets/default/texture/link.png")); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, high, "assets/default/texture/plain.png", "high plain")
+
+	v := load(t, Options{Dirs: []string{low, high}, MaxFileSize: 50}, nil)
+	want := map[string]string{"big.png": "low big", "link.png": "low link", "plain.png": "high plain"}
+	for key, content := range want {
+		e, ok := v.Lookup(loc(resources.TypeTexture, "default:"+key))
+		if !ok {
+			t.Fatalf("%s not served", key)
+		}
+		if got := read(t, e); got != content {
+			t.Errorf("%s = %q, want %q", key, got, content)
+		}
+		if !e.InMemory() {
+			t.Errorf("%s: served from disk, want it kept in memory once read", key)
+		}
+	}
+	reported := map[string]bool{}
+	for _, p := range v.Problems {
+		if p.Pack == high {
+			reported[p.Path] = true
+		}
+	}
+	if !reported["assets/default/texture/big.png"] || !reported["assets/default/texture/link.png"] || len(v.Problems) != 2 {
+		t.Errorf("problems %v, want big.png and link.png of the high pack", v.Problems)
+	}
+}
+
 func TestBadFilesAreSkippedAndReported(t *testing.T) {
 	dir := t.TempDir()
 	outside := writeFile(t, t.TempDir(), "secret.txt", "outside the pack")

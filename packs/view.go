@@ -132,6 +132,27 @@ func (a *IDs) ID(l Loc) resources.ResourceID {
 	return id
 }
 
+// assign returns the ids of locs, assigning new ones in order, under one
+// lock: a first load assigns thousands at once.
+func (a *IDs) assign(locs []Loc) []resources.ResourceID {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.ids) == 0 {
+		a.ids = make(map[Loc]resources.ResourceID, len(locs))
+	}
+	out := make([]resources.ResourceID, len(locs))
+	for i, l := range locs {
+		id, ok := a.ids[l]
+		if !ok {
+			a.next[l.Type]++
+			id = a.next[l.Type]
+			a.ids[l] = id
+		}
+		out[i] = id
+	}
+	return out
+}
+
 // View is an immutable snapshot of the layered packs. Safe for concurrent use.
 type View struct {
 	packs  []*Pack

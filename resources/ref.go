@@ -81,7 +81,7 @@ func ValidateKey(k string) error {
 	case path.Clean(k) != k:
 		return bad("not a clean path")
 	}
-	for _, el := range strings.Split(k, "/") {
+	for el := range strings.SplitSeq(k, "/") {
 		if el == ".." {
 			return bad(`contains ".."`)
 		}
