@@ -123,13 +123,7 @@ func NewIDs() *IDs { return &IDs{ids: make(map[Loc]resources.ResourceID)} }
 func (a *IDs) ID(l Loc) resources.ResourceID {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if id, ok := a.ids[l]; ok {
-		return id
-	}
-	a.next[l.Type]++
-	id := a.next[l.Type]
-	a.ids[l] = id
-	return id
+	return a.idLocked(l)
 }
 
 // assign returns the ids of locs, assigning new ones in order, under one
@@ -142,15 +136,19 @@ func (a *IDs) assign(locs []Loc) []resources.ResourceID {
 	}
 	out := make([]resources.ResourceID, len(locs))
 	for i, l := range locs {
-		id, ok := a.ids[l]
-		if !ok {
-			a.next[l.Type]++
-			id = a.next[l.Type]
-			a.ids[l] = id
-		}
-		out[i] = id
+		out[i] = a.idLocked(l)
 	}
 	return out
+}
+
+func (a *IDs) idLocked(l Loc) resources.ResourceID {
+	if id, ok := a.ids[l]; ok {
+		return id
+	}
+	a.next[l.Type]++
+	id := a.next[l.Type]
+	a.ids[l] = id
+	return id
 }
 
 // View is an immutable snapshot of the layered packs. Safe for concurrent use.
