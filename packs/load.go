@@ -212,15 +212,7 @@ func Load(ctx context.Context, opts Options, prev *View) (*View, error) {
 		}
 	}
 	wg.Wait()
-	slices.SortStableFunc(v.packs, func(a, b *Pack) int {
-		switch {
-		case a.outranks(b):
-			return 1
-		case b.outranks(a):
-			return -1
-		}
-		return 0
-	})
+	slices.SortStableFunc(v.packs, byRank)
 	return v, nil
 }
 
@@ -256,15 +248,7 @@ func layer(cands []*candidate, ids *IDs) layering {
 		lay.others[c.loc] = append(lay.others[c.loc], c)
 	}
 	for _, o := range lay.others {
-		slices.SortStableFunc(o, func(a, b *candidate) int {
-			switch {
-			case a.pack.outranks(b.pack):
-				return -1
-			case b.pack.outranks(a.pack):
-				return 1
-			}
-			return 0
-		})
+		slices.SortStableFunc(o, func(a, b *candidate) int { return byRank(b.pack, a.pack) }) // best first
 	}
 	lay.locs = make([]Loc, 0, len(top))
 	for l := range top {

@@ -59,6 +59,17 @@ func (p *Pack) outranks(q *Pack) bool {
 	return p.order > q.order
 }
 
+// byRank orders packs lowest-ranked first, for sorting.
+func byRank(p, q *Pack) int {
+	switch {
+	case p.outranks(q):
+		return 1
+	case q.outranks(p):
+		return -1
+	}
+	return 0
+}
+
 // openDir opens a pack directory and reads its pack.toml.
 func openDir(dir string, order int) (*Pack, error) {
 	root, err := os.OpenRoot(dir)
