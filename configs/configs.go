@@ -122,16 +122,16 @@ func (s *Server) Validate() error {
 		return bad("memory_budget", "%d must not be negative", s.MemoryBudget)
 	case s.MaxRequestHashes < 1 || s.MaxRequestHashes > packets.MaxRequestHashes:
 		return bad("max_request_hashes", "%d not in 1..%d", s.MaxRequestHashes, packets.MaxRequestHashes)
-	case s.MaxPendingRequests < s.MaxRequestHashes:
-		return bad("max_pending_requests", "%d is less than max_request_hashes (%d)", s.MaxPendingRequests, s.MaxRequestHashes)
+	case s.MaxPendingRequests < s.MaxRequestHashes || s.MaxPendingRequests > 1<<24:
+		return bad("max_pending_requests", "%d not in max_request_hashes (%d)..%d", s.MaxPendingRequests, s.MaxRequestHashes, 1<<24)
 	case s.ActiveStreams < 1 || s.ActiveStreams > 1024:
 		return bad("active_streams", "%d not in 1..1024", s.ActiveStreams)
 	case s.MaxClients < 1:
 		return bad("max_clients", "%d must be positive", s.MaxClients)
 	case s.WriteTimeout.Duration <= 0:
 		return bad("write_timeout", "%s must be positive", s.WriteTimeout)
-	case s.PingInterval.Duration <= 0:
-		return bad("ping_interval", "%s must be positive", s.PingInterval)
+	case s.PingInterval.Duration < packets.MinPingIntervalMs*time.Millisecond || s.PingInterval.Duration > packets.MaxPingIntervalMs*time.Millisecond:
+		return bad("ping_interval", "%s not in %s..%s", s.PingInterval, packets.MinPingIntervalMs*time.Millisecond, packets.MaxPingIntervalMs*time.Millisecond)
 	case s.HandshakeTimeout.Duration <= 0:
 		return bad("handshake_timeout", "%s must be positive", s.HandshakeTimeout)
 	case s.ReloadDebounce.Duration < 0 || s.ReloadDebounce.Duration > time.Minute:

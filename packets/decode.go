@@ -1,6 +1,8 @@
 package packets
 
 import (
+	"encoding/binary"
+	"math"
 	"unicode/utf8"
 
 	"github.com/voxsync/voxsync/resources"
@@ -13,6 +15,18 @@ const (
 	lostEntry    = 1 + 4
 	minWant      = resources.HashSize + 1 + 1
 )
+
+// HelloVersion returns the version of an encoded Hello (or Welcome) from
+// its first three bytes, which every protocol version keeps: type byte,
+// then u16 version. A server checks it before decoding the rest, so a
+// client of another version always gets DisconnectVersionMismatch, whatever
+// later fields its Hello has.
+func HelloVersion(b []byte) (uint16, bool) {
+	if len(b) < 3 || (Type(b[0]) != TypeHello && Type(b[0]) != TypeWelcome) {
+		return 0, false
+	}
+	return binary.LittleEndian.Uint16(b[1:3]), true
+}
 
 // Decode decodes one packet. On failure it returns a *Error. A ChunkSend's
 // Data aliases b.
@@ -48,6 +62,8 @@ func Decode(b []byte) (Packet, error) {
 		p = decodeDisconnect(d)
 	case TypeMove:
 		p = decodeMove(d)
+	case TypeBindsDone:
+		p = &BindsDone{Seq: d.u32()}
 	default:
 		return nil, errorf(0, "type", ErrUnknownType, "type byte 0x%02x", b[0])
 	}
@@ -76,12 +92,21 @@ func decodeWelcome(d *decoder) *Welcome {
 	p.Version = d.u16()
 	d.field = "session uuid"
 	copy(p.Session[:], d.take(16))
+	d.field = "capabilities"
+	p.Capabilities = d.u64()
 	d.field = "max chunk"
 	p.Limits.MaxChunk = d.limit(1, MaxChunkSize)
 	d.field = "max packet"
-	p.Limits.MaxPacket = d.limit(ChunkHeaderSize+1, MaxPacketSize)
+	p.Limits.MaxPacket = d.limit(MinMaxPacket, MaxPacketSize)
+	if d.err == nil && uint64(p.Limits.MaxPacket) < uint64(p.Limits.MaxChunk)+ChunkHeaderSize {
+		d.fail(ErrInvalidValue, "%d cannot carry a chunk of max chunk %d plus its %d-byte header", p.Limits.MaxPacket, p.Limits.MaxChunk, ChunkHeaderSize)
+	}
 	d.field = "max hashes per request"
 	p.Limits.MaxRequestHashes = d.limit(1, MaxRequestHashes)
+	d.field = "max pending requests"
+	p.Limits.MaxPending = d.limit(1, math.MaxUint32)
+	d.field = "ping interval"
+	p.Limits.PingIntervalMs = d.limit(MinPingIntervalMs, MaxPingIntervalMs)
 	return p
 }
 
@@ -175,6 +200,13 @@ func decodeInitResSend(d *decoder) *InitResSend {
 	p.Hash = d.hash()
 	d.field = "size"
 	p.Size = d.u64()
+	d.field = "offset"
+	p.Offset = d.u64()
+	d.field = "length"
+	p.Length = d.u64()
+	if d.err == nil && (p.Offset > p.Size || p.Length > p.Size-p.Offset) {
+		d.fail(ErrInvalidValue, "range %d+%d outside %d bytes", p.Offset, p.Length, p.Size)
+	}
 	d.field = "asset type"
 	p.AssetType = d.assetType()
 	d.field = "id"
@@ -218,8 +250,8 @@ func decodeResourceError(d *decoder) *ResourceError {
 	p.Hash = d.hash()
 	d.field = "code"
 	p.Code = ErrorCode(d.u8())
-	if d.err == nil && (p.Code < 1 || p.Code > maxErrorCode) {
-		d.fail(ErrInvalidValue, "error code %d not in 1..%d", p.Code, maxErrorCode)
+	if d.err == nil && p.Code == 0 {
+		d.fail(ErrInvalidValue, "error code 0 is not a code")
 	}
 	d.field = "message"
 	p.Message = d.str(MaxMessageLen)
@@ -230,9 +262,6 @@ func decodeDisconnect(d *decoder) *Disconnect {
 	p := &Disconnect{}
 	d.field = "code"
 	p.Code = DisconnectCode(d.u8())
-	if d.err == nil && p.Code > maxDisconnectCode {
-		d.fail(ErrInvalidValue, "disconnect code %d not in 0..%d", p.Code, maxDisconnectCode)
-	}
 	d.field = "reason"
 	p.Reason = d.str(MaxMessageLen)
 	return p
@@ -240,6 +269,8 @@ func decodeDisconnect(d *decoder) *Disconnect {
 
 func decodeMove(d *decoder) *Move {
 	p := &Move{}
+	d.field = "seq"
+	p.Seq = d.u32()
 	d.field = "x"
 	p.X = d.f64()
 	d.field = "y"

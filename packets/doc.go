@@ -19,19 +19,28 @@
 //
 //	client                                   server
 //	Hello{version, uuid, caps, token}  ───▶
-//	                                   ◀───  Welcome{version, session, limits}
-//	                                         (or Disconnect{VersionMismatch})
+//	                                   ◀───  Welcome{version, session, caps, limits}
+//	                                         (or Disconnect{VersionMismatch, …})
 //	                                   ◀───  Bind{(type,id,domain,key,hash,size)…}
+//	                                   ◀───  BindsDone{0}      (the join's set is complete)
+//	Move{seq 1, position}              ───▶
+//	                                   ◀───  Lost{…}, Bind{…}, BindsDone{1}
 //	ResourceRequest{hash…}             ───▶  (hashes not in any local cache)
-//	                                   ◀───  InitResSend{stream, hash, size, …}
+//	                                   ◀───  InitResSend{stream, hash, size, range, …}
 //	                                   ◀───  ChunkSend{stream, offset, data}…
 //	                                   ◀───  ResourceError{hash, code, msg}
-//	Move{position}                     ───▶  (the world's view changes)
-//	                                   ◀───  Lost{(type,id)…}
 //	ResourceCancel{hash…}              ───▶
 //	Disconnect{code, reason}           ◀──▶
+//
+// The first three bytes of Hello and Welcome (type, u16 version) and the
+// whole Disconnect layout are the same in every version, so peers of
+// different versions can always refuse each other with a reason.
 //
 // # Version history
 //
 //	1: first version.
+//	2: BindsDone marks the end of the Binds for the join and for each Move
+//	   (Move gains a seq); Welcome carries capabilities, the pending-request
+//	   limit and the ping interval; InitResSend echoes the stream's range;
+//	   unknown ResourceError and Disconnect codes decode.
 package packets

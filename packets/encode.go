@@ -10,9 +10,12 @@ func (p *Hello) appendPayload(b []byte) []byte {
 func (p *Welcome) appendPayload(b []byte) []byte {
 	b = appendU16(b, p.Version)
 	b = append(b, p.Session[:]...)
+	b = appendU64(b, p.Capabilities)
 	b = appendU32(b, p.Limits.MaxChunk)
 	b = appendU32(b, p.Limits.MaxPacket)
-	return appendU32(b, p.Limits.MaxRequestHashes)
+	b = appendU32(b, p.Limits.MaxRequestHashes)
+	b = appendU32(b, p.Limits.MaxPending)
+	return appendU32(b, p.Limits.PingIntervalMs)
 }
 
 func (p *Bind) appendPayload(b []byte) []byte {
@@ -64,6 +67,8 @@ func (p *InitResSend) appendPayload(b []byte) []byte {
 	b = appendU32(b, p.Stream)
 	b = append(b, p.Hash[:]...)
 	b = appendU64(b, p.Size)
+	b = appendU64(b, p.Offset)
+	b = appendU64(b, p.Length)
 	b = append(b, byte(p.AssetType))
 	b = appendU32(b, uint32(p.ID))
 	b = appendRef(b, p.Ref)
@@ -96,9 +101,12 @@ func (p *Disconnect) appendPayload(b []byte) []byte {
 }
 
 func (p *Move) appendPayload(b []byte) []byte {
+	b = appendU32(b, p.Seq)
 	b = appendF64(b, p.X)
 	b = appendF64(b, p.Y)
 	b = appendF64(b, p.Z)
 	b = appendF32(b, p.Yaw)
 	return appendF32(b, p.Pitch)
 }
+
+func (p *BindsDone) appendPayload(b []byte) []byte { return appendU32(b, p.Seq) }

@@ -62,6 +62,7 @@ func FuzzDecodeChunkSend(f *testing.F)       { fuzzType(f, TypeChunkSend) }
 func FuzzDecodeResourceError(f *testing.F)   { fuzzType(f, TypeResourceError) }
 func FuzzDecodeDisconnect(f *testing.F)      { fuzzType(f, TypeDisconnect) }
 func FuzzDecodeMove(f *testing.F)            { fuzzType(f, TypeMove) }
+func FuzzDecodeBindsDone(f *testing.F)       { fuzzType(f, TypeBindsDone) }
 
 // FuzzDecode lets the fuzzer choose the type byte too.
 func FuzzDecode(f *testing.F) {

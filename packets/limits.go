@@ -2,7 +2,7 @@ package packets
 
 // Version is the protocol version this package speaks. A server refuses a
 // Hello with another version with Disconnect{DisconnectVersionMismatch}.
-const Version uint16 = 1
+const Version uint16 = 2
 
 // Protocol-wide caps. A peer may announce lower limits in Welcome; these are
 // the ceilings a decoder enforces before allocating anything.
@@ -23,4 +23,16 @@ const (
 	MaxTokenLen = 4096
 	// MaxMessageLen caps human-readable text in ResourceError and Disconnect.
 	MaxMessageLen = 1024
+	// MinMaxPacket is the smallest max packet a Welcome may announce: room
+	// for a Hello with a full token, a Disconnect with a full reason, and a
+	// ResourceRequest of over 150 hashes.
+	MinMaxPacket = 8192
+	// MinPingIntervalMs and MaxPingIntervalMs bound Welcome's ping interval.
+	MinPingIntervalMs = 100
+	MaxPingIntervalMs = 10 * 60 * 1000
 )
+
+// MaxWantSize is the largest encoding of one ResourceRequest entry (hash,
+// priority, flags, range); a sender fits n entries in 1+10+n×MaxWantSize
+// bytes.
+const MaxWantSize = 32 + 1 + 1 + 8 + 8

@@ -17,7 +17,8 @@ const (
 	//	u16 version | [16]byte client uuid | u64 capabilities | str token (≤ MaxTokenLen)
 	TypeHello Type = 0x01
 	// TypeWelcome, S→C, answer to an accepted Hello:
-	//	u16 version | [16]byte session uuid | u32 max chunk | u32 max packet | u32 max hashes per request
+	//	u16 version | [16]byte session uuid | u64 capabilities | u32 max chunk | u32 max packet |
+	//	u32 max hashes per request | u32 max pending requests | u32 ping interval ms
 	TypeWelcome Type = 0x02
 	// TypeBind, S→C: (type, id) is now domain:key with this hash and size.
 	//	uvarint n (≤ MaxBindEntries) | n × {u8 type | u32 id | str domain | str key | [32]byte sha256 | u64 size}
@@ -32,7 +33,8 @@ const (
 	//	uvarint n (≤ MaxRequestHashes) | n × [32]byte sha256
 	TypeResourceCancel Type = 0x06
 	// TypeInitResSend, S→C: a stream of one resource starts.
-	//	u32 stream | [32]byte sha256 | u64 size | u8 type | u32 id | str domain | str key | u8 encoding
+	//	u32 stream | [32]byte sha256 | u64 size | u64 offset | u64 length | u8 type | u32 id |
+	//	str domain | str key | u8 encoding
 	TypeInitResSend Type = 0x07
 	// TypeChunkSend, S→C: bytes of a stream.
 	//	u32 stream | u64 offset | u8 flags | payload (the rest of the message, ≤ MaxChunkSize)
@@ -44,8 +46,12 @@ const (
 	//	u8 code | str reason (≤ MaxMessageLen)
 	TypeDisconnect Type = 0x0A
 	// TypeMove, C→S: the player's position and view in the demo world.
-	//	f64 x | f64 y | f64 z | f32 yaw | f32 pitch   (all finite)
+	//	u32 seq | f64 x | f64 y | f64 z | f32 yaw | f32 pitch   (all finite)
 	TypeMove Type = 0x0B
+	// TypeBindsDone, S→C: every Bind and Lost due for the join (seq 0) or
+	// for Move seq has been sent.
+	//	u32 seq
+	TypeBindsDone Type = 0x0C
 )
 
 var typeNames = map[Type]string{
@@ -53,6 +59,7 @@ var typeNames = map[Type]string{
 	TypeResourceRequest: "ResourceRequest", TypeResourceCancel: "ResourceCancel",
 	TypeInitResSend: "InitResSend", TypeChunkSend: "ChunkSend",
 	TypeResourceError: "ResourceError", TypeDisconnect: "Disconnect", TypeMove: "Move",
+	TypeBindsDone: "BindsDone",
 }
 
 func (t Type) String() string {
@@ -80,7 +87,7 @@ func Encode(p Packet) []byte { return Append(nil, p) }
 type Hello struct {
 	Version      uint16
 	Client       uuid.UUID
-	Capabilities uint64 // no bits are defined in version 1; receivers ignore unknown bits
+	Capabilities uint64 // optional features the client supports; no bits are defined in version 2
 	Token        string // optional auth token; empty when the server needs none
 }
 
@@ -89,7 +96,10 @@ type Hello struct {
 type Welcome struct {
 	Version uint16
 	Session uuid.UUID
-	Limits  Limits
+	// Capabilities are the optional features in use for this session: a
+	// subset of Hello's. Neither side uses a feature not in this set.
+	Capabilities uint64
+	Limits       Limits
 }
 
 // Limits are a session's negotiated limits, each at most the protocol cap.
@@ -97,6 +107,13 @@ type Limits struct {
 	MaxChunk         uint32 // largest ChunkSend payload the server sends
 	MaxPacket        uint32 // largest packet either side may send
 	MaxRequestHashes uint32 // most hashes in one ResourceRequest or ResourceCancel
+	// MaxPending is how many requested hashes may be outstanding at once:
+	// requested and neither fully streamed, answered with a ResourceError,
+	// nor cancelled. More ends the session with DisconnectLimitExceeded.
+	MaxPending uint32
+	// PingIntervalMs is how often each side pings; a side that receives no
+	// frame at all for two intervals considers the connection dead.
+	PingIntervalMs uint32
 }
 
 // Bind announces bindings.
@@ -134,12 +151,17 @@ const (
 	numEncodings Encoding = 1
 )
 
-// InitResSend starts a stream. Stream ids are chosen by the server, unique
-// among the session's open streams; ChunkSend refers to them.
+// InitResSend starts a stream. Stream ids are chosen by the server and never
+// reused within a session; ChunkSend refers to them.
 type InitResSend struct {
-	Stream    uint32
-	Hash      resources.Hash
-	Size      uint64 // total size of the resource, not of the range
+	Stream uint32
+	Hash   resources.Hash
+	Size   uint64 // total size of the resource, not of the range
+	// Offset and Length are the bytes this stream carries: the requested
+	// range, or 0 and Size for a whole resource. The stream's last chunk
+	// ends at Offset+Length.
+	Offset    uint64
+	Length    uint64
 	AssetType resources.Type
 	ID        resources.ResourceID
 	Ref       resources.Ref
@@ -169,7 +191,12 @@ const (
 	ErrorTooLarge     ErrorCode = 4 // the resource is larger than the server will send
 	ErrorInternal     ErrorCode = 5 // the server failed to read it; retrying may work
 	maxErrorCode                = ErrorInternal
+	// Codes above maxErrorCode decode: a later server may add reasons, and
+	// a receiver treats an unknown one like ErrorInternal.
 )
+
+// Known reports whether c is one of the codes this version defines.
+func (c ErrorCode) Known() bool { return c >= 1 && c <= maxErrorCode }
 
 var errorCodeNames = [...]string{"", "unknown hash", "not bound", "range invalid", "too large", "internal"}
 
@@ -201,7 +228,18 @@ const (
 	DisconnectInternal        DisconnectCode = 6 // an internal error on the sender
 	DisconnectAuthFailed      DisconnectCode = 7 // the token was refused
 	maxDisconnectCode                        = DisconnectAuthFailed
+	// Codes above maxDisconnectCode decode: a receiver treats an unknown
+	// one as a reason to reconnect with backoff, showing the reason text.
 )
+
+// Known reports whether c is one of the codes this version defines.
+func (c DisconnectCode) Known() bool { return c <= maxDisconnectCode }
+
+// Permanent reports whether a client should stop rather than reconnect:
+// retrying cannot help until a person changes something.
+func (c DisconnectCode) Permanent() bool {
+	return c == DisconnectVersionMismatch || c == DisconnectAuthFailed
+}
 
 var disconnectNames = [...]string{"normal", "shutdown", "version mismatch", "protocol error", "slow client", "limit exceeded", "internal", "auth failed"}
 
@@ -218,11 +256,20 @@ type Disconnect struct {
 	Reason string
 }
 
-// Move reports the player's position in the demo world.
+// Move reports the player's position in the demo world. Seq numbers a
+// client's Moves from 1 upward; the server answers each with BindsDone{Seq}.
 type Move struct {
+	Seq        uint32
 	X, Y, Z    float64
 	Yaw, Pitch float32
 }
+
+// BindsDone says that every Bind and Lost due for the join (Seq 0) or for
+// the Move with this Seq has been sent, so the client knows the complete
+// set of resources for its position. It also completes everything asked
+// before: a server may send one BindsDone for several Moves that arrived
+// together, naming the last.
+type BindsDone struct{ Seq uint32 }
 
 func (*Hello) Type() Type           { return TypeHello }
 func (*Welcome) Type() Type         { return TypeWelcome }
@@ -235,3 +282,4 @@ func (*ChunkSend) Type() Type       { return TypeChunkSend }
 func (*ResourceError) Type() Type   { return TypeResourceError }
 func (*Disconnect) Type() Type      { return TypeDisconnect }
 func (*Move) Type() Type            { return TypeMove }
+func (*BindsDone) Type() Type       { return TypeBindsDone }

@@ -20,7 +20,7 @@ func samples() []Packet {
 	return []Packet{
 		&Hello{Version: Version, Client: uuid.MustParse("6ba7b810-9dad-11d1-80b4-00c04fd430c8"), Capabilities: 0xff, Token: "secret"},
 		&Hello{Version: 0xffff},
-		&Welcome{Version: Version, Session: uuid.New(), Limits: Limits{MaxChunk: 65536, MaxPacket: MaxPacketSize, MaxRequestHashes: 512}},
+		&Welcome{Version: Version, Session: uuid.New(), Capabilities: 1 << 63, Limits: Limits{MaxChunk: 65536, MaxPacket: MaxPacketSize, MaxRequestHashes: 512, MaxPending: 65536, PingIntervalMs: 15000}},
 		&Bind{Entries: []resources.Binding{
 			{Type: resources.TypeTexture, ID: 1, Ref: resources.Ref{Domain: "default", Key: "blocks/stone.png"}, Hash: h1, Size: 1234},
 			{Type: resources.TypeFont, ID: math.MaxUint32, Ref: resources.Ref{Domain: "a", Key: strings.Repeat("k", resources.MaxKeyLen)}, Hash: h2, Size: math.MaxUint64},
@@ -29,12 +29,17 @@ func samples() []Packet {
 		&Lost{Entries: []resources.Key{{Type: resources.TypeTexture, ID: 1}, {Type: resources.TypeSound, ID: 7}}},
 		&ResourceRequest{Wants: []Want{{Hash: h1}, {Hash: h2, Priority: 9, HasRange: true, Offset: 10, Length: 20}}},
 		&ResourceCancel{Hashes: []resources.Hash{h1, h2}},
-		&InitResSend{Stream: 3, Hash: h1, Size: 1 << 40, AssetType: resources.TypeModel, ID: 4, Ref: resources.Ref{Domain: "default", Key: "m.obj"}, Encoding: EncodingRaw},
+		&InitResSend{Stream: 3, Hash: h1, Size: 1 << 40, Offset: 0, Length: 1 << 40, AssetType: resources.TypeModel, ID: 4, Ref: resources.Ref{Domain: "default", Key: "m.obj"}, Encoding: EncodingRaw},
+		&InitResSend{Stream: 4, Hash: h2, Size: 100, Offset: 10, Length: 20, AssetType: resources.TypeSound, ID: 5, Ref: resources.Ref{Domain: "default", Key: "s.ogg"}},
 		&ChunkSend{Stream: 3, Offset: 65536, Last: true, Data: []byte("payload")},
 		&ChunkSend{Stream: 1, Offset: 0, Data: []byte{}},
 		&ResourceError{Hash: h2, Code: ErrorUnknownHash, Message: "no resource with hash " + h2.Short()},
+		&ResourceError{Hash: h2, Code: 200, Message: "a code a later server may add"},
 		&Disconnect{Code: DisconnectVersionMismatch, Reason: "server speaks version 1, client version 2: update the client"},
-		&Move{X: 1.5, Y: -64, Z: 1e9, Yaw: 90, Pitch: -45},
+		&Disconnect{Code: 250, Reason: "a code a later server may add"},
+		&Move{Seq: 7, X: 1.5, Y: -64, Z: 1e9, Yaw: 90, Pitch: -45},
+		&BindsDone{Seq: 0},
+		&BindsDone{Seq: math.MaxUint32},
 	}
 }
 
@@ -59,6 +64,10 @@ func TestRoundTrip(t *testing.T) {
 			t.Errorf("no round-trip sample for %s", typ)
 		}
 	}
+}
+
+func welcomeWith(l Limits) []byte {
+	return Encode(&Welcome{Limits: l})
 }
 
 func TestDecodeErrors(t *testing.T) {
@@ -86,8 +95,13 @@ func TestDecodeErrors(t *testing.T) {
 		{"hello trailing", append(valid(&Hello{Version: 1}), 0), ErrTrailingBytes, ""},
 		{"hello token too long", append(appendU64(append(appendU16([]byte{byte(TypeHello)}, 1), make([]byte, 16)...), 0), 0x81, 0x40), ErrTooLarge, "token"},
 		{"hello token bad utf8", append(appendU64(append(appendU16([]byte{byte(TypeHello)}, 1), make([]byte, 16)...), 0), 2, 0xff, 0xfe), ErrInvalidValue, "UTF-8"},
-		{"welcome zero chunk", valid(&Welcome{Limits: Limits{MaxChunk: 0, MaxPacket: 1000, MaxRequestHashes: 1}}), ErrInvalidValue, "max chunk"},
-		{"welcome huge packet", valid(&Welcome{Limits: Limits{MaxChunk: 1, MaxPacket: MaxPacketSize + 1, MaxRequestHashes: 1}}), ErrInvalidValue, "max packet"},
+		{"welcome zero chunk", welcomeWith(Limits{MaxChunk: 0, MaxPacket: 1 << 16, MaxRequestHashes: 1, MaxPending: 1, PingIntervalMs: 1000}), ErrInvalidValue, "max chunk"},
+		{"welcome huge packet", welcomeWith(Limits{MaxChunk: 1, MaxPacket: MaxPacketSize + 1, MaxRequestHashes: 1, MaxPending: 1, PingIntervalMs: 1000}), ErrInvalidValue, "max packet"},
+		{"welcome packet too small to use", welcomeWith(Limits{MaxChunk: 1, MaxPacket: 15, MaxRequestHashes: 1, MaxPending: 1, PingIntervalMs: 1000}), ErrInvalidValue, "max packet"},
+		{"welcome packet smaller than a chunk", welcomeWith(Limits{MaxChunk: 65536, MaxPacket: 65536, MaxRequestHashes: 1, MaxPending: 1, PingIntervalMs: 1000}), ErrInvalidValue, "header"},
+		{"welcome zero pending", welcomeWith(Limits{MaxChunk: 1, MaxPacket: 1 << 16, MaxRequestHashes: 1, MaxPending: 0, PingIntervalMs: 1000}), ErrInvalidValue, "max pending"},
+		{"welcome ping too fast", welcomeWith(Limits{MaxChunk: 1, MaxPacket: 1 << 16, MaxRequestHashes: 1, MaxPending: 1, PingIntervalMs: 10}), ErrInvalidValue, "ping interval"},
+		{"welcome v1 layout", valid(&Welcome{})[:27], ErrTruncated, ""},
 		{"bind count over cap", append([]byte{byte(TypeBind)}, appendUvarint(nil, MaxBindEntries+1)...), ErrTooLarge, "count"},
 		{"bind count beyond data", []byte{byte(TypeBind), 0x80, 0x10}, ErrTruncated, "count"},
 		{"bind huge varint", []byte{byte(TypeBind), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, ErrInvalidValue, "overflows"},
@@ -114,12 +128,15 @@ func TestDecodeErrors(t *testing.T) {
 		{"chunk too big", append([]byte{byte(TypeChunkSend)}, make([]byte, 13+MaxChunkSize+1)...), ErrTooLarge, "payload"},
 		{"chunk truncated header", []byte{byte(TypeChunkSend), 0, 0}, ErrTruncated, "stream"},
 		{"error code zero", append(append([]byte{byte(TypeResourceError)}, hash[:]...), 0, 0), ErrInvalidValue, "code"},
-		{"error code high", append(append([]byte{byte(TypeResourceError)}, hash[:]...), 6, 0), ErrInvalidValue, "code"},
-		{"disconnect code high", []byte{byte(TypeDisconnect), 8, 0}, ErrInvalidValue, "code"},
+		{"init range past size", valid(&InitResSend{Hash: hash, Size: 10, Offset: 5, Length: 6, Ref: resources.Ref{Domain: "d", Key: "k"}}), ErrInvalidValue, "length"},
+		{"init range offset past size", valid(&InitResSend{Hash: hash, Size: 10, Offset: 11, Ref: resources.Ref{Domain: "d", Key: "k"}}), ErrInvalidValue, "range"},
+		{"binds done truncated", []byte{byte(TypeBindsDone), 1, 0, 0}, ErrTruncated, "need 4"},
+		{"binds done trailing", []byte{byte(TypeBindsDone), 1, 0, 0, 0, 0}, ErrTrailingBytes, ""},
 		{"disconnect reason long", append([]byte{byte(TypeDisconnect), 0}, appendUvarint(nil, MaxMessageLen+1)...), ErrTooLarge, "reason"},
 		{"move nan", valid(&Move{X: math.NaN()}), ErrInvalidValue, "x"},
 		{"move inf yaw", valid(&Move{Yaw: float32(math.Inf(1))}), ErrInvalidValue, "yaw"},
-		{"move truncated", valid(&Move{})[:20], ErrTruncated, "z"},
+		{"move truncated", valid(&Move{})[:24], ErrTruncated, "z"},
+		{"move v1 layout", valid(&Move{})[:33], ErrTruncated, "pitch"},
 	}
 	sentinels := []error{ErrTruncated, ErrTrailingBytes, ErrUnknownType, ErrTooLarge, ErrInvalidValue}
 	for _, tc := range tests {
@@ -167,6 +184,35 @@ func TestDecodeDoesNotAllocateFromCount(t *testing.T) {
 	}
 }
 
+// A Hello's version is readable from its first three bytes whatever
+// follows, so a server can answer version mismatch to any later version's
+// Hello instead of failing to decode it.
+func TestHelloVersionWhateverFollows(t *testing.T) {
+	future := append([]byte{byte(TypeHello)}, appendU16(nil, 9)...)
+	future = append(future, []byte("fields a later version added")...)
+	tests := []struct {
+		name string
+		in   []byte
+		v    uint16
+		ok   bool
+	}{
+		{"current", Encode(&Hello{Version: Version}), Version, true},
+		{"future with other fields", future, 9, true},
+		{"welcome", Encode(&Welcome{Version: 1}), 1, true},
+		{"too short", []byte{byte(TypeHello), 2}, 0, false},
+		{"other packet", Encode(&BindsDone{Seq: 5}), 0, false},
+	}
+	for _, tc := range tests {
+		v, ok := HelloVersion(tc.in)
+		if v != tc.v || ok != tc.ok {
+			t.Errorf("%s: HelloVersion = %d, %v; want %d, %v", tc.name, v, ok, tc.v, tc.ok)
+		}
+	}
+	if _, err := Decode(future); err == nil {
+		t.Fatal("a future Hello decoded as a current one")
+	}
+}
+
 func TestTruncateMessage(t *testing.T) {
 	s := strings.Repeat("é", MaxMessageLen) // 2 bytes a rune
 	got := TruncateMessage(s)
@@ -187,6 +233,12 @@ func TestEnumStrings(t *testing.T) {
 	}
 	if ErrorNotBound.String() != "not bound" || ErrorCode(9).String() != "error(9)" {
 		t.Error("ErrorCode.String")
+	}
+	if !ErrorInternal.Known() || ErrorCode(9).Known() || !DisconnectAuthFailed.Known() || DisconnectCode(8).Known() {
+		t.Error("Known")
+	}
+	if !DisconnectAuthFailed.Permanent() || !DisconnectVersionMismatch.Permanent() || DisconnectShutdown.Permanent() || DisconnectCode(99).Permanent() {
+		t.Error("Permanent")
 	}
 	if DisconnectSlowClient.String() != "slow client" || DisconnectCode(99).String() != "disconnect(99)" {
 		t.Error("DisconnectCode.String")

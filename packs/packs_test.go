@@ -406,3 +406,62 @@ func TestSymlinkSwappedInAfterScan(t *testing.T) {
 		t.Fatalf("opened a symlink leading out of the pack; read %q", buf)
 	}
 }
+
+// Ids come from names: two servers (or one restarted) with different packs
+// give the same name the same id, even when a file is added in the middle
+// of the sort order; colliding names still get distinct ids.
+func TestIDsStableAcrossRestarts(t *testing.T) {
+	a, b := t.TempDir(), t.TempDir()
+	for _, name := range []string{"a.png", "c.png", "e.png"} {
+		writeFile(t, a, "assets/m/texture/"+name, "v1 "+name)
+	}
+	for _, name := range []string{"a.png", "b.png", "c.png", "e.png"} {
+		writeFile(t, b, "assets/m/texture/"+name, "v1 "+name)
+	}
+	v1 := load(t, Options{Dirs: []string{a}, IDs: NewIDs()}, nil)
+	v2 := load(t, Options{Dirs: []string{b}, IDs: NewIDs()}, nil)
+	for _, name := range []string{"m:a.png", "m:c.png", "m:e.png"} {
+		e1, _ := v1.Lookup(loc(resources.TypeTexture, name))
+		e2, _ := v2.Lookup(loc(resources.TypeTexture, name))
+		if e1.ID != e2.ID {
+			t.Errorf("%s: id %d in the first run, %d after a restart with b.png added", name, e1.ID, e2.ID)
+		}
+	}
+
+	// Find two names whose FNV ids collide (a birthday search: ~80k names).
+	seen := map[resources.ResourceID]string{}
+	var first, second string
+	for i := 0; first == ""; i++ {
+		k := "n" + strings.Repeat("x", i%3) + itoa(i) + ".png"
+		id := nameID(loc(resources.TypeSound, "m:"+k))
+		if prev, ok := seen[id]; ok {
+			first, second = prev, k
+		}
+		seen[id] = k
+	}
+	ids := NewIDs()
+	id1 := ids.ID(loc(resources.TypeSound, "m:"+first))
+	id2 := ids.ID(loc(resources.TypeSound, "m:"+second))
+	if id1 == id2 || id1 == 0 || id2 == 0 {
+		t.Fatalf("colliding names %q and %q got ids %d and %d", first, second, id1, id2)
+	}
+	if again := ids.ID(loc(resources.TypeSound, "m:"+second)); again != id2 {
+		t.Fatalf("id of %q changed from %d to %d", second, id2, again)
+	}
+	// Other types do not collide with these.
+	if other := ids.ID(loc(resources.TypeTexture, "m:"+second)); other != nameID(loc(resources.TypeTexture, "m:"+second)) {
+		t.Fatalf("texture id %d is not its name's", other)
+	}
+}
+
+func itoa(i int) string {
+	const digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+	if i == 0 {
+		return "0"
+	}
+	var b []byte
+	for ; i > 0; i /= 36 {
+		b = append([]byte{digits[i%36]}, b...)
+	}
+	return string(b)
+}

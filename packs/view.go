@@ -107,19 +107,24 @@ func (e *Entry) load() ([]byte, error) {
 // InMemory reports whether the bytes are held in memory.
 func (e *Entry) InMemory() bool { return e.mem != nil && e.mem.data.Load() != nil }
 
-// IDs assigns each (type, domain:key) a ResourceID that stays the same for the
-// server's lifetime, across reloads, so a changed file keeps its id and a
-// client sees a re-Bind rather than a Lost and a new Bind.
+// IDs assigns each (type, domain:key) a ResourceID. An id is derived from
+// the name (FNV-1a of type, domain and key), so it is the same across
+// reloads and across server restarts whatever else the packs hold: a client
+// that reconnects to a restarted server sees the same ids for the same
+// names. Two names whose hashes collide get the next free id, in the order
+// they are first seen; only then can an id differ between runs.
 type IDs struct {
-	mu   sync.Mutex // guards next and ids
-	next [resources.NumTypes]resources.ResourceID
-	ids  map[Loc]resources.ResourceID
+	mu    sync.Mutex // guards ids and taken
+	ids   map[Loc]resources.ResourceID
+	taken map[resources.Key]bool
 }
 
-// NewIDs returns an empty allocator. Ids start at 1; 0 is never assigned.
-func NewIDs() *IDs { return &IDs{ids: make(map[Loc]resources.ResourceID)} }
+// NewIDs returns an empty allocator. 0 is never assigned.
+func NewIDs() *IDs {
+	return &IDs{ids: make(map[Loc]resources.ResourceID), taken: make(map[resources.Key]bool)}
+}
 
-// ID returns the id of l, assigning the next free one on first sight.
+// ID returns the id of l, assigning it on first sight.
 func (a *IDs) ID(l Loc) resources.ResourceID {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -133,6 +138,7 @@ func (a *IDs) assign(locs []Loc) []resources.ResourceID {
 	defer a.mu.Unlock()
 	if len(a.ids) == 0 {
 		a.ids = make(map[Loc]resources.ResourceID, len(locs))
+		a.taken = make(map[resources.Key]bool, len(locs))
 	}
 	out := make([]resources.ResourceID, len(locs))
 	for i, l := range locs {
@@ -145,10 +151,30 @@ func (a *IDs) idLocked(l Loc) resources.ResourceID {
 	if id, ok := a.ids[l]; ok {
 		return id
 	}
-	a.next[l.Type]++
-	id := a.next[l.Type]
+	id := nameID(l)
+	for id == 0 || a.taken[resources.Key{Type: l.Type, ID: id}] {
+		id++
+	}
 	a.ids[l] = id
+	a.taken[resources.Key{Type: l.Type, ID: id}] = true
 	return id
+}
+
+// nameID is 32-bit FNV-1a over the type byte, the domain, a 0 byte and the
+// key (names cannot contain 0 bytes, so the split is unambiguous).
+func nameID(l Loc) resources.ResourceID {
+	const offset, prime = 2166136261, 16777619
+	h := uint32(offset)
+	mix := func(b byte) { h = (h ^ uint32(b)) * prime }
+	mix(byte(l.Type))
+	for i := 0; i < len(l.Ref.Domain); i++ {
+		mix(l.Ref.Domain[i])
+	}
+	mix(0)
+	for i := 0; i < len(l.Ref.Key); i++ {
+		mix(l.Ref.Key[i])
+	}
+	return resources.ResourceID(h)
 }
 
 // View is an immutable snapshot of the layered packs. Safe for concurrent use.

@@ -6,7 +6,7 @@ import (
 )
 
 // Event is something a game client reacts to. The set is closed: Bound,
-// Loaded, Lost, Progress and Failed.
+// Loaded, Lost, BindsDone, Progress and Failed.
 type Event interface{ event() }
 
 // Bound: the server bound (type, id) to a hash. The resource is not
@@ -26,6 +26,18 @@ type Loaded struct {
 // Lost: the server no longer uses (type, id) for this client.
 type Lost struct{ Binding resources.Binding }
 
+// BindsDone: the server has sent every Bind and Lost for the join (Seq 0)
+// or for the Move with this Seq (as returned by Syncer.Move). Complete
+// says it answers the latest Move: the set of bound resources for where
+// the player is now is known, so a loading screen can show a total and
+// wait for the Loaded events. After a reconnect, the first Complete marker
+// also follows the Lost events of resources the server no longer has.
+type BindsDone struct {
+	Seq      uint32
+	Complete bool
+	Bound    int // resources bound at this moment
+}
+
 // Progress is sent about ten times a second while anything changes.
 type Progress struct{ Stats Stats }
 
@@ -35,11 +47,12 @@ type Failed struct {
 	Err     error
 }
 
-func (Bound) event()    {}
-func (Loaded) event()   {}
-func (Lost) event()     {}
-func (Progress) event() {}
-func (Failed) event()   {}
+func (Bound) event()     {}
+func (Loaded) event()    {}
+func (Lost) event()      {}
+func (BindsDone) event() {}
+func (Progress) event()  {}
+func (Failed) event()    {}
 
 // Stats summarise a Syncer. Counts are of bindings (type, id), not hashes.
 type Stats struct {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -34,7 +35,8 @@ type serverSetup struct {
 	dirs      []string
 	world     bool
 	onJoin    func(*Client)
-	hotReload bool // watch dirs with a real fsnotify Watcher
+	hotReload bool   // watch dirs with a real fsnotify Watcher
+	addr      string // listen here (to restart a server at the same URL); empty: any port
 }
 
 func startServer(t testing.TB, setup serverSetup) *testServer {
@@ -72,7 +74,16 @@ func startServer(t testing.TB, setup serverSetup) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := httptest.NewServer(s.Handler())
+	hs := httptest.NewUnstartedServer(s.Handler())
+	if setup.addr != "" {
+		hs.Listener.Close()
+		ln, err := net.Listen("tcp", setup.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs.Listener = ln
+	}
+	hs.Start()
 	ts := &testServer{Server: s, http: hs, url: "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"}
 	if setup.hotReload {
 		ts.watcher, err = packs.NewWatcher(v, packs.WatchOptions{Load: loadOpts, Debounce: cfg.ReloadDebounce.Duration, Logger: log, Apply: s.SetView})
@@ -80,14 +91,17 @@ func startServer(t testing.TB, setup serverSetup) *testServer {
 			t.Fatal(err)
 		}
 	}
-	t.Cleanup(func() {
-		if ts.watcher != nil {
-			ts.watcher.Close()
-		}
-		s.Close()
-		hs.Close()
-	})
+	t.Cleanup(ts.stop)
 	return ts
+}
+
+// stop shuts the server down as SIGTERM would: clients get a Disconnect.
+func (ts *testServer) stop() {
+	if ts.watcher != nil {
+		ts.watcher.Close()
+	}
+	ts.Server.Close()
+	ts.http.Close()
 }
 
 // rawClient speaks the protocol packet by packet, for tests that need to
@@ -219,6 +233,34 @@ func (c *rawClient) binds(n int) map[resources.Key]resources.Binding {
 		}
 	}
 	return out
+}
+
+// untilDone collects Bind and Lost entries until BindsDone{seq}; anything
+// else before it fails the test.
+func (c *rawClient) untilDone(seq uint32) (bound map[resources.Key]resources.Binding, lost map[resources.Key]bool) {
+	c.t.Helper()
+	bound, lost = map[resources.Key]resources.Binding{}, map[resources.Key]bool{}
+	for {
+		switch p := c.recv().(type) {
+		case *packets.Bind:
+			for _, e := range p.Entries {
+				bound[e.Key()] = e
+			}
+		case *packets.Lost:
+			for _, k := range p.Entries {
+				lost[k] = true
+			}
+		case *packets.BindsDone:
+			if p.Seq == seq {
+				return bound, lost
+			}
+			if p.Seq > seq {
+				c.t.Fatalf("BindsDone{%d} while waiting for BindsDone{%d}", p.Seq, seq)
+			}
+		default:
+			c.t.Fatalf("expected Bind, Lost or BindsDone, got %s", p.Type())
+		}
+	}
 }
 
 // download collects streams until every hash in want is complete or errored.

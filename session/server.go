@@ -81,6 +81,8 @@ func NewServer(opts ServerOptions) (*Server, error) {
 			MaxChunk:         uint32(opts.Config.ChunkSize),
 			MaxPacket:        packets.MaxPacketSize,
 			MaxRequestHashes: uint32(opts.Config.MaxRequestHashes),
+			MaxPending:       uint32(opts.Config.MaxPendingRequests),
+			PingIntervalMs:   uint32(opts.Config.PingInterval.Milliseconds()),
 		},
 	}
 	for _, p := range opts.Config.Preload {
@@ -256,6 +258,7 @@ func (s *Server) join(c *Client) error {
 	s.clients[c] = struct{}{}
 	c.mu.Lock()
 	c.view = s.view
+	c.marker = true // the join's Binds end with BindsDone{0}
 	for k := range s.preloadSet {
 		c.useLocked(k)
 	}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -60,7 +61,14 @@ type Client struct {
 	regions    map[world.Region]bool // world regions in view
 	center     world.Region          // the region the player is in
 	hasCenter  bool
-	bye        *packets.Disconnect // set once: the writer sends it and stops
+	// marker: a BindsDone{markerSeq} is due after the next flush's Binds,
+	// for the join (seq 0) or the latest Move.
+	marker    bool
+	markerSeq uint32
+	bye       *packets.Disconnect // set once: the writer sends it and stops
+	// ending mirrors bye != nil for the reader, which stops acting on a
+	// client's packets once the session is ending.
+	ending atomic.Bool
 }
 
 // queued is a request waiting for its turn; small, as a client may queue
@@ -157,9 +165,7 @@ func (c *Client) Bound() int {
 // then the connection closes. Later calls do nothing.
 func (c *Client) Disconnect(code packets.DisconnectCode, reason string) {
 	c.mu.Lock()
-	if c.bye == nil {
-		c.bye = &packets.Disconnect{Code: code, Reason: packets.TruncateMessage(reason)}
-	}
+	c.byeLocked(code, reason)
 	c.mu.Unlock()
 	c.poke()
 }
@@ -222,15 +228,25 @@ func (c *Client) serve() {
 }
 
 func (c *Client) handshake() error {
-	deadline := time.Now().Add(c.srv.cfg.HandshakeTimeout.Duration)
-	c.conn.SetReadDeadline(deadline)
-	c.conn.SetReadLimit(packets.MaxPacketSize)
-	typ, data, err := c.conn.ReadMessage()
-	if err != nil {
-		return fmt.Errorf("read hello: %w", err)
-	}
-	if typ != websocket.BinaryMessage {
+	timeout := c.srv.cfg.HandshakeTimeout.Duration
+	c.conn.SetReadDeadline(time.Now().Add(timeout))
+	var buf bytes.Buffer
+	typ, err := readMessage(c.conn, &buf)
+	switch {
+	case isTimeout(err):
+		return fmt.Errorf("no Hello within handshake_timeout (%s)", timeout)
+	case err != nil:
+		return fmt.Errorf("read Hello: %w", err)
+	case typ != websocket.BinaryMessage:
 		return errors.New("expected a binary Hello message, got a text message")
+	}
+	data := buf.Bytes()
+	// The version comes first and is read before anything else, so a
+	// client of any other version is told so, whatever its Hello holds.
+	if v, ok := packets.HelloVersion(data); ok && packets.Type(data[0]) == packets.TypeHello && v != packets.Version {
+		return errJoin{packets.DisconnectVersionMismatch, fmt.Sprintf(
+			"protocol version mismatch: server speaks version %d, client sent version %d; update the client and server to the same release",
+			packets.Version, v)}
 	}
 	p, err := packets.Decode(data)
 	if err != nil {
@@ -240,20 +256,18 @@ func (c *Client) handshake() error {
 	if !ok {
 		return fmt.Errorf("expected Hello as the first packet, got %s", p.Type())
 	}
-	if h.Version != packets.Version {
-		return errJoin{packets.DisconnectVersionMismatch, fmt.Sprintf(
-			"protocol version mismatch: server speaks version %d, client sent version %d; update the client and server to the same release",
-			packets.Version, h.Version)}
-	}
 	if c.srv.cfg.AuthToken != "" && h.Token != c.srv.cfg.AuthToken {
-		return errJoin{packets.DisconnectAuthFailed, "auth token refused"}
+		return errJoin{packets.DisconnectAuthFailed, "auth token refused; check the client's -token against the server's auth_token"}
 	}
 	c.hello = *h
 	if err := c.srv.join(c); err != nil {
 		return err
 	}
 	c.conn.SetReadDeadline(time.Time{})
-	if err := c.writeNow(&packets.Welcome{Version: packets.Version, Session: c.session, Limits: c.srv.limits}); err != nil {
+	// No optional features are defined yet: the session's capabilities
+	// are the client's intersected with none.
+	welcome := &packets.Welcome{Version: packets.Version, Session: c.session, Capabilities: h.Capabilities & serverCapabilities, Limits: c.srv.limits}
+	if err := c.writeNow(welcome); err != nil {
 		c.srv.leave(c)
 		return fmt.Errorf("write welcome: %w", err)
 	}
@@ -282,27 +296,54 @@ func (c *Client) closeGracefully() {
 
 // readLoop reads and handles packets until the connection fails or a
 // protocol error ends the session.
+//
+// Any frame (a packet, a ping or a pong) proves the connection alive and
+// extends the read deadline by two ping intervals; the client pings too, so
+// an idle healthy session never times out and a frozen one is noticed within
+// two intervals. Once the session is ending (a Disconnect is due) packets are
+// no longer acted on and the deadline is no longer extended: a client that
+// keeps sending after a protocol error is cut off, not served.
 func (c *Client) readLoop() error {
-	idle := 3 * c.srv.cfg.PingInterval.Duration
-	c.conn.SetReadDeadline(time.Now().Add(idle))
-	c.conn.SetPongHandler(func(string) error {
-		c.conn.SetReadDeadline(time.Now().Add(idle))
+	idle := 2 * c.srv.cfg.PingInterval.Duration
+	ending := false
+	alive := func() {
+		if !ending {
+			c.conn.SetReadDeadline(time.Now().Add(idle))
+		}
+	}
+	alive()
+	c.conn.SetPongHandler(func(string) error { alive(); return nil })
+	c.conn.SetPingHandler(func(data string) error {
+		alive()
+		// WriteControl may be called concurrently with the writer.
+		err := c.conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(c.srv.cfg.WriteTimeout.Duration))
+		if err != nil && !errors.Is(err, websocket.ErrCloseSent) && !isTimeout(err) {
+			return err
+		}
 		return nil
 	})
 	var buf bytes.Buffer
 	for {
-		typ, r, err := c.conn.NextReader()
+		if !ending && c.ending.Load() {
+			// Give the writer time to deliver the Disconnect, then stop.
+			ending = true
+			c.conn.SetReadDeadline(time.Now().Add(c.srv.cfg.WriteTimeout.Duration + time.Second))
+		}
+		typ, err := readMessage(c.conn, &buf)
+		if errors.Is(err, errMessageTooLarge) && !ending {
+			c.Disconnect(packets.DisconnectProtocolError, err.Error())
+			continue
+		}
 		if err != nil {
 			return err
 		}
-		c.conn.SetReadDeadline(time.Now().Add(idle))
+		alive()
+		if ending {
+			continue
+		}
 		if typ != websocket.BinaryMessage {
 			c.Disconnect(packets.DisconnectProtocolError, "text messages are not part of the protocol")
 			continue
-		}
-		buf.Reset()
-		if _, err := buf.ReadFrom(r); err != nil {
-			return err
 		}
 		p, err := packets.Decode(buf.Bytes())
 		if err != nil {
@@ -366,7 +407,25 @@ func (c *Client) request(p *packets.ResourceRequest) {
 			q.rng = &byteRange{w.Offset, w.Length}
 		}
 		c.queue = append(c.queue, q)
+		if len(c.queue) > 2*len(c.pending)+1024 {
+			c.compactQueueLocked()
+		}
 	}
+}
+
+// compactQueueLocked drops queue items that a re-request or cancel made
+// stale. Called when stale items outnumber live ones, so a client that
+// requests the same hash over and over holds at most about twice its
+// pending requests in the queue, at amortised constant cost.
+func (c *Client) compactQueueLocked() {
+	live := c.queue[:0]
+	for _, q := range c.queue {
+		if c.liveLocked(q) {
+			live = append(live, q)
+		}
+	}
+	clear(c.queue[len(live):])
+	c.queue = live
 }
 
 // boundLocked reports whether any resource with hash h is bound to the
@@ -389,6 +448,7 @@ func (c *Client) liveLocked(q queued) bool {
 func (c *Client) byeLocked(code packets.DisconnectCode, reason string) {
 	if c.bye == nil {
 		c.bye = &packets.Disconnect{Code: code, Reason: packets.TruncateMessage(reason)}
+		c.ending.Store(true)
 	}
 }
 
@@ -417,15 +477,25 @@ func (c *Client) cancelHashes(hs []resources.Hash) {
 func (c *Client) move(m *packets.Move) {
 	w := c.srv.world
 	if w == nil {
+		c.mu.Lock()
+		c.markLocked(m.Seq)
+		c.mu.Unlock()
+		c.poke()
 		return
 	}
 	center := w.RegionAt(m.X, m.Z)
 	c.mu.Lock()
 	same := c.hasCenter && c.center == center
 	c.center, c.hasCenter = center, true
+	if same {
+		// Moving within a region changes nothing: a Move flood costs
+		// little, and the answer is just the marker.
+		c.markLocked(m.Seq)
+	}
 	c.mu.Unlock()
 	if same {
-		return // moving within a region changes nothing: a Move flood costs little
+		c.poke()
+		return
 	}
 	now := make(map[world.Region]bool)
 	for _, r := range w.View(center, c.srv.cfg.ViewDistance) {
@@ -449,8 +519,16 @@ func (c *Client) move(m *packets.Move) {
 		}
 	}
 	c.regions = now
+	c.markLocked(m.Seq)
 	c.mu.Unlock()
 	c.poke()
+}
+
+// markLocked makes a BindsDone{seq} due after the Binds and Losts that are
+// dirty now. A later Move's marker replaces an unsent one: it completes
+// everything before it too.
+func (c *Client) markLocked(seq uint32) {
+	c.marker, c.markerSeq = true, seq
 }
 
 // reconcileLocked turns dirty keys into Bind and Lost entries by comparing
@@ -556,6 +634,11 @@ func (c *Client) flush(buf *[]byte) error {
 		binds, losts := c.reconcileLocked()
 		errs := c.errs
 		c.errs = nil
+		var marker *packets.BindsDone
+		if c.marker {
+			marker = &packets.BindsDone{Seq: c.markerSeq}
+			c.marker = false
+		}
 		c.mu.Unlock()
 
 		if bye != nil {
@@ -564,14 +647,14 @@ func (c *Client) flush(buf *[]byte) error {
 			}
 			return &byeError{bye}
 		}
-		if err := c.writeControl(buf, binds, losts, errs); err != nil {
+		if err := c.writeControl(buf, binds, losts, errs, marker); err != nil {
 			return err
 		}
 		more, err := c.sendChunk(buf)
 		if err != nil {
 			return err
 		}
-		if !more && len(binds)+len(losts)+len(errs) == 0 {
+		if !more && len(binds)+len(losts)+len(errs) == 0 && marker == nil {
 			return nil
 		}
 	}
@@ -582,7 +665,7 @@ func (c *Client) flush(buf *[]byte) error {
 // thousands of resources never builds one large packet per client.
 const bindBatch = 512
 
-func (c *Client) writeControl(buf *[]byte, binds []*packs.Entry, losts []resources.Key, errs []packets.ResourceError) error {
+func (c *Client) writeControl(buf *[]byte, binds []*packs.Entry, losts []resources.Key, errs []packets.ResourceError, marker *packets.BindsDone) error {
 	write := func(p packets.Packet) error {
 		*buf = packets.Append((*buf)[:0], p)
 		c.conn.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout.Duration))
@@ -610,6 +693,11 @@ func (c *Client) writeControl(buf *[]byte, binds []*packs.Entry, losts []resourc
 		}
 		c.srv.metrics.binds.Add(float64(n))
 		binds = binds[n:]
+	}
+	if marker != nil {
+		if err := write(marker); err != nil {
+			return err
+		}
 	}
 	for i := range errs {
 		if err := write(&errs[i]); err != nil {
@@ -722,7 +810,8 @@ func (c *Client) writeStreamChunk(s *stream, buf *[]byte) (last bool, err error)
 		}
 		s.content = content
 		*buf = packets.Append((*buf)[:0], &packets.InitResSend{
-			Stream: s.id, Hash: e.Hash, Size: uint64(e.Size), AssetType: e.Type, ID: e.ID, Ref: e.Ref, Encoding: packets.EncodingRaw,
+			Stream: s.id, Hash: e.Hash, Size: uint64(e.Size), Offset: s.next, Length: s.end - s.next,
+			AssetType: e.Type, ID: e.ID, Ref: e.Ref, Encoding: packets.EncodingRaw,
 		})
 		if err := write(); err != nil {
 			return false, err

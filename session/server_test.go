@@ -199,7 +199,17 @@ func TestBadClients(t *testing.T) {
 		}, packets.DisconnectProtocolError, "unknown packet type"},
 		{"wrong version", func(c *rawClient) {
 			c.send(&packets.Hello{Version: 99, Client: uuid.New()})
-		}, packets.DisconnectVersionMismatch, "server speaks version 1, client sent version 99"},
+		}, packets.DisconnectVersionMismatch, fmt.Sprintf("server speaks version %d, client sent version 99", packets.Version)},
+		{"version 1 hello", func(c *rawClient) {
+			c.sendRaw([]byte{byte(packets.TypeHello), 1, 0})
+		}, packets.DisconnectVersionMismatch, "client sent version 1"},
+		{"future hello with more fields", func(c *rawClient) {
+			c.sendRaw(append([]byte{byte(packets.TypeHello), 3, 0}, bytes.Repeat([]byte("new field"), 100)...))
+		}, packets.DisconnectVersionMismatch, "client sent version 3"},
+		{"oversized message", func(c *rawClient) {
+			c.send(&packets.Hello{Version: packets.Version})
+			c.sendRaw(make([]byte, packets.MaxPacketSize+1))
+		}, packets.DisconnectProtocolError, "over 1049600 bytes"},
 		{"malformed after hello", func(c *rawClient) {
 			c.send(&packets.Hello{Version: packets.Version})
 			c.sendRaw([]byte{byte(packets.TypeResourceRequest), 0x05, 1, 2})
@@ -247,9 +257,10 @@ func TestWorldUsesFollowMovement(t *testing.T) {
 		c.ViewDistance = 0
 	}})
 	c, _ := join(t, ts.url)
-	// Nothing is used before the player is anywhere.
-	if p, err := c.tryRecv(200 * time.Millisecond); err == nil {
-		t.Fatalf("got %s before any Move", p.Type())
+	// Nothing is used before the player is anywhere: the join's set is
+	// empty, and the marker says so at once.
+	if p, ok := c.recv().(*packets.BindsDone); !ok || p.Seq != 0 {
+		t.Fatalf("first packet %+v, want BindsDone{0}", p)
 	}
 	w := ts.world
 	// Find two regions whose node sets differ.
@@ -271,14 +282,22 @@ func TestWorldUsesFollowMovement(t *testing.T) {
 		return out
 	}
 	inA, inB := keysOf(0), keysOf(bx)
-	c.send(&packets.Move{X: 1, Z: 1})
-	got := c.binds(len(inA))
+	c.send(&packets.Move{Seq: 1, X: 1, Z: 1})
+	got, lostA := c.untilDone(1)
+	if len(got) != len(inA) || len(lostA) != 0 {
+		t.Fatalf("Move 1: %d bound, %d lost before BindsDone{1}; want %d and 0", len(got), len(lostA), len(inA))
+	}
 	for k := range got {
 		if !inA[k] {
 			t.Fatalf("bound %v, not used in region A", k)
 		}
 	}
-	c.send(&packets.Move{X: bx + 1, Z: 1})
+	// A Move within the region changes nothing and is answered at once.
+	c.send(&packets.Move{Seq: 2, X: 2, Z: 2})
+	if b, l := c.untilDone(2); len(b)+len(l) != 0 {
+		t.Fatalf("a Move within the region bound %d and lost %d", len(b), len(l))
+	}
+	c.send(&packets.Move{Seq: 3, X: bx + 1, Z: 1})
 	wantLost, wantBind := 0, 0
 	for k := range inA {
 		if !inB[k] {
@@ -290,20 +309,10 @@ func TestWorldUsesFollowMovement(t *testing.T) {
 			wantBind++
 		}
 	}
-	lost, bound := map[resources.Key]bool{}, map[resources.Key]bool{}
-	for len(lost) < wantLost || len(bound) < wantBind {
-		switch p := c.recv().(type) {
-		case *packets.Lost:
-			for _, k := range p.Entries {
-				if inB[k] || !inA[k] {
-					t.Fatalf("Lost %v which region B still uses", k)
-				}
-				lost[k] = true
-			}
-		case *packets.Bind:
-			for _, e := range p.Entries {
-				bound[e.Key()] = true
-			}
+	bound, lost := c.untilDone(3)
+	for k := range lost {
+		if inB[k] || !inA[k] {
+			t.Fatalf("Lost %v which region B still uses", k)
 		}
 	}
 	if len(lost) != wantLost || len(bound) != wantBind {
@@ -320,6 +329,9 @@ func TestGameServerAPIUseRelease(t *testing.T) {
 	})
 	c, _ := join(t, ts.url)
 	b := c.binds(1)
+	if d, ok := c.recv().(*packets.BindsDone); !ok || d.Seq != 0 {
+		t.Fatalf("after the join's Bind: %+v, want BindsDone{0}", d)
+	}
 	sc := <-joined
 	for k, e := range b {
 		if e.Ref.Key != "mono.bdf" || k.Type != resources.TypeFont {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net/http"
 	"runtime"
 	"sync"
 	"time"
@@ -19,14 +18,29 @@ import (
 	"github.com/voxsync/voxsync/resources"
 )
 
-// Sentinels for why a Syncer stopped.
+// Sentinels for why a Syncer stopped or a wait ended.
 var (
+	// ErrBadURL: the server URL cannot be used; Run returns at once.
+	ErrBadURL = errors.New("invalid server URL")
+	// ErrNotServer: something answered at the URL, but not a voxsync
+	// WebSocket endpoint (an HTTP error status, a plain web page, another
+	// protocol); Run returns at once.
+	ErrNotServer = errors.New("no voxsync server at this URL")
 	// ErrRefused: the server refused the session for a reason retrying
-	// will not fix (version mismatch, auth).
+	// will not fix (version mismatch, auth); Run returns at once.
 	ErrRefused = errors.New("server refused the session")
 	// ErrProtocol: the server sent something malformed or out of order.
 	ErrProtocol = errors.New("protocol error from server")
+	// ErrFailed: WaitSynced found everything settled but some resources
+	// failed for good.
+	ErrFailed = errors.New("resources failed to load")
 )
+
+// Permanent reports whether err is one that retrying cannot fix: a bad URL,
+// no voxsync server at the URL, or a refusal. Run stops at such an error.
+func Permanent(err error) bool {
+	return errors.Is(err, ErrBadURL) || errors.Is(err, ErrNotServer) || errors.Is(err, ErrRefused)
+}
 
 // SyncOptions configure a Syncer.
 type SyncOptions struct {
@@ -67,11 +81,23 @@ type Syncer struct {
 	out        *outbox // the current session's writer queue; nil between sessions
 	limits     packets.Limits
 	lastRecv   time.Time
-	lastBind   time.Time
-	pos        *packets.Move
+	pos        *packets.Move // the last Move, sent again after a reconnect
+	moveSeq    uint32        // the last Move's seq
 	changed    chan struct{} // cap 1: state changed, for WaitSynced
 	progressed bool
 	started    time.Time // Run's start
+	runErr     error     // why Run returned; nil while it runs
+	lastErr    error     // why the last connection attempt or session ended
+	// Per session: the server's answer is complete once a BindsDone for
+	// the latest Move (or the join) arrives. Keys bound before this
+	// session that it has not bound again by the first such marker
+	// (reconcileSeq) are gone from the server: they are reported Lost.
+	stale        map[resources.Key]bool
+	reconcileSeq uint32
+	reconciled   bool
+	wantSeq      uint32 // the marker that completes what was asked: the last Move's seq, or 0
+	doneSeq      uint32 // the highest marker this session
+	haveDone     bool   // a marker arrived this session
 }
 
 type keyState struct {
@@ -91,6 +117,7 @@ type hashPhase uint8
 
 const (
 	phaseLooking   hashPhase = iota // being looked up in the cache
+	phaseAwaitBind                  // was outstanding when a session ended; asked again once the next session binds it
 	phaseRequested                  // asked for, no stream yet
 	phaseStreaming                  // stream open
 	phaseStoring                    // verified, being made durable
@@ -180,16 +207,30 @@ func (s *Syncer) BoundHashes() map[resources.Hash]bool {
 	return out
 }
 
-// Synced reports whether at least one resource is bound and every bound
-// resource is loaded or failed for good.
+// Synced reports whether the server has sent every Bind for the join and
+// the latest Move (its BindsDone arrived) and every bound resource is
+// loaded or failed for good. Zero resources bound can be synced.
 func (s *Syncer) Synced() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.syncedLocked()
 }
 
+// BindsKnown reports whether the server's BindsDone for the latest Move
+// (or the join) has arrived in this session: the set of bound resources is
+// complete, though not necessarily loaded.
+func (s *Syncer) BindsKnown() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.bindsKnownLocked()
+}
+
+func (s *Syncer) bindsKnownLocked() bool {
+	return s.haveDone && s.reconciled && s.doneSeq >= s.wantSeq
+}
+
 func (s *Syncer) syncedLocked() bool {
-	if len(s.keys) == 0 {
+	if !s.bindsKnownLocked() {
 		return false
 	}
 	for _, k := range s.keys {
@@ -201,28 +242,39 @@ func (s *Syncer) syncedLocked() bool {
 	return true
 }
 
-// WaitSynced waits until Synced holds and no Bind has arrived for settle,
-// so a burst of Binds still in flight is not mistaken for the end.
-func (s *Syncer) WaitSynced(ctx context.Context, settle time.Duration) error {
+// WaitSynced waits until Synced holds: it returns nil the moment every
+// bound resource is loaded, an error wrapping ErrFailed the moment the
+// last outstanding one fails for good, Run's error if Run stopped (for
+// example ErrRefused), or ctx's error.
+func (s *Syncer) WaitSynced(ctx context.Context) error {
 	for {
 		s.mu.Lock()
 		ok := s.syncedLocked()
-		wait := settle - time.Since(s.lastBind)
+		st := s.statsLocked()
+		runErr := s.runErr
 		s.mu.Unlock()
-		if ok && wait <= 0 {
+		switch {
+		case ok && st.Failed > 0:
+			return fmt.Errorf("%w: %d of %d", ErrFailed, st.Failed, st.Bound)
+		case ok:
 			return nil
-		}
-		var timer <-chan time.Time
-		if ok {
-			timer = time.After(wait)
+		case runErr != nil:
+			return runErr
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-s.changed:
-		case <-timer:
 		}
 	}
+}
+
+// LastError returns why the last connection attempt or session ended, or
+// nil: what a person wants to know when a sync times out.
+func (s *Syncer) LastError() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastErr
 }
 
 // Open returns a loaded resource's bytes from the cache.
@@ -239,16 +291,24 @@ func (s *Syncer) Open(ctx context.Context, h resources.Hash) (assetsmgr.Blob, er
 }
 
 // Move reports the player's position; it is sent now if connected and
-// again after every reconnect.
-func (s *Syncer) Move(x, y, z float64) {
-	m := &packets.Move{X: x, Y: y, Z: z}
+// again after every reconnect. It returns the Move's seq: the BindsDone
+// event with this Seq (or a later one) says the resources for this
+// position are all bound, and WaitSynced waits for it.
+func (s *Syncer) Move(x, y, z float64) uint32 {
 	s.mu.Lock()
+	s.moveSeq++
+	m := &packets.Move{Seq: s.moveSeq, X: x, Y: y, Z: z}
 	s.pos = m
 	out := s.out
+	if out != nil {
+		s.wantSeq = m.Seq
+	}
 	s.mu.Unlock()
 	if out != nil {
 		s.send(out, m)
 	}
+	s.poke()
+	return m.Seq
 }
 
 // outbox is a session's queue to its writer. Sends give up once the
@@ -296,11 +356,21 @@ func (s *Syncer) poke() {
 }
 
 // Run syncs until ctx ends, reconnecting with backoff (200 ms doubling to
-// 5 s, with jitter) unless NoReconnect is set or the server refused.
-func (s *Syncer) Run(ctx context.Context) error {
+// 5 s, with jitter) unless NoReconnect is set or the error is Permanent.
+func (s *Syncer) Run(ctx context.Context) (err error) {
 	s.mu.Lock()
 	s.started = time.Now()
 	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.runErr = err
+		s.mu.Unlock()
+		s.poke()
+	}()
+	if err := checkURL(s.opts.URL); err != nil {
+		s.setLastErr(err)
+		return err
+	}
 	backoff := 200 * time.Millisecond
 	for {
 		start := time.Now()
@@ -308,7 +378,8 @@ func (s *Syncer) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if errors.Is(err, ErrRefused) || s.opts.NoReconnect {
+		s.setLastErr(err)
+		if Permanent(err) || s.opts.NoReconnect {
 			return err
 		}
 		if time.Since(start) > 10*time.Second {
@@ -325,82 +396,66 @@ func (s *Syncer) Run(ctx context.Context) error {
 	}
 }
 
+func (s *Syncer) setLastErr(err error) {
+	s.mu.Lock()
+	s.lastErr = err
+	s.mu.Unlock()
+}
+
 // session runs one connection.
 func (s *Syncer) session(ctx context.Context) error {
-	dialer := websocket.Dialer{HandshakeTimeout: 10 * time.Second, ReadBufferSize: 64 << 10, WriteBufferSize: 16 << 10}
-	conn, resp, err := dialer.DialContext(ctx, s.opts.URL, nil)
+	conn, welcome, err := s.connect(ctx)
 	if err != nil {
-		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
-			return fmt.Errorf("connect to %s: HTTP %s", s.opts.URL, resp.Status)
-		}
-		return fmt.Errorf("connect to %s: %w", s.opts.URL, err)
+		return err
 	}
 	defer conn.Close()
-	conn.SetReadLimit(packets.MaxPacketSize)
-
-	conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	if err := conn.WriteMessage(websocket.BinaryMessage, packets.Encode(&packets.Hello{Version: packets.Version, Client: s.opts.Client, Token: s.opts.Token})); err != nil {
-		return fmt.Errorf("send hello: %w", err)
-	}
-	conn.SetReadDeadline(time.Now().Add(15 * time.Second))
-	_, data, err := conn.ReadMessage()
-	if err != nil {
-		return fmt.Errorf("read welcome: %w", err)
-	}
-	p, err := packets.Decode(data)
-	if err != nil {
-		return fmt.Errorf("read welcome: %w: %w", ErrProtocol, err)
-	}
-	switch p := p.(type) {
-	case *packets.Welcome:
-		s.mu.Lock()
-		s.limits = p.Limits
-		s.mu.Unlock()
-		s.log.Info("connected", "server", s.opts.URL, "session", p.Session)
-	case *packets.Disconnect:
-		err := fmt.Errorf("server said %s: %s", p.Code, p.Reason)
-		if p.Code == packets.DisconnectVersionMismatch || p.Code == packets.DisconnectAuthFailed {
-			return fmt.Errorf("%w: %w", ErrRefused, err)
-		}
-		return err
-	default:
-		return fmt.Errorf("%w: expected Welcome, got %s", ErrProtocol, p.Type())
-	}
+	s.log.Info("connected", "server", s.opts.URL, "session", welcome.Session)
+	interval := time.Duration(welcome.Limits.PingIntervalMs) * time.Millisecond
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	out := &outbox{ch: make(chan packets.Packet, 256), done: ctx.Done(), lookups: make(chan struct{}, runtime.GOMAXPROCS(0))}
 	writerDone := make(chan error, 1)
 	go func() {
-		err := s.writeLoop(ctx, conn, out)
+		err := s.writeLoop(ctx, conn, out, interval)
 		if err != nil {
 			conn.Close() // unblocks the reader
 		}
 		writerDone <- err
 	}()
 
-	// Everything outstanding from an earlier session is asked for again;
-	// the new session's Binds only cover what changed.
+	// The new session binds everything the client uses, whatever the
+	// server is now (the same process, a restarted one with other packs,
+	// another server): every key bound before is stale until re-bound, and
+	// what is still stale at the marker is Lost. Hashes that were
+	// outstanding are asked for again when re-bound, not before: the new
+	// server may not have them.
 	s.mu.Lock()
 	s.stats.Sessions++
 	s.out = out
+	s.limits = welcome.Limits
 	s.lastRecv = time.Now()
 	s.resetStreamsLocked()
-	var again []resources.Hash
-	for h, st := range s.hashes {
+	s.stale = make(map[resources.Key]bool, len(s.keys))
+	for k := range s.keys {
+		s.stale[k] = true
+	}
+	for _, st := range s.hashes {
 		if st.state == phaseRequested || st.state == phaseStreaming {
-			st.state = phaseRequested
-			again = append(again, h)
+			st.state = phaseAwaitBind
 		}
 	}
 	pos := s.pos
+	s.reconcileSeq, s.wantSeq, s.reconciled, s.haveDone, s.doneSeq = 0, 0, false, false, 0
+	if pos != nil {
+		s.reconcileSeq, s.wantSeq = pos.Seq, pos.Seq
+	}
 	s.mu.Unlock()
 	if pos != nil {
 		s.send(out, pos)
 	}
-	s.request(out, again)
 
-	err = s.readLoop(ctx, conn, out)
+	err = s.readLoop(ctx, conn, out, interval)
 	cancel()
 	out.wg.Wait()
 	werr := <-writerDone
@@ -426,7 +481,7 @@ func (s *Syncer) resetStreamsLocked() {
 
 // writeLoop owns the socket's write side: queued packets, pings, and the
 // periodic stall check and progress event.
-func (s *Syncer) writeLoop(ctx context.Context, conn *websocket.Conn, out *outbox) error {
+func (s *Syncer) writeLoop(ctx context.Context, conn *websocket.Conn, out *outbox, interval time.Duration) error {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	lastPing := time.Now()
@@ -466,10 +521,10 @@ func (s *Syncer) writeLoop(ctx context.Context, conn *websocket.Conn, out *outbo
 				return fmt.Errorf("%w: %s", ErrProtocol, d.Reason)
 			}
 		case <-tick.C:
-			if time.Since(lastPing) > 15*time.Second {
+			if time.Since(lastPing) >= interval {
 				lastPing = time.Now()
-				if err := conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(10*time.Second)); err != nil {
-					return err
+				if err := conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(interval)); err != nil {
+					return fmt.Errorf("send ping: %w", err)
 				}
 			}
 			s.checkStall(out)
@@ -509,10 +564,11 @@ func (s *Syncer) checkStall(out *outbox) {
 	}
 }
 
-// request sends ResourceRequests for hs in batches within the server's limit.
+// request sends ResourceRequests for hs in batches within the server's
+// limits: hashes per request, and the packet size.
 func (s *Syncer) request(out *outbox, hs []resources.Hash) {
 	s.mu.Lock()
-	max := int(s.limits.MaxRequestHashes)
+	max := min(int(s.limits.MaxRequestHashes), (int(s.limits.MaxPacket)-11)/packets.MaxWantSize)
 	s.mu.Unlock()
 	if max <= 0 {
 		max = 1
@@ -528,23 +584,36 @@ func (s *Syncer) request(out *outbox, hs []resources.Hash) {
 	}
 }
 
-func (s *Syncer) readLoop(ctx context.Context, conn *websocket.Conn, out *outbox) error {
+// readLoop reads and handles the server's packets. Any frame, ping and pong
+// included, extends the read deadline by two ping intervals: the server
+// pings every interval, so only a dead or frozen connection reaches it.
+func (s *Syncer) readLoop(ctx context.Context, conn *websocket.Conn, out *outbox, interval time.Duration) error {
+	alive := func() { conn.SetReadDeadline(time.Now().Add(2 * interval)) }
 	conn.SetPingHandler(func(data string) error {
+		alive()
 		// Answer from here is allowed: gorilla serialises control writes.
-		return conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(10*time.Second))
+		err := conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(interval))
+		if err != nil && !errors.Is(err, websocket.ErrCloseSent) && !isTimeout(err) {
+			return err
+		}
+		return nil
 	})
+	conn.SetPongHandler(func(string) error { alive(); return nil })
 	var buf bytes.Buffer
 	for {
-		conn.SetReadDeadline(time.Now().Add(60 * time.Second))
-		typ, r, err := conn.NextReader()
+		alive()
+		typ, err := readMessage(conn, &buf)
+		if errors.Is(err, errMessageTooLarge) {
+			s.send(out, &packets.Disconnect{Code: packets.DisconnectProtocolError, Reason: err.Error()})
+			return fmt.Errorf("%w: %w", ErrProtocol, err)
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			return fmt.Errorf("read: %w", err)
-		}
-		buf.Reset()
-		if _, err := buf.ReadFrom(r); err != nil {
+			if isTimeout(err) {
+				return fmt.Errorf("connection silent for %s (two ping intervals): %w", 2*interval, err)
+			}
 			return fmt.Errorf("read: %w", err)
 		}
 		s.mu.Lock()
@@ -567,40 +636,75 @@ func (s *Syncer) readLoop(ctx context.Context, conn *websocket.Conn, out *outbox
 }
 
 func (s *Syncer) handle(ctx context.Context, out *outbox, p packets.Packet) error {
+	protocolError := func(reason string) error {
+		s.send(out, &packets.Disconnect{Code: packets.DisconnectProtocolError, Reason: packets.TruncateMessage(reason)})
+		return fmt.Errorf("%w: %s", ErrProtocol, reason)
+	}
 	switch p := p.(type) {
 	case *packets.Bind:
-		s.bind(ctx, out, p.Entries)
+		if reason := s.bind(ctx, out, p.Entries); reason != "" {
+			return protocolError(reason)
+		}
 	case *packets.Lost:
 		s.lost(out, p.Entries)
+	case *packets.BindsDone:
+		s.bindsDone(out, p.Seq)
 	case *packets.InitResSend:
 		s.initStream(out, p)
 	case *packets.ChunkSend:
+		s.mu.Lock()
+		max := s.limits.MaxChunk
+		s.mu.Unlock()
+		if max > 0 && len(p.Data) > int(max) {
+			return protocolError(fmt.Sprintf("ChunkSend of %d bytes, over the max chunk of %d announced in Welcome", len(p.Data), max))
+		}
 		s.chunk(out, p)
 	case *packets.ResourceError:
 		s.resourceError(out, p)
 	case *packets.Disconnect:
 		err := fmt.Errorf("server disconnected: %s: %s", p.Code, p.Reason)
-		if p.Code == packets.DisconnectVersionMismatch || p.Code == packets.DisconnectAuthFailed {
+		if p.Code.Permanent() {
 			err = fmt.Errorf("%w: %w", ErrRefused, err)
 		}
 		s.log.Info("server disconnected", "code", p.Code, "reason", p.Reason)
 		return err
 	default:
-		s.send(out, &packets.Disconnect{Code: packets.DisconnectProtocolError, Reason: "unexpected " + p.Type().String() + " from server"})
-		return fmt.Errorf("%w: unexpected %s", ErrProtocol, p.Type())
+		return protocolError("unexpected " + p.Type().String() + " from server")
 	}
 	return nil
 }
 
-func (s *Syncer) bind(ctx context.Context, out *outbox, entries []resources.Binding) {
+// bind applies Bind entries. A key bound again with the same name and
+// hash changes nothing (after a reconnect, that is most of them); the same
+// name with another hash is a replacement; another name under the same id
+// is a different resource, so the old one is Lost. It returns a reason for
+// a protocol error, or "".
+func (s *Syncer) bind(ctx context.Context, out *outbox, entries []resources.Binding) string {
 	var evs []Event
-	var look []resources.Hash
+	var look, again []resources.Hash
 	s.mu.Lock()
-	s.lastBind = time.Now()
+	for _, b := range entries {
+		if hs := s.hashes[b.Hash]; hs != nil && hs.size != b.Size {
+			s.mu.Unlock()
+			s.emit(evs)
+			return fmt.Sprintf("hash %s bound with size %d, earlier with %d", b.Hash.Short(), b.Size, hs.size)
+		}
+	}
 	for _, b := range entries {
 		k := b.Key()
+		delete(s.stale, k)
 		ks := s.keys[k]
-		if ks != nil && ks.b.Hash == b.Hash && ks.b.Ref == b.Ref {
+		if ks != nil && ks.b.Ref != b.Ref {
+			delete(s.keys, k)
+			s.detachLocked(out, k, ks.b.Hash)
+			evs = append(evs, Lost{Binding: ks.b})
+			ks = nil
+		}
+		if ks != nil && ks.b.Hash == b.Hash {
+			if hs := s.hashes[b.Hash]; hs != nil && hs.state == phaseAwaitBind {
+				hs.state = phaseRequested
+				again = append(again, b.Hash)
+			}
 			continue
 		}
 		if ks == nil {
@@ -618,25 +722,65 @@ func (s *Syncer) bind(ctx context.Context, out *outbox, entries []resources.Bind
 			look = append(look, b.Hash)
 		}
 		hs.keys[k] = true
-		if hs.state == phaseLoaded {
+		switch hs.state {
+		case phaseLoaded:
 			evs = append(evs, s.loadedLocked(k, hs))
+		case phaseAwaitBind:
+			hs.state = phaseRequested
+			again = append(again, b.Hash)
 		}
 	}
 	s.progressed = true
 	s.mu.Unlock()
 	s.emit(evs)
 	s.poke()
+	s.request(out, again)
 	if len(look) == 0 {
-		return
+		return ""
 	}
 	// Look up on a worker so the reader goes on decoding: a join's Binds
 	// arrive in several packets, and their lookups (reading and verifying
 	// thousands of cached blobs) then run on all cores at once.
-	out.lookups <- struct{}{}
+	select {
+	case out.lookups <- struct{}{}:
+	case <-out.done:
+		return ""
+	}
 	out.wg.Go(func() {
 		defer func() { <-out.lookups }()
 		s.lookup(ctx, out, look)
 	})
+	return ""
+}
+
+// bindsDone handles the server's marker: at the first one that answers
+// what this session asked (the join, or the Move sent again after a
+// reconnect), keys from before the session that were not bound again are
+// gone from the server and reported Lost.
+func (s *Syncer) bindsDone(out *outbox, seq uint32) {
+	var evs []Event
+	s.mu.Lock()
+	if !s.reconciled && seq >= s.reconcileSeq {
+		s.reconciled = true
+		for k := range s.stale {
+			ks := s.keys[k]
+			if ks == nil {
+				continue
+			}
+			delete(s.keys, k)
+			s.detachLocked(out, k, ks.b.Hash)
+			evs = append(evs, Lost{Binding: ks.b})
+		}
+		s.stale = nil
+	}
+	if !s.haveDone || seq > s.doneSeq {
+		s.haveDone, s.doneSeq = true, seq
+	}
+	evs = append(evs, BindsDone{Seq: seq, Complete: s.bindsKnownLocked(), Bound: len(s.keys)})
+	s.progressed = true
+	s.mu.Unlock()
+	s.emit(evs)
+	s.poke()
 }
 
 // lookup finds newly bound hashes in the cache; hits are Loaded, misses
@@ -762,6 +906,7 @@ func (s *Syncer) failStreamAndUnlock(out *outbox, h resources.Hash, why error) {
 	again, evs := s.streamFailedLocked(h, why)
 	s.mu.Unlock()
 	s.emit(evs)
+	s.poke() // a failure may be the last thing WaitSynced waits for
 	if again {
 		s.request(out, []resources.Hash{h})
 	}
@@ -782,12 +927,15 @@ func (s *Syncer) initStream(out *outbox, p *packets.InitResSend) {
 			s.dropStreamLocked(id)
 		}
 	}
-	if _, dup := s.streams[p.Stream]; dup || p.Size != hs.size {
+	if _, dup := s.streams[p.Stream]; dup || p.Size != hs.size || p.Offset != 0 || p.Length != p.Size {
 		var why error
-		if p.Size != hs.size {
+		switch {
+		case p.Size != hs.size:
 			why = fmt.Errorf("stream of %d bytes for a hash bound with %d", p.Size, hs.size)
-		} else {
+		case dup:
 			why = fmt.Errorf("stream id %d reused", p.Stream)
+		default:
+			why = fmt.Errorf("stream of range %d+%d, but the whole resource was requested", p.Offset, p.Length)
 		}
 		s.discarded[p.Stream] = true
 		s.failStreamAndUnlock(out, p.Hash, why)

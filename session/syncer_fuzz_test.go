@@ -32,11 +32,14 @@ func FuzzSyncerHandle(f *testing.F) {
 		}
 		return out
 	}
-	init := &packets.InitResSend{Stream: 1, Hash: b.Hash, Size: b.Size, AssetType: b.Type, ID: b.ID, Ref: b.Ref}
+	init := &packets.InitResSend{Stream: 1, Hash: b.Hash, Size: b.Size, Length: b.Size, AssetType: b.Type, ID: b.ID, Ref: b.Ref}
+	other := resources.Binding{Type: b.Type, ID: b.ID, Ref: resources.Ref{Domain: "d", Key: "other.png"}, Hash: resources.Sum([]byte("other")), Size: 5}
 	f.Add(seq(&packets.Bind{Entries: []resources.Binding{b}}, init, &packets.ChunkSend{Stream: 1, Last: true, Data: data}))
 	f.Add(seq(&packets.Bind{Entries: []resources.Binding{b}}, init, &packets.ChunkSend{Stream: 1, Data: data[:3]}, &packets.Lost{Entries: []resources.Key{b.Key()}}, &packets.ChunkSend{Stream: 1, Offset: 3, Last: true, Data: data[3:]}))
 	f.Add(seq(init, &packets.ChunkSend{Stream: 2, Offset: 1 << 62, Data: data}, &packets.ResourceError{Hash: b.Hash, Code: packets.ErrorUnknownHash}))
 	f.Add(seq(&packets.Bind{Entries: []resources.Binding{b, b}}, init, init, &packets.ChunkSend{Stream: 1, Last: true, Data: []byte("other 123")}))
+	f.Add(seq(&packets.Bind{Entries: []resources.Binding{b}}, &packets.BindsDone{Seq: 0}, &packets.Bind{Entries: []resources.Binding{other}}, &packets.BindsDone{Seq: 7}))
+	f.Add(seq(&packets.Bind{Entries: []resources.Binding{b, {Type: b.Type, ID: 2, Ref: b.Ref, Hash: b.Hash, Size: b.Size + 1}}}, &packets.BindsDone{}))
 
 	cacheDir := f.TempDir()
 	cache, err := assetsmgr.Open(context.Background(), assetsmgr.Options{Dir: cacheDir})

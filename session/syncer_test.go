@@ -43,7 +43,7 @@ func newFakeServer(t testing.TB) *fakeServer {
 			return
 		}
 		conn.WriteMessage(websocket.BinaryMessage, packets.Encode(&packets.Welcome{Version: packets.Version,
-			Limits: packets.Limits{MaxChunk: 65536, MaxPacket: packets.MaxPacketSize, MaxRequestHashes: 100}}))
+			Limits: packets.Limits{MaxChunk: 65536, MaxPacket: packets.MaxPacketSize, MaxRequestHashes: 100, MaxPending: 65536, PingIntervalMs: 5000}}))
 		fc := &fakeConn{t: t, conn: conn, in: make(chan packets.Packet, 64), done: make(chan struct{})}
 		fs.conns <- fc
 		defer close(fc.done)
@@ -110,7 +110,7 @@ func expect[T packets.Packet](c *fakeConn) T {
 
 // stream sends data as one stream of the given chunk size.
 func (c *fakeConn) stream(id uint32, b resources.Binding, data []byte, chunk int) {
-	c.send(&packets.InitResSend{Stream: id, Hash: b.Hash, Size: b.Size, AssetType: b.Type, ID: b.ID, Ref: b.Ref})
+	c.send(&packets.InitResSend{Stream: id, Hash: b.Hash, Size: b.Size, Length: b.Size, AssetType: b.Type, ID: b.ID, Ref: b.Ref})
 	for off := 0; ; off += chunk {
 		end := min(off+chunk, len(data))
 		c.send(&packets.ChunkSend{Stream: id, Offset: uint64(off), Last: end == len(data), Data: data[off:end]})
@@ -201,16 +201,19 @@ func TestSyncerRecoversFromBadStreams(t *testing.T) {
 			c.stream(1, b, wrong, 65536)
 		}},
 		{"offset gap", func(c *fakeConn) {
-			c.send(&packets.InitResSend{Stream: 1, Hash: b.Hash, Size: b.Size, Ref: b.Ref})
+			c.send(&packets.InitResSend{Stream: 1, Hash: b.Hash, Size: b.Size, Length: b.Size, Ref: b.Ref})
 			c.send(&packets.ChunkSend{Stream: 1, Offset: 0, Data: data[:1000]})
 			c.send(&packets.ChunkSend{Stream: 1, Offset: 2000, Data: data[2000:3000]})
 		}},
 		{"past the end", func(c *fakeConn) {
-			c.send(&packets.InitResSend{Stream: 1, Hash: b.Hash, Size: b.Size, Ref: b.Ref})
-			c.send(&packets.ChunkSend{Stream: 1, Offset: 0, Last: true, Data: append(append([]byte(nil), data...), 1, 2, 3)})
+			c.send(&packets.InitResSend{Stream: 1, Hash: b.Hash, Size: b.Size, Length: b.Size, Ref: b.Ref})
+			padded := append(append([]byte(nil), data...), make([]byte, 3*65536-len(data))...)
+			for off := 0; off < len(padded); off += 65536 {
+				c.send(&packets.ChunkSend{Stream: 1, Offset: uint64(off), Last: off+65536 == len(padded), Data: padded[off : off+65536]})
+			}
 		}},
 		{"wrong size in header", func(c *fakeConn) {
-			c.send(&packets.InitResSend{Stream: 1, Hash: b.Hash, Size: b.Size * 4, Ref: b.Ref})
+			c.send(&packets.InitResSend{Stream: 1, Hash: b.Hash, Size: b.Size * 4, Length: b.Size * 4, Ref: b.Ref})
 		}},
 		{"unknown stream", func(c *fakeConn) {
 			c.send(&packets.ChunkSend{Stream: 77, Offset: 0, Data: []byte("who am I")})
@@ -257,7 +260,7 @@ func TestSyncerGivesUpAfterRetries(t *testing.T) {
 	b := binding("small.png", data)
 	s, rec, _, _ := startSyncer(t, fs.url, nil)
 	c := fs.accept(t)
-	c.send(&packets.Bind{Entries: []resources.Binding{b}})
+	c.send(&packets.Bind{Entries: []resources.Binding{b}}, &packets.BindsDone{})
 	// An unknown hash, every time (LuaVox clients wait forever here).
 	for range 4 {
 		expect[*packets.ResourceRequest](c)
@@ -302,7 +305,7 @@ func TestSyncerResumesRequestsAfterConnectionLoss(t *testing.T) {
 	c := fs.accept(t)
 	c.send(&packets.Bind{Entries: []resources.Binding{b}})
 	expect[*packets.ResourceRequest](c)
-	c.send(&packets.InitResSend{Stream: 1, Hash: b.Hash, Size: b.Size, Ref: b.Ref})
+	c.send(&packets.InitResSend{Stream: 1, Hash: b.Hash, Size: b.Size, Length: b.Size, Ref: b.Ref})
 	c.send(&packets.ChunkSend{Stream: 1, Offset: 0, Data: data[:65536]})
 	c.conn.Close() // the server dies mid-stream
 	// The new session's server re-sends the same Bind: nothing new to the
@@ -354,7 +357,7 @@ func TestSyncerLostAndRefused(t *testing.T) {
 	// With the right token it syncs.
 	s2 := NewSyncer(SyncOptions{URL: ts.url, Cache: cache, Token: "sesame"})
 	go s2.Run(ctx)
-	if err := s2.WaitSynced(ctx, 50*time.Millisecond); err != nil {
+	if err := s2.WaitSynced(ctx); err != nil {
 		t.Fatal(err)
 	}
 }

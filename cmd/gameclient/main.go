@@ -1,7 +1,13 @@
 // Command gameclient syncs a game client's resources from a gameserver:
 // it connects, loads what is bound from its cache or the server, verifies
-// and stores it, and reports. With -until-synced it exits once everything
-// bound is loaded; otherwise it stays connected and follows Bind and Lost.
+// and stores it, and reports. With -until-synced it exits the moment the
+// server has sent every Bind (its BindsDone marker) and everything bound is
+// loaded; otherwise it stays connected and follows Bind and Lost.
+//
+// Exit codes: 0 synced (or, without -until-synced, stopped by a signal);
+// 1 resources failed or another error; 2 usage (bad flag, malformed URL);
+// 3 no voxsync server at the URL, or the server refused (version, token);
+// 4 -timeout passed; 130 and 143 interrupted by SIGINT and SIGTERM.
 package main
 
 import (
@@ -35,12 +41,51 @@ func (l *listFlag) Set(s string) error {
 	return nil
 }
 
-// summary is the -json output: Stats plus the elapsed time.
+// summary is the -json output: Stats plus the elapsed time and the outcome.
 type summary struct {
 	session.Stats
 	Seconds float64 `json:"seconds"`
 	Synced  bool    `json:"synced"`
-	Error   string  `json:"error,omitempty"`
+	// Outcome is one word: synced, failed, refused, usage, timeout,
+	// interrupted, stopped or error; the exit code follows from it.
+	Outcome string `json:"outcome"`
+	Error   string `json:"error,omitempty"`
+}
+
+// Exit codes, documented in the package comment and the README.
+const (
+	exitOK       = 0
+	exitFailed   = 1
+	exitUsage    = 2
+	exitRefused  = 3
+	exitTimeout  = 4
+	exitSignaled = 128 // plus the signal number
+)
+
+// outcome classifies how a run ended into the summary's word and the exit
+// code.
+func outcome(err error, sig os.Signal, untilSynced bool) (string, int) {
+	switch {
+	case sig != nil && !untilSynced:
+		return "stopped", exitOK
+	case sig != nil:
+		code := exitSignaled + 2
+		if s, ok := sig.(syscall.Signal); ok {
+			code = exitSignaled + int(s)
+		}
+		return "interrupted", code
+	case err == nil:
+		return "synced", exitOK
+	case errors.Is(err, session.ErrBadURL):
+		return "usage", exitUsage
+	case session.Permanent(err):
+		return "refused", exitRefused
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout", exitTimeout
+	case errors.Is(err, session.ErrFailed):
+		return "failed", exitFailed
+	}
+	return "error", exitFailed
 }
 
 func main() {
@@ -64,16 +109,43 @@ func run() int {
 	flag.Var(&localPacks, "packs", "local resource pack directory; repeat or comma-separate")
 	flag.Parse()
 
+	if flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "gameclient: unexpected argument %q; every setting is a flag (see -help)\n", flag.Arg(0))
+		return exitUsage
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		fmt.Fprintln(os.Stderr, "gameclient: -log-level:", err)
-		return 2
+		return exitUsage
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	start := time.Now()
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// The first SIGINT or SIGTERM stops the run; which one decides the
+	// exit code, so it is kept.
+	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	var sig os.Signal
+	sigSeen := make(chan struct{})
+	go func() {
+		select {
+		case sig = <-sigs:
+			close(sigSeen)
+			stop()
+		case <-ctx.Done():
+		}
+	}()
+	signaled := func() os.Signal {
+		select {
+		case <-sigSeen:
+			return sig
+		default:
+			return nil
+		}
+	}
 
 	maxBytes := *cacheMax << 20
 	if *cacheMax < 0 {
@@ -82,7 +154,7 @@ func run() int {
 	cache, err := assetsmgr.Open(ctx, assetsmgr.Options{Dir: *cacheDir, Packs: localPacks, Logger: log, MaxBytes: maxBytes})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "gameclient:", err)
-		return 1
+		return exitFailed
 	}
 	defer cache.Close()
 
@@ -98,23 +170,27 @@ func run() int {
 	var result error
 	if *untilSynced {
 		waitCtx, cancelWait := context.WithTimeout(ctx, *timeout)
-		waited := make(chan error, 1)
-		go func() { waited <- syncer.WaitSynced(waitCtx, 200*time.Millisecond) }()
-		select {
-		case err := <-waited:
-			cancelWait()
-			if errors.Is(err, context.DeadlineExceeded) {
-				result = fmt.Errorf("not synced after %s: %d of %d resources loaded", *timeout, syncer.Stats().Loaded, syncer.Stats().Bound)
-			} else if err != nil {
-				result = err
-			} else if st := syncer.Stats(); st.Failed > 0 {
-				result = fmt.Errorf("%d of %d resources failed to load (see the log above)", st.Failed, st.Bound)
+		err := syncer.WaitSynced(waitCtx)
+		cancelWait()
+		switch {
+		case err == nil:
+		case errors.Is(err, context.DeadlineExceeded):
+			st := syncer.Stats()
+			msg := fmt.Sprintf("not synced after %s: %d of %d resources loaded", *timeout, st.Loaded, st.Bound)
+			if !syncer.BindsKnown() {
+				msg += "; the server has not yet sent the full list"
 			}
-		case err := <-runErr:
-			cancelWait()
-			result = fmt.Errorf("sync stopped: %w", err)
+			if last := syncer.LastError(); last != nil {
+				msg += "; last error: " + last.Error()
+			}
+			result = timeoutError(msg)
+		case errors.Is(err, session.ErrFailed):
+			result = fmt.Errorf("%w (see the log above)", err)
+		default:
+			result = err
 		}
 		cancel()
+		<-runErr
 	} else {
 		if *walk {
 			go walkWorld(runCtx, syncer, *walkEvery)
@@ -126,6 +202,10 @@ func run() int {
 		}
 		cancel()
 	}
+	s := signaled()
+	if s != nil && *untilSynced {
+		result = fmt.Errorf("interrupted by %s before everything was loaded", s)
+	}
 	if err := cache.Flush(context.Background()); err != nil && result == nil {
 		result = err
 	}
@@ -136,7 +216,8 @@ func run() int {
 	out.finish()
 
 	st := syncer.Stats()
-	sum := summary{Stats: st, Seconds: time.Since(start).Seconds(), Synced: syncer.Synced()}
+	word, code := outcome(result, s, *untilSynced)
+	sum := summary{Stats: st, Seconds: time.Since(start).Seconds(), Synced: syncer.Synced(), Outcome: word}
 	if result != nil {
 		sum.Error = result.Error()
 	}
@@ -146,12 +227,17 @@ func run() int {
 		fmt.Printf("%d bound, %d loaded (%d pack, %d inline, %d blob, %d network), %d failed, %s received in %.2fs\n",
 			st.Bound, st.Loaded, st.FromPack, st.FromInline, st.FromBlob, st.FromNetwork, st.Failed, humanBytes(st.BytesReceived), sum.Seconds)
 	}
-	if result != nil && !errors.Is(result, context.Canceled) {
+	if result != nil && code != exitOK {
 		fmt.Fprintln(os.Stderr, "gameclient:", result)
-		return 1
 	}
-	return 0
+	return code
 }
+
+// timeoutError reads as its message and matches context.DeadlineExceeded.
+type timeoutError string
+
+func (e timeoutError) Error() string { return string(e) }
+func (e timeoutError) Unwrap() error { return context.DeadlineExceeded }
 
 func walkWorld(ctx context.Context, s *session.Syncer, every time.Duration) {
 	t := time.NewTicker(every)
@@ -197,6 +283,10 @@ func (r *reporter) event(e session.Event) {
 	case session.Lost:
 		if !r.quietEvs {
 			r.line(fmt.Sprintf("lost %s %s", e.Binding.Type, e.Binding.Ref))
+		}
+	case session.BindsDone:
+		if e.Complete && !r.quietEvs {
+			r.line(fmt.Sprintf("server's bindings complete: %d bound", e.Bound))
 		}
 	case session.Failed:
 		r.line(fmt.Sprintf("FAILED %s %s: %v", e.Binding.Type, e.Binding.Ref, e.Err))
