@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -753,6 +754,13 @@ func (c *Client) sendChunk(buf *[]byte) (more bool, err error) {
 			c.pending[e] = s.gen
 		}
 		if s.id == 0 {
+			if c.nextStream == math.MaxUint32 {
+				// Stream ids are never reused within a session.
+				c.byeLocked(packets.DisconnectInternal, "stream ids exhausted; reconnect")
+				c.mu.Unlock()
+				c.poke()
+				return false, nil
+			}
 			c.nextStream++
 			s.id = c.nextStream
 		}

@@ -927,13 +927,25 @@ func (s *Syncer) initStream(out *outbox, p *packets.InitResSend) {
 			s.dropStreamLocked(id)
 		}
 	}
-	if _, dup := s.streams[p.Stream]; dup || p.Size != hs.size || p.Offset != 0 || p.Length != p.Size {
+	if other, dup := s.streams[p.Stream]; dup {
+		// Ids are never reused: the server is confused about both streams.
+		s.dropStreamLocked(p.Stream)
+		why := fmt.Errorf("stream id %d reused", p.Stream)
+		againOther, evs := s.streamFailedLocked(other.hash, why)
+		s.mu.Unlock()
+		s.emit(evs)
+		if againOther {
+			s.request(out, []resources.Hash{other.hash})
+		}
+		s.mu.Lock()
+		s.failStreamAndUnlock(out, p.Hash, why)
+		return
+	}
+	if p.Size != hs.size || p.Offset != 0 || p.Length != p.Size {
 		var why error
 		switch {
 		case p.Size != hs.size:
 			why = fmt.Errorf("stream of %d bytes for a hash bound with %d", p.Size, hs.size)
-		case dup:
-			why = fmt.Errorf("stream id %d reused", p.Stream)
 		default:
 			why = fmt.Errorf("stream of range %d+%d, but the whole resource was requested", p.Offset, p.Length)
 		}
