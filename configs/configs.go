@@ -61,6 +61,9 @@ type Server struct {
 	AuthToken          string   `toml:"auth_token"`
 	HotReload          bool     `toml:"hot_reload"`
 	ReloadDebounce     Duration `toml:"reload_debounce"`
+	// Per-address limits (an IPv6 address counts as its /64).
+	MaxClientsPerAddress  int `toml:"max_clients_per_address"`
+	AuthFailuresPerMinute int `toml:"auth_failures_per_minute"`
 }
 
 // DefaultServer returns the built-in defaults (configs/server.toml).
@@ -136,6 +139,10 @@ func (s *Server) Validate() error {
 		return bad("handshake_timeout", "%s must be positive", s.HandshakeTimeout)
 	case s.ReloadDebounce.Duration < 0 || s.ReloadDebounce.Duration > time.Minute:
 		return bad("reload_debounce", "%s not in 0..1m", s.ReloadDebounce)
+	case s.MaxClientsPerAddress < 0:
+		return bad("max_clients_per_address", "%d must not be negative (0: no limit)", s.MaxClientsPerAddress)
+	case s.AuthFailuresPerMinute < 0:
+		return bad("auth_failures_per_minute", "%d must not be negative (0: no limit)", s.AuthFailuresPerMinute)
 	}
 	for _, p := range s.Packs {
 		if p == "" {

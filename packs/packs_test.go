@@ -186,17 +186,28 @@ func TestBadFilesAreSkippedAndReported(t *testing.T) {
 	if err := os.Symlink("/nonexistent/target", filepath.Join(dir, "assets/default/texture/dangling.png")); err != nil {
 		t.Fatal(err)
 	}
+	// Names that would break or fool clients: not UTF-8 (one such file
+	// once stopped every client from syncing), NFD (a twin of an NFC name
+	// that looks the same), control and bidirectional-override characters.
+	writeFile(t, dir, "assets/default/texture/caf\xe9.png", "latin-1 name")
+	writeFile(t, dir, "assets/default/texture/cafe\u0301.png", "NFD twin")
+	writeFile(t, dir, "assets/default/texture/line\nbreak.png", "control")
+	writeFile(t, dir, "assets/default/texture/invoice\u202egnp.exe", "bidi override")
 	missing := filepath.Join(t.TempDir(), "no-such-pack")
 
 	v := load(t, Options{Dirs: []string{dir, missing}, MaxFileSize: 1000}, nil)
 
 	wantProblems := map[string]string{
-		"assets/Default/texture/upper_domain.png": "validate domain",
-		"assets/default/textures/wrong_type.png":  "not one of the asset types",
-		"assets/default/loose_file.png":           "not at assets/<domain>/<type>/<key>",
-		"assets/default/texture/big.png":          "max_file_size",
-		"assets/default/texture/escape.png":       "symlink leaves the pack",
-		"assets/default/texture/dangling.png":     "symlink leaves the pack or is broken",
+		"assets/Default/texture/upper_domain.png":     "validate domain",
+		"assets/default/textures/wrong_type.png":      "not one of the asset types",
+		"assets/default/loose_file.png":               "not at assets/<domain>/<type>/<key>",
+		"assets/default/texture/big.png":              "max_file_size",
+		"assets/default/texture/escape.png":           "symlink leaves the pack",
+		"assets/default/texture/dangling.png":         "symlink leaves the pack or is broken",
+		"assets/default/texture/caf\xe9.png":          "not valid UTF-8",
+		"assets/default/texture/cafe\u0301.png":       "not in Unicode NFC form; rename it to \"caf\u00e9.png\"",
+		"assets/default/texture/line\nbreak.png":      "control character U+000A",
+		"assets/default/texture/invoice\u202egnp.exe": "bidirectional control U+202E",
 	}
 	got := map[string]string{}
 	sawMissingPack := false

@@ -7,6 +7,7 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+	"unique"
 
 	"github.com/voxsync/voxsync/resources"
 )
@@ -19,9 +20,14 @@ type Entry struct {
 	Loc
 	ID   resources.ResourceID
 	Hash resources.Hash
-	Size int64
-	Pack *Pack
-	Path string // slash path inside the pack, e.g. assets/default/texture/stone.png
+	// Content is Hash interned: one pointer-sized handle per distinct
+	// content, the same across views. Sessions keep it to remember what a
+	// client was told without holding on to (and so keeping alive) the
+	// view the entry belongs to.
+	Content unique.Handle[resources.Hash]
+	Size    int64
+	Pack    *Pack
+	Path    string // slash path inside the pack, e.g. assets/default/texture/stone.png
 	// mem holds the bytes of a small file once it has been served, so
 	// later requests do not touch the disk; nil for files always read from
 	// disk. Shared with the next view while the file is unchanged.
@@ -39,6 +45,9 @@ var ErrChanged = errors.New("file changed since it was hashed")
 
 // View returns the view e belongs to.
 func (e *Entry) View() *View { return e.view }
+
+// Key returns e's (type, id).
+func (e *Entry) Key() resources.Key { return resources.Key{Type: e.Type, ID: e.ID} }
 
 // Binding returns what a Bind announces for e.
 func (e *Entry) Binding() resources.Binding {
@@ -225,6 +234,24 @@ func (v *View) KeysWithHash(h resources.Hash) []resources.Key {
 		return []resources.Key{{Type: e.Type, ID: e.ID}}
 	}
 	return nil
+}
+
+// ChangedFrom returns the keys whose content differs between old and v:
+// added, removed, or bound to another hash. A reload costs sessions in
+// proportion to these, not to everything loaded.
+func (v *View) ChangedFrom(old *View) []resources.Key {
+	var out []resources.Key
+	for k, e := range v.byKey {
+		if o, ok := old.byKey[k]; !ok || o.Hash != e.Hash {
+			out = append(out, k)
+		}
+	}
+	for k := range old.byKey {
+		if _, ok := v.byKey[k]; !ok {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 // Len returns the number of resources.

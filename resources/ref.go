@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"path"
 	"strings"
+	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // Limits of a reference, part of the wire protocol.
@@ -60,7 +63,11 @@ func ValidateDomain(d string) error {
 }
 
 // ValidateKey checks that k is a clean relative slash path of at most 256
-// bytes with no "..", backslash or NUL.
+// bytes with no "..", backslash or NUL, in valid UTF-8 and Unicode NFC
+// form, without control characters or bidirectional controls. NFC makes a
+// name that looks the same one name: a file saved as NFD (as macOS tools
+// may do) is refused with its NFC spelling rather than served as a second
+// resource beside its NFC twin.
 func ValidateKey(k string) error {
 	bad := func(why string) error {
 		return fmt.Errorf("validate key %q: %s: %w", truncate(k, 80), why, ErrInvalidRef)
@@ -80,6 +87,19 @@ func ValidateKey(k string) error {
 		return bad("names the directory itself")
 	case path.Clean(k) != k:
 		return bad("not a clean path")
+	case !utf8.ValidString(k):
+		return bad("not valid UTF-8")
+	}
+	for _, r := range k {
+		switch {
+		case r < 0x20 || (r >= 0x7f && r <= 0x9f):
+			return bad(fmt.Sprintf("contains control character U+%04X", r))
+		case isBidiControl(r):
+			return bad(fmt.Sprintf("contains bidirectional control U+%04X, which can make a name display as another", r))
+		}
+	}
+	if !norm.NFC.IsNormalString(k) {
+		return bad(fmt.Sprintf("not in Unicode NFC form; rename it to %q", norm.NFC.String(k)))
 	}
 	for el := range strings.SplitSeq(k, "/") {
 		if el == ".." {
@@ -101,3 +121,9 @@ type Binding struct {
 
 // Key returns the (type, id) the binding is for.
 func (b Binding) Key() Key { return Key{b.Type, b.ID} }
+
+// isBidiControl reports the Unicode bidirectional formatting characters
+// (ALM, LRM, RLM, embeddings, overrides, isolates).
+func isBidiControl(r rune) bool {
+	return r == 0x061c || r == 0x200e || r == 0x200f || (r >= 0x202a && r <= 0x202e) || (r >= 0x2066 && r <= 0x2069)
+}

@@ -119,6 +119,15 @@ func TestParseRef(t *testing.T) {
 		{"d:a\x00b", Ref{}, true},
 		{"d:..hidden", Ref{"d", "..hidden"}, false}, // a name starting with dots is not ".."
 		{"d:k:with:colons", Ref{"d", "k:with:colons"}, false},
+		{"d:caf\u00e9.png", Ref{"d", "caf\u00e9.png"}, false}, // NFC é
+		{"d:\u6728\u6750/\u77f3.png", Ref{"d", "\u6728\u6750/\u77f3.png"}, false},
+		{"d:cafe\u0301.png", Ref{}, true},       // NFD: e + combining acute
+		{"d:caf\xe9.png", Ref{}, true},          // Latin-1 byte: not UTF-8
+		{"d:a\tb", Ref{}, true},                 // control character
+		{"d:a\u0085b", Ref{}, true},             // C1 control
+		{"d:a\x7fb", Ref{}, true},               // DEL
+		{"d:invoice\u202egnp.exe", Ref{}, true}, // right-to-left override
+		{"d:a\u2066b", Ref{}, true},             // isolate
 	}
 	for _, tc := range tests {
 		got, err := ParseRef(tc.in)

@@ -246,6 +246,7 @@ func BenchmarkHotReloadLatency(b *testing.B) {
 	ts := startServer(b, serverSetup{dirs: []string{dir}, hotReload: true, cfg: func(c *configs.Server) {
 		c.Preload = []string{"bench:*"}
 		c.HotReload = true
+		c.MaxClientsPerAddress = 0 // every client here is on 127.0.0.1
 	}})
 	notes := reloadClients(b, ts, clients, 1)
 	var lat []time.Duration
@@ -295,6 +296,7 @@ func BenchmarkCheckoutBurst(b *testing.B) {
 		c.BuiltinPack = false
 		c.Preload = []string{"*"}
 		c.HotReload = true
+		c.MaxClientsPerAddress = 0 // every client here is on 127.0.0.1
 	}})
 	notes := reloadClients(b, ts, clients, files)
 	var total time.Duration

@@ -117,7 +117,18 @@ type rawClient struct {
 
 func dial(t testing.TB, url string) *rawClient {
 	t.Helper()
-	conn, _, err := websocket.DefaultDialer.Dial(url, nil)
+	return dialFrom(t, url, "")
+}
+
+// dialFrom dials from a local loopback address such as 127.0.0.2 (any
+// when empty), to test per-address limits.
+func dialFrom(t testing.TB, url, from string) *rawClient {
+	t.Helper()
+	d := *websocket.DefaultDialer
+	if from != "" {
+		d.NetDialContext = (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}).DialContext
+	}
+	conn, _, err := d.Dial(url, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

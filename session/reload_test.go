@@ -355,3 +355,39 @@ func TestHotReloadMidDownload(t *testing.T) {
 		}
 	}
 }
+
+// A reload costs each client in proportion to the keys that changed, not to
+// everything it has bound: with 2,000 resources bound, one changed file is
+// one key re-checked per client (it was every bound key, twice, before).
+func TestHotReloadCostFollowsWhatChanged(t *testing.T) {
+	dir := t.TempDir()
+	const files = 2000
+	for i := range files {
+		writePackFile(t, dir, filePath(i), []byte("v1 "+itoa(i)))
+	}
+	ts := hotServer(t, dir)
+	var recs []*recorder
+	for range 3 {
+		_, rec := joinSynced(t, ts, files)
+		recs = append(recs, rec)
+	}
+	before := map[*Client]int{}
+	for _, c := range ts.Clients() {
+		c.mu.Lock()
+		before[c] = c.rechecked
+		c.mu.Unlock()
+	}
+	v2 := []byte("version 2")
+	writePackFile(t, dir, filePath(7), v2)
+	for _, rec := range recs {
+		waitFor(t, rec, loadedAs(strings.TrimPrefix(filePath(7), "assets/t/texture/"), v2), "the changed file")
+	}
+	for c, n := range before {
+		c.mu.Lock()
+		cost := c.rechecked - n
+		c.mu.Unlock()
+		if cost > 2 {
+			t.Errorf("one changed file re-checked %d keys of a client with %d bound", cost, files)
+		}
+	}
+}

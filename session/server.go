@@ -45,6 +45,7 @@ type Server struct {
 	metrics  *ServerMetrics
 	upgrader websocket.Upgrader
 	limits   packets.Limits
+	addrs    *addrLimits
 	bufs     sync.Pool // *[]byte packet buffers of a chunk's size, for writers
 
 	ctx    context.Context
@@ -77,6 +78,7 @@ func NewServer(opts ServerOptions) (*Server, error) {
 		onJoin:  opts.OnJoin,
 		metrics: newServerMetrics(),
 		clients: make(map[*Client]struct{}),
+		addrs:   newAddrLimits(opts.Config.MaxClientsPerAddress, opts.Config.AuthFailuresPerMinute),
 		limits: packets.Limits{
 			MaxChunk:         uint32(opts.Config.ChunkSize),
 			MaxPacket:        packets.MaxPacketSize,
@@ -180,8 +182,9 @@ func (s *Server) SetView(v *packs.View) {
 			removed = append(removed, k)
 		}
 	}
+	changed := v.ChangedFrom(old)
 	for c := range s.clients {
-		c.viewChanged(v, added, removed)
+		c.viewChanged(v, added, removed, changed)
 	}
 	s.mu.Unlock()
 	s.metrics.reloadResources.Set(float64(v.Len()))
@@ -242,6 +245,15 @@ func (s *Server) ServeWS(w http.ResponseWriter, r *http.Request) {
 		return // Upgrade has answered with an HTTP error
 	}
 	c := newClient(s, conn, r.RemoteAddr)
+	// Counted from the upgrade, so connections that never finish their
+	// handshake count too.
+	if !s.addrs.acquire(c.addr) {
+		defer conn.Close()
+		c.refuse(errJoin{packets.DisconnectLimitExceeded, fmt.Sprintf(
+			"too many connections from your address (max_clients_per_address = %d); close other clients on this address and try again", s.cfg.MaxClientsPerAddress)})
+		return
+	}
+	defer s.addrs.release(c.addr)
 	c.serve()
 }
 

@@ -8,10 +8,12 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unique"
 
 	"github.com/google/uuid"
 	"github.com/gorilla/websocket"
@@ -33,6 +35,7 @@ type Client struct {
 	conn    *websocket.Conn
 	log     *slog.Logger
 	remote  string
+	addr    netip.Prefix // what per-address limits count against
 	session uuid.UUID
 	hello   packets.Hello
 
@@ -44,11 +47,14 @@ type Client struct {
 	mu   sync.Mutex // guards every field below
 	view *packs.View
 	uses *resources.Uses
-	// told is what the client was last told about each key: the entry's
-	// Hash (a pointer costs 8 bytes, a hash 32, and there is one per bound
-	// resource per client).
-	told  map[resources.Key]*packs.Entry
+	// told is what the client was last told about each key: the interned
+	// content hash (8 bytes where a hash is 32, and there is one per bound
+	// resource per client; unlike an entry pointer it keeps no view alive).
+	told  map[resources.Key]unique.Handle[resources.Hash]
 	dirty map[resources.Key]struct{} // keys to reconcile at the next flush
+	// rechecked counts keys reconciled over the session: what a reload or
+	// a Move cost this client (tests hold reloads to what changed).
+	rechecked int
 	errs  []packets.ResourceError
 	// Requests: queue holds them in order; pending maps each requested
 	// entry to the generation of its live queue item, so a re-request or a
@@ -97,11 +103,12 @@ func newClient(s *Server, conn *websocket.Conn, remote string) *Client {
 		srv:        s,
 		conn:       conn,
 		remote:     remote,
+		addr:       addrKey(remote),
 		session:    uuid.New(),
 		wake:       make(chan struct{}, 1),
 		writerDone: make(chan struct{}),
 		uses:       resources.NewUses(),
-		told:       make(map[resources.Key]*packs.Entry),
+		told:       make(map[resources.Key]unique.Handle[resources.Hash]),
 		dirty:      make(map[resources.Key]struct{}),
 		pending:    make(map[*packs.Entry]uint32),
 		regions:    make(map[world.Region]bool),
@@ -178,9 +185,12 @@ func (c *Client) poke() {
 	}
 }
 
-// viewChanged re-checks every used resource against a new view. Called with
-// the server's lock held.
-func (c *Client) viewChanged(v *packs.View, added, removed []resources.Key) {
+// viewChanged moves the client to a new view: preload patterns that now
+// match (added) or no longer match (removed) change its uses, and of the
+// keys whose content changed only those it uses or was told about are
+// re-checked. The cost is in proportion to what changed, not to what the
+// client has bound. Called with the server's lock held.
+func (c *Client) viewChanged(v *packs.View, added, removed, changed []resources.Key) {
 	c.mu.Lock()
 	c.view = v
 	for _, k := range added {
@@ -191,12 +201,16 @@ func (c *Client) viewChanged(v *packs.View, added, removed []resources.Key) {
 			c.releaseLocked(k)
 		}
 	}
-	c.uses.Each(func(k resources.Key) { c.dirty[k] = struct{}{} })
-	for k := range c.told {
-		c.dirty[k] = struct{}{}
+	n := len(c.dirty)
+	for _, k := range changed {
+		if _, told := c.told[k]; told || c.uses.InUse(k.Type, k.ID) {
+			c.dirty[k] = struct{}{}
+		}
 	}
 	c.mu.Unlock()
-	c.poke()
+	if len(added)+len(removed) > 0 || len(c.dirty) > n {
+		c.poke()
+	}
 }
 
 // serve runs the session on the handler goroutine: handshake, then the
@@ -204,15 +218,7 @@ func (c *Client) viewChanged(v *packs.View, added, removed []resources.Key) {
 func (c *Client) serve() {
 	defer c.conn.Close()
 	if err := c.handshake(); err != nil {
-		var j errJoin
-		code, reason := packets.DisconnectProtocolError, err.Error()
-		if errors.As(err, &j) {
-			code, reason = j.code, j.reason
-		}
-		c.log.Info("handshake refused", "reason", reason)
-		c.srv.metrics.disconnects.WithLabelValues(code.String()).Inc()
-		c.writeNow(&packets.Disconnect{Code: code, Reason: packets.TruncateMessage(reason)})
-		c.closeGracefully()
+		c.refuse(err)
 		return
 	}
 	defer c.srv.leave(c)
@@ -226,6 +232,20 @@ func (c *Client) serve() {
 	<-c.writerDone
 	c.closeStreams()
 	c.log.Info("client left", "reason", err)
+}
+
+// refuse ends a session that never started: the client gets a Disconnect
+// with the reason (an errJoin's code, else protocol error).
+func (c *Client) refuse(err error) {
+	var j errJoin
+	code, reason := packets.DisconnectProtocolError, err.Error()
+	if errors.As(err, &j) {
+		code, reason = j.code, j.reason
+	}
+	c.log.Info("handshake refused", "code", code, "reason", reason)
+	c.srv.metrics.disconnects.WithLabelValues(code.String()).Inc()
+	c.writeNow(&packets.Disconnect{Code: code, Reason: packets.TruncateMessage(reason)})
+	c.closeGracefully()
 }
 
 func (c *Client) handshake() error {
@@ -257,8 +277,15 @@ func (c *Client) handshake() error {
 	if !ok {
 		return fmt.Errorf("expected Hello as the first packet, got %s", p.Type())
 	}
-	if c.srv.cfg.AuthToken != "" && h.Token != c.srv.cfg.AuthToken {
-		return errJoin{packets.DisconnectAuthFailed, "auth token refused; check the client's -token against the server's auth_token"}
+	if c.srv.cfg.AuthToken != "" {
+		if wait := c.srv.addrs.authBlocked(c.addr); wait > 0 {
+			return errJoin{packets.DisconnectAuthFailed, fmt.Sprintf(
+				"too many refused tokens from your address; tokens are not checked for another %s", wait.Round(time.Second))}
+		}
+		if !tokenMatches(h.Token, c.srv.cfg.AuthToken) {
+			c.srv.addrs.authFailed(c.addr)
+			return errJoin{packets.DisconnectAuthFailed, "auth token refused; check the client's -token against the server's auth_token"}
+		}
 	}
 	c.hello = *h
 	if err := c.srv.join(c); err != nil {
@@ -353,6 +380,10 @@ func (c *Client) readLoop() error {
 			continue
 		}
 		c.handle(p)
+		if buf.Cap() > 64<<10 {
+			// One large message must not pin a megabyte per idle client.
+			buf = bytes.Buffer{}
+		}
 	}
 }
 
@@ -433,7 +464,7 @@ func (c *Client) compactQueueLocked() {
 // client as that hash.
 func (c *Client) boundLocked(h resources.Hash) bool {
 	for _, k := range c.view.KeysWithHash(h) {
-		if e, ok := c.told[k]; ok && e.Hash == h {
+		if told, ok := c.told[k]; ok && told.Value() == h {
 			return true
 		}
 	}
@@ -535,14 +566,15 @@ func (c *Client) markLocked(seq uint32) {
 // reconcileLocked turns dirty keys into Bind and Lost entries by comparing
 // what the client was told with what it uses now.
 func (c *Client) reconcileLocked() (binds []*packs.Entry, losts []resources.Key) {
+	c.rechecked += len(c.dirty)
 	for k := range c.dirty {
 		told, wasTold := c.told[k]
 		e, exists := c.view.Get(k)
 		if c.uses.InUse(k.Type, k.ID) && exists {
-			if !wasTold || told.Hash != e.Hash {
+			if !wasTold || told != e.Content {
 				binds = append(binds, e)
+				c.told[k] = e.Content
 			}
-			c.told[k] = e // the newest entry, even for the same hash
 			continue
 		}
 		if wasTold {

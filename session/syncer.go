@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"runtime"
 	"sync"
 	"time"
@@ -61,6 +62,9 @@ type SyncOptions struct {
 	// NoReconnect stops Run at the first disconnect instead of
 	// reconnecting with backoff.
 	NoReconnect bool
+	// NetDialContext, if set, opens the TCP connection (a proxy, a chosen
+	// source address); nil uses net.Dialer.
+	NetDialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Syncer keeps a game client's resources in sync with a server: it follows
@@ -86,7 +90,10 @@ type Syncer struct {
 	changed    chan struct{} // cap 1: state changed, for WaitSynced
 	progressed bool
 	started    time.Time // Run's start
-	runErr     error     // why Run returned; nil while it runs
+	// waiting holds hashes to request once fewer than Welcome's max
+	// pending requests are outstanding, in order.
+	waiting []resources.Hash
+	runErr  error // why Run returned; nil while it runs
 	lastErr    error     // why the last connection attempt or session ended
 	// Per session: the server's answer is complete once a BindsDone for
 	// the latest Move (or the join) arrives. Keys bound before this
@@ -111,6 +118,10 @@ type hashState struct {
 	state   hashPhase
 	source  assetsmgr.Source
 	retries int
+	// sent: asked of the server in this session; while the hash is also
+	// requested or streaming it counts against Welcome's max pending.
+	// queued: waiting in Syncer.waiting for room under that limit.
+	sent, queued bool
 }
 
 type hashPhase uint8
@@ -444,7 +455,9 @@ func (s *Syncer) session(ctx context.Context) error {
 		if st.state == phaseRequested || st.state == phaseStreaming {
 			st.state = phaseAwaitBind
 		}
+		st.sent, st.queued = false, false // the new session has nothing pending
 	}
+	s.waiting = nil
 	pos := s.pos
 	s.reconcileSeq, s.wantSeq, s.reconciled, s.haveDone, s.doneSeq = 0, 0, false, false, 0
 	if pos != nil {
@@ -528,6 +541,7 @@ func (s *Syncer) writeLoop(ctx context.Context, conn *websocket.Conn, out *outbo
 				}
 			}
 			s.checkStall(out)
+			s.pumpRequests(out)
 			s.mu.Lock()
 			var ev []Event
 			if s.progressed {
@@ -564,9 +578,81 @@ func (s *Syncer) checkStall(out *outbox) {
 	}
 }
 
-// request sends ResourceRequests for hs in batches within the server's
-// limits: hashes per request, and the packet size.
+// request asks the server for hs, keeping within Welcome's max pending
+// requests: a hash asked again while outstanding is sent at once (the
+// server replaces its request); new ones wait in order for room.
 func (s *Syncer) request(out *outbox, hs []resources.Hash) {
+	var send []resources.Hash
+	s.mu.Lock()
+	for _, h := range hs {
+		st := s.hashes[h]
+		switch {
+		case st == nil || st.queued:
+		case st.sent && (st.state == phaseRequested || st.state == phaseStreaming):
+			send = append(send, h)
+		default:
+			st.queued = true
+			s.waiting = append(s.waiting, h)
+		}
+	}
+	send = append(send, s.fillWindowLocked()...)
+	s.mu.Unlock()
+	s.sendRequests(out, send)
+}
+
+// pumpRequests sends waiting requests that now fit under the limit; the
+// writer calls it on every tick, as streams finish.
+func (s *Syncer) pumpRequests(out *outbox) {
+	s.mu.Lock()
+	send := s.fillWindowLocked()
+	s.mu.Unlock()
+	s.sendRequests(out, send)
+}
+
+// fillWindowLocked takes waiting hashes that fit under max pending and
+// marks them sent. Counting is cheap next to a request's round trip, and
+// with the default limit (65,536) nothing ever waits.
+func (s *Syncer) fillWindowLocked() []resources.Hash {
+	if len(s.waiting) == 0 {
+		return nil
+	}
+	room := len(s.waiting)
+	if max := int(s.limits.MaxPending); max > 0 {
+		outstanding := 0
+		for _, st := range s.hashes {
+			if st.sent && (st.state == phaseRequested || st.state == phaseStreaming) {
+				outstanding++
+			}
+		}
+		room = max - outstanding
+	}
+	var send []resources.Hash
+	for len(s.waiting) > 0 && len(send) < room {
+		h := s.waiting[0]
+		s.waiting = s.waiting[1:]
+		st := s.hashes[h]
+		if st == nil || !st.queued {
+			continue
+		}
+		st.queued = false
+		if st.state != phaseRequested && st.state != phaseStreaming {
+			continue // loaded, failed or lost while waiting
+		}
+		st.sent = true
+		send = append(send, h)
+	}
+	if len(s.waiting) == 0 {
+		s.waiting = nil
+	}
+	return send
+}
+
+// sendRequests sends ResourceRequests for hs in batches within the
+// server's limits: hashes per request, and the packet size.
+func (s *Syncer) sendRequests(out *outbox, hs []resources.Hash) {
+	if len(hs) == 0 {
+		return
+	}
 	s.mu.Lock()
 	max := min(int(s.limits.MaxRequestHashes), (int(s.limits.MaxPacket)-11)/packets.MaxWantSize)
 	s.mu.Unlock()

@@ -42,7 +42,7 @@ func checkURL(raw string) error {
 // at all, or the server's refusal. Network errors (refused, reset, timed
 // out, unknown host) are not permanent: the server may be starting.
 func (s *Syncer) connect(ctx context.Context) (*websocket.Conn, *packets.Welcome, error) {
-	dialer := websocket.Dialer{HandshakeTimeout: 10 * time.Second, ReadBufferSize: 64 << 10, WriteBufferSize: 16 << 10}
+	dialer := websocket.Dialer{HandshakeTimeout: 10 * time.Second, ReadBufferSize: 64 << 10, WriteBufferSize: 16 << 10, NetDialContext: s.opts.NetDialContext}
 	conn, resp, err := dialer.DialContext(ctx, s.opts.URL, nil)
 	if err != nil {
 		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {

@@ -89,8 +89,8 @@ func BenchmarkIdleClientMemory(b *testing.B) {
 		time.Sleep(500 * time.Millisecond)
 		before, _ := rssBytes(cmd.Process.Pid)
 		clients := make([]*probe.Client, 0, n)
-		for range n {
-			c, err := probe.Join(context.Background(), url)
+		for i := range n {
+			c, err := probe.JoinFrom(context.Background(), url, probe.Loopback(i))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -155,7 +155,7 @@ func BenchmarkTwoHundredClients(b *testing.B) {
 		var bytes sync.Map
 		for i := range n {
 			wg.Go(func() {
-				c, err := probe.Join(context.Background(), url)
+				c, err := probe.JoinFrom(context.Background(), url, probe.Loopback(i))
 				if err != nil {
 					errs <- err
 					return

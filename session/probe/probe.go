@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"net"
+	"net/netip"
 	"time"
 
 	"github.com/google/uuid"
@@ -27,7 +29,26 @@ type Client struct {
 
 // Join dials url and completes the handshake.
 func Join(ctx context.Context, url string) (*Client, error) {
+	return JoinFrom(ctx, url, netip.Addr{})
+}
+
+// Loopback returns the source address for the i-th of many probes on one
+// machine: 127.0.0.1 for the first 8, then 127.0.1.1, and so on, so a test
+// with thousands of clients stays within the server's default per-address
+// connection limit, as clients from many hosts would.
+func Loopback(i int) netip.Addr {
+	n := i/8 + 1
+	return netip.AddrFrom4([4]byte{127, byte(n >> 16), byte(n >> 8), byte(n)})
+}
+
+// JoinFrom dials url from the local address from (any if zero) and
+// completes the handshake.
+func JoinFrom(ctx context.Context, url string, from netip.Addr) (*Client, error) {
 	d := websocket.Dialer{ReadBufferSize: 4096, WriteBufferSize: 4096}
+	if from.IsValid() {
+		nd := &net.Dialer{LocalAddr: &net.TCPAddr{IP: from.AsSlice()}}
+		d.NetDialContext = nd.DialContext
+	}
 	conn, _, err := d.DialContext(ctx, url, nil)
 	if err != nil {
 		return nil, fmt.Errorf("probe: dial: %w", err)
