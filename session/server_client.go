@@ -55,7 +55,7 @@ type Client struct {
 	// rechecked counts keys reconciled over the session: what a reload or
 	// a Move cost this client (tests hold reloads to what changed).
 	rechecked int
-	errs  []packets.ResourceError
+	errs      []packets.ResourceError
 	// Requests: queue holds them in order; pending maps each requested
 	// entry to the generation of its live queue item, so a re-request or a
 	// cancel just bumps or deletes it and stale items are skipped.

@@ -94,7 +94,7 @@ type Syncer struct {
 	// pending requests are outstanding, in order.
 	waiting []resources.Hash
 	runErr  error // why Run returned; nil while it runs
-	lastErr    error     // why the last connection attempt or session ended
+	lastErr error // why the last connection attempt or session ended
 	// Per session: the server's answer is complete once a BindsDone for
 	// the latest Move (or the join) arrives. Keys bound before this
 	// session that it has not bound again by the first such marker
