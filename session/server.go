@@ -51,6 +51,7 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // one per connection handler
+	bg     sync.WaitGroup // the server's own goroutines (the progress watchdog)
 
 	mu         sync.Mutex // guards view, preloadSet, clients, closed
 	view       *packs.View
@@ -96,9 +97,11 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	}
 	s.upgrader = websocket.Upgrader{
 		ReadBufferSize: 1024,
-		// Large enough that a full chunk goes out as one frame in one
-		// write; pooled, so an idle connection holds no write buffer.
-		WriteBufferSize: opts.Config.ChunkSize + 64,
+		// Small: gorilla's server-side WriteMessage sends one frame with a
+		// vectored write of this buffer (the frame header) and the caller's
+		// bytes, so a larger buffer only costs memory per blocked writer.
+		// Pooled, so an idle connection holds none.
+		WriteBufferSize: 4096,
 		WriteBufferPool: &sync.Pool{},
 		CheckOrigin:     func(*http.Request) bool { return true }, // game clients are not browsers
 	}
@@ -107,6 +110,7 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.view = opts.View
 	s.preloadSet = s.matchPreload(opts.View)
+	s.bg.Go(s.watchProgress)
 	s.metrics.reloadResources.Set(float64(opts.View.Len()))
 	return s, nil
 }
@@ -192,6 +196,47 @@ func (s *Server) SetView(v *packs.View) {
 	old.Close()
 }
 
+// watchProgress extends the write deadline of clients whose current write
+// has been waiting a while but whose peer is still acknowledging bytes, so
+// write_timeout drops clients that make no progress, not clients on a
+// congested path. One goroutine for the server; a getsockopt per writing
+// client per tick.
+func (s *Server) watchProgress() {
+	timeout := s.cfg.WriteTimeout.Duration
+	tick := time.NewTicker(max(timeout/4, 100*time.Millisecond))
+	defer tick.Stop()
+	var clients []*Client
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		s.mu.Lock()
+		clients = clients[:0]
+		for c := range s.clients {
+			clients = append(clients, c)
+		}
+		s.mu.Unlock()
+		now := time.Now()
+		for _, c := range clients {
+			start := c.writeStart.Load()
+			if start == 0 || now.Sub(time.Unix(0, start)) < timeout/4 {
+				continue
+			}
+			acked, ok := bytesAcked(c.conn.NetConn())
+			if !ok {
+				continue
+			}
+			if acked > c.acked {
+				c.conn.NetConn().SetWriteDeadline(now.Add(timeout))
+			}
+			c.acked = acked
+		}
+		clear(clients)
+	}
+}
+
 // Close disconnects every client with a reason and waits for their
 // goroutines, at most a few seconds, before cutting the rest off.
 func (s *Server) Close() error {
@@ -221,6 +266,7 @@ func (s *Server) Close() error {
 		<-done
 	}
 	s.cancel()
+	s.bg.Wait()
 	s.mu.Lock()
 	s.view.Close()
 	s.mu.Unlock()
@@ -244,6 +290,7 @@ func (s *Server) ServeWS(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return // Upgrade has answered with an HTTP error
 	}
+	limitUnsent(conn.NetConn())
 	c := newClient(s, conn, r.RemoteAddr)
 	// Counted from the upgrade, so connections that never finish their
 	// handshake count too.

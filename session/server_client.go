@@ -76,6 +76,11 @@ type Client struct {
 	// ending mirrors bye != nil for the reader, which stops acting on a
 	// client's packets once the session is ending.
 	ending atomic.Bool
+	// writeStart is when the writer's current write began (Unix ns), 0
+	// between writes; acked is the TCP bytes acknowledged when the progress
+	// watchdog last looked (only the watchdog touches it).
+	writeStart atomic.Int64
+	acked      uint64
 }
 
 // queued is a request waiting for its turn; small, as a client may queue
@@ -305,8 +310,21 @@ func (c *Client) handshake() error {
 // writeNow writes one packet; only the handshake (before the writer starts)
 // and the writer call it.
 func (c *Client) writeNow(p packets.Packet) error {
-	c.conn.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout.Duration))
-	return c.conn.WriteMessage(websocket.BinaryMessage, packets.Encode(p))
+	return c.writeMessage(packets.Encode(p))
+}
+
+// writeMessage writes one encoded packet with a write_timeout deadline,
+// marking the write as in progress for the server's progress watchdog,
+// which extends the deadline while the peer is still taking bytes: a
+// client is slow when it makes no progress for write_timeout, not when one
+// message takes that long on a congested link.
+func (c *Client) writeMessage(b []byte) error {
+	now := time.Now()
+	c.writeStart.Store(now.UnixNano())
+	c.conn.SetWriteDeadline(now.Add(c.srv.cfg.WriteTimeout.Duration))
+	err := c.conn.WriteMessage(websocket.BinaryMessage, b)
+	c.writeStart.Store(0)
+	return err
 }
 
 // closeGracefully sends a close frame and gives the peer a moment to read
@@ -380,8 +398,9 @@ func (c *Client) readLoop() error {
 			continue
 		}
 		c.handle(p)
-		if buf.Cap() > 64<<10 {
-			// One large message must not pin a megabyte per idle client.
+		if buf.Cap() > 16<<10 {
+			// A join's large requests must not pin their buffer for the
+			// rest of the session, on every client.
 			buf = bytes.Buffer{}
 		}
 	}
@@ -701,8 +720,7 @@ const bindBatch = 512
 func (c *Client) writeControl(buf *[]byte, binds []*packs.Entry, losts []resources.Key, errs []packets.ResourceError, marker *packets.BindsDone) error {
 	write := func(p packets.Packet) error {
 		*buf = packets.Append((*buf)[:0], p)
-		c.conn.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout.Duration))
-		return c.conn.WriteMessage(websocket.BinaryMessage, *buf)
+		return c.writeMessage(*buf)
 	}
 	// Losts first: a client replacing one resource by another frees before
 	// it loads.
@@ -830,10 +848,7 @@ func closeContent(s *stream) {
 // ChunkSend on every turn. It reports whether that was the last chunk.
 func (c *Client) writeStreamChunk(s *stream, buf *[]byte) (last bool, err error) {
 	e := s.entry
-	write := func() error {
-		c.conn.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout.Duration))
-		return c.conn.WriteMessage(websocket.BinaryMessage, *buf)
-	}
+	write := func() error { return c.writeMessage(*buf) }
 	if !s.started {
 		s.started = true
 		s.next, s.end = 0, uint64(e.Size)

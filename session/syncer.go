@@ -92,9 +92,10 @@ type Syncer struct {
 	started    time.Time // Run's start
 	// waiting holds hashes to request once fewer than Welcome's max
 	// pending requests are outstanding, in order.
-	waiting []resources.Hash
-	runErr  error // why Run returned; nil while it runs
-	lastErr error // why the last connection attempt or session ended
+	waiting     []resources.Hash
+	outstanding int   // hashes sent and still requested or streaming
+	runErr      error // why Run returned; nil while it runs
+	lastErr     error // why the last connection attempt or session ended
 	// Per session: the server's answer is complete once a BindsDone for
 	// the latest Move (or the join) arrives. Keys bound before this
 	// session that it has not bound again by the first such marker
@@ -457,7 +458,7 @@ func (s *Syncer) session(ctx context.Context) error {
 		}
 		st.sent, st.queued = false, false // the new session has nothing pending
 	}
-	s.waiting = nil
+	s.waiting, s.outstanding = nil, 0
 	pos := s.pos
 	s.reconcileSeq, s.wantSeq, s.reconciled, s.haveDone, s.doneSeq = 0, 0, false, false, 0
 	if pos != nil {
@@ -618,13 +619,7 @@ func (s *Syncer) fillWindowLocked() []resources.Hash {
 	}
 	room := len(s.waiting)
 	if max := int(s.limits.MaxPending); max > 0 {
-		outstanding := 0
-		for _, st := range s.hashes {
-			if st.sent && (st.state == phaseRequested || st.state == phaseStreaming) {
-				outstanding++
-			}
-		}
-		room = max - outstanding
+		room = max - s.outstanding
 	}
 	var send []resources.Hash
 	for len(s.waiting) > 0 && len(send) < room {
@@ -639,12 +634,23 @@ func (s *Syncer) fillWindowLocked() []resources.Hash {
 			continue // loaded, failed or lost while waiting
 		}
 		st.sent = true
+		s.outstanding++
 		send = append(send, h)
 	}
 	if len(s.waiting) == 0 {
 		s.waiting = nil
 	}
 	return send
+}
+
+// settleLocked notes that hs is no longer outstanding on the server
+// (streamed in full, failed for good, or cancelled), making room for a
+// waiting request.
+func (s *Syncer) settleLocked(hs *hashState) {
+	if hs.sent {
+		hs.sent = false
+		s.outstanding--
+	}
 }
 
 // sendRequests sends ResourceRequests for hs in batches within the
@@ -930,7 +936,10 @@ func (s *Syncer) detachLocked(out *outbox, k resources.Key, h resources.Hash) {
 			}
 		}
 		// The lock is held: send from a goroutine the session waits for.
-		out.wg.Go(func() { s.send(out, &packets.ResourceCancel{Hashes: []resources.Hash{h}}) })
+		if hs.sent {
+			out.wg.Go(func() { s.send(out, &packets.ResourceCancel{Hashes: []resources.Hash{h}}) })
+		}
+		s.settleLocked(hs)
 	}
 	if hs.state != phaseStoring {
 		delete(s.hashes, h)
@@ -953,6 +962,7 @@ func (s *Syncer) lost(out *outbox, keys []resources.Key) {
 	s.mu.Unlock()
 	s.emit(evs)
 	s.poke()
+	s.pumpRequests(out)
 }
 
 func (s *Syncer) dropStreamLocked(id uint32) {
@@ -974,6 +984,7 @@ func (s *Syncer) streamFailedLocked(h resources.Hash, why error) (again bool, ev
 	hs.retries++
 	if hs.retries > s.opts.MaxRetries {
 		hs.state = phaseFailed
+		s.settleLocked(hs)
 		s.log.Error("resource failed", "hash", h.Short(), "err", why, "tries", hs.retries)
 		for k := range hs.keys {
 			evs = append(evs, Failed{Binding: s.keys[k].b, Err: why})
@@ -993,6 +1004,7 @@ func (s *Syncer) failStreamAndUnlock(out *outbox, h resources.Hash, why error) {
 	s.mu.Unlock()
 	s.emit(evs)
 	s.poke() // a failure may be the last thing WaitSynced waits for
+	s.pumpRequests(out)
 	if again {
 		s.request(out, []resources.Hash{h})
 	}
@@ -1055,6 +1067,7 @@ func (s *Syncer) initStream(out *outbox, p *packets.InitResSend) {
 			// with a clear error rather than re-request forever.
 			s.dropStreamLocked(p.Stream)
 			hs.state = phaseFailed
+			s.settleLocked(hs)
 			var evs []Event
 			for k := range hs.keys {
 				evs = append(evs, Failed{Binding: s.keys[k].b, Err: err})
@@ -1120,7 +1133,9 @@ func (s *Syncer) chunk(out *outbox, p *packets.ChunkSend) {
 	delete(s.streams, p.Stream)
 	hs := s.hashes[a.hash]
 	hs.state = phaseStoring
+	s.settleLocked(hs)
 	s.mu.Unlock()
+	s.pumpRequests(out)
 
 	done := func(err error) { s.stored(a.hash, err) }
 	var err error
@@ -1186,6 +1201,7 @@ func (s *Syncer) resourceError(out *outbox, p *packets.ResourceError) {
 	s.mu.Unlock()
 	s.emit(evs)
 	s.poke()
+	s.pumpRequests(out)
 	if again {
 		// The server may be mid-reload: give it a moment.
 		out.wg.Go(func() {

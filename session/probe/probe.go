@@ -12,6 +12,7 @@ import (
 	"hash"
 	"net"
 	"net/netip"
+	"syscall"
 	"time"
 
 	"github.com/google/uuid"
@@ -45,10 +46,11 @@ func Loopback(i int) netip.Addr {
 // completes the handshake.
 func JoinFrom(ctx context.Context, url string, from netip.Addr) (*Client, error) {
 	d := websocket.Dialer{ReadBufferSize: 4096, WriteBufferSize: 4096}
+	nd := &net.Dialer{Control: limitReceiveBuffer}
 	if from.IsValid() {
-		nd := &net.Dialer{LocalAddr: &net.TCPAddr{IP: from.AsSlice()}}
-		d.NetDialContext = nd.DialContext
+		nd.LocalAddr = &net.TCPAddr{IP: from.AsSlice()}
 	}
+	d.NetDialContext = nd.DialContext
 	conn, _, err := d.DialContext(ctx, url, nil)
 	if err != nil {
 		return nil, fmt.Errorf("probe: dial: %w", err)
@@ -73,6 +75,37 @@ func JoinFrom(ctx context.Context, url string, from netip.Addr) (*Client, error)
 	return c, nil
 }
 
+// DisconnectError is the server's Disconnect, e.g. "server full".
+type DisconnectError struct {
+	Code   packets.DisconnectCode
+	Reason string
+}
+
+func (e *DisconnectError) Error() string {
+	return fmt.Sprintf("probe: server disconnected: %s: %s", e.Code, e.Reason)
+}
+
+// ReceiveBuffer is each probe's kernel receive buffer. Many probes in one
+// process stand for players on many machines, but here they share one
+// kernel's TCP memory: with Linux's receive autotuning (up to 32 MiB a
+// socket on this machine) a thousand slow readers push it into memory
+// pressure, where it drops packets and stalls connections for seconds — a
+// load no real server sees from remote players, whose buffers live on their
+// own machines. A fixed 128 KiB (the kernel doubles it) still lets one
+// loopback stream run at hundreds of megabytes a second.
+const ReceiveBuffer = 128 << 10
+
+func limitReceiveBuffer(network, address string, c syscall.RawConn) error {
+	var serr error
+	err := c.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, ReceiveBuffer)
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}
+
 // Close closes the connection.
 func (c *Client) Close() error { return c.conn.Close() }
 
@@ -87,7 +120,7 @@ func (c *Client) read(timeout time.Duration) (packets.Packet, error) {
 		return nil, fmt.Errorf("probe: %w", err)
 	}
 	if d, ok := p.(*packets.Disconnect); ok {
-		return nil, fmt.Errorf("probe: server disconnected: %s: %s", d.Code, d.Reason)
+		return nil, &DisconnectError{Code: d.Code, Reason: d.Reason}
 	}
 	return p, nil
 }
@@ -119,17 +152,26 @@ func (c *Client) FetchAll(timeout time.Duration) (int64, error) {
 			hs = append(hs, b.Hash)
 		}
 	}
-	max := int(c.Limits.MaxRequestHashes)
-	for len(hs) > 0 {
-		n := min(len(hs), max)
-		r := &packets.ResourceRequest{Wants: make([]packets.Want, n)}
-		for i := range n {
-			r.Wants[i].Hash = hs[i]
+	// Keep within the announced pending limit, as the reference client
+	// does: request more as streams complete.
+	outstanding := 0
+	more := func() error {
+		room := int(c.Limits.MaxPending) - outstanding
+		for room > 0 && len(hs) > 0 {
+			n := min(len(hs), int(c.Limits.MaxRequestHashes), room)
+			r := &packets.ResourceRequest{Wants: make([]packets.Want, n)}
+			for i := range n {
+				r.Wants[i].Hash = hs[i]
+			}
+			if err := c.conn.WriteMessage(websocket.BinaryMessage, packets.Encode(r)); err != nil {
+				return fmt.Errorf("probe: request: %w", err)
+			}
+			hs, room, outstanding = hs[n:], room-n, outstanding+n
 		}
-		if err := c.conn.WriteMessage(websocket.BinaryMessage, packets.Encode(r)); err != nil {
-			return 0, fmt.Errorf("probe: request: %w", err)
-		}
-		hs = hs[n:]
+		return nil
+	}
+	if err := more(); err != nil {
+		return 0, err
 	}
 	type stream struct {
 		hash resources.Hash
@@ -160,6 +202,10 @@ func (c *Client) FetchAll(timeout time.Duration) (int64, error) {
 				}
 				delete(want, s.hash)
 				delete(streams, p.Stream)
+				outstanding--
+				if err := more(); err != nil {
+					return total, err
+				}
 			}
 		case *packets.ResourceError:
 			return total, fmt.Errorf("probe: server error for %s: %s", p.Hash.Short(), p.Message)
