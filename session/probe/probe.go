@@ -141,6 +141,25 @@ func (c *Client) WaitBinds(n int, timeout time.Duration) error {
 	return nil
 }
 
+// WaitBindOf reads until a Bind of hash h arrives and returns when it did.
+func (c *Client) WaitBindOf(h resources.Hash, timeout time.Duration) (time.Time, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		p, err := c.read(time.Until(deadline))
+		if err != nil {
+			return time.Time{}, err
+		}
+		if b, ok := p.(*packets.Bind); ok {
+			for _, e := range b.Entries {
+				c.Binds[e.Key()] = e
+				if e.Hash == h {
+					return time.Now(), nil
+				}
+			}
+		}
+	}
+}
+
 // FetchAll requests every bound hash and reads until each has arrived and
 // verified. It returns the payload bytes received.
 func (c *Client) FetchAll(timeout time.Duration) (int64, error) {
