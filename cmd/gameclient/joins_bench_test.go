@@ -103,7 +103,9 @@ func joinAndFetch(url string, from netip.Addr, total int, refused *atomic.Int64)
 		if !errors.As(err, &d) || d.Code != packets.DisconnectLimitExceeded || time.Now().After(deadline) {
 			return err
 		}
-		refused.Add(1)
+		if refused != nil {
+			refused.Add(1)
+		}
 		time.Sleep(backoff)
 		backoff = min(2*backoff, 5*time.Second)
 	}

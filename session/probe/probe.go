@@ -109,6 +109,9 @@ func limitReceiveBuffer(network, address string, c syscall.RawConn) error {
 // Close closes the connection.
 func (c *Client) Close() error { return c.conn.Close() }
 
+// Conn returns the WebSocket, for tests that misbehave on purpose.
+func (c *Client) Conn() *websocket.Conn { return c.conn }
+
 func (c *Client) read(timeout time.Duration) (packets.Packet, error) {
 	c.conn.SetReadDeadline(time.Now().Add(timeout))
 	_, data, err := c.conn.ReadMessage()
