@@ -31,15 +31,7 @@ func FuzzServerSession(f *testing.F) {
 		c.MaxPendingRequests = 16
 		c.ViewDistance = 1
 	}})
-	seq := func(ps ...packets.Packet) []byte {
-		var out []byte
-		for _, p := range ps {
-			e := packets.Encode(p)
-			out = binary.LittleEndian.AppendUint16(out, uint16(len(e)))
-			out = append(out, e...)
-		}
-		return out
-	}
+	seq := packetSeq
 	f.Add(seq(requestAll(hashes[:3]), &packets.ResourceCancel{Hashes: hashes[:1]}, &packets.Move{Seq: 1, X: 40}))
 	f.Add(seq(requestAll(hashes[:1]), requestAll(hashes[:1]), requestAll(hashes[:1]), &packets.Move{Seq: 2, X: -500, Z: 900}))
 	f.Add(seq(&packets.ResourceRequest{Wants: []packets.Want{{Hash: hashes[2], HasRange: true, Offset: 5, Length: 1 << 40}}}, &packets.Disconnect{}))

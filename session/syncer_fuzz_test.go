@@ -20,18 +20,21 @@ import (
 //
 // The input is a series of u16-length-prefixed packet encodings; pieces
 // that do not decode are skipped (the decoders have their own targets).
+// packetSeq encodes packets as a fuzz input: each behind its u16 length.
+func packetSeq(ps ...packets.Packet) []byte {
+	var out []byte
+	for _, p := range ps {
+		e := packets.Encode(p)
+		out = binary.LittleEndian.AppendUint16(out, uint16(len(e)))
+		out = append(out, e...)
+	}
+	return out
+}
+
 func FuzzSyncerHandle(f *testing.F) {
 	data := []byte("a texture")
 	b := resources.Binding{Type: resources.TypeTexture, ID: 1, Ref: resources.Ref{Domain: "d", Key: "k.png"}, Hash: resources.Sum(data), Size: uint64(len(data))}
-	seq := func(ps ...packets.Packet) []byte {
-		var out []byte
-		for _, p := range ps {
-			e := packets.Encode(p)
-			out = binary.LittleEndian.AppendUint16(out, uint16(len(e)))
-			out = append(out, e...)
-		}
-		return out
-	}
+	seq := packetSeq
 	init := &packets.InitResSend{Stream: 1, Hash: b.Hash, Size: b.Size, Length: b.Size, AssetType: b.Type, ID: b.ID, Ref: b.Ref}
 	other := resources.Binding{Type: b.Type, ID: b.ID, Ref: resources.Ref{Domain: "d", Key: "other.png"}, Hash: resources.Sum([]byte("other")), Size: 5}
 	f.Add(seq(&packets.Bind{Entries: []resources.Binding{b}}, init, &packets.ChunkSend{Stream: 1, Last: true, Data: data}))
