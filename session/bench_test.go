@@ -17,8 +17,8 @@ import (
 	"github.com/voxsync/voxsync/assetsmgr"
 	"github.com/voxsync/voxsync/configs"
 	"github.com/voxsync/voxsync/packs/corpus"
-	"github.com/voxsync/voxsync/session/probe"
 	"github.com/voxsync/voxsync/resources"
+	"github.com/voxsync/voxsync/session/probe"
 )
 
 var (
