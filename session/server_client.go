@@ -212,8 +212,9 @@ func (c *Client) viewChanged(v *packs.View, added, removed, changed []resources.
 			c.dirty[k] = struct{}{}
 		}
 	}
+	work := len(added)+len(removed) > 0 || len(c.dirty) > n
 	c.mu.Unlock()
-	if len(added)+len(removed) > 0 || len(c.dirty) > n {
+	if work {
 		c.poke()
 	}
 }
