@@ -292,3 +292,98 @@ func TestHostilePendingLimit(t *testing.T) {
 	// The reference client keeps within the same limit and syncs.
 	honestSync(t, ts.url, "")
 }
+
+// The reference client keeps within max pending even when a resource it
+// is fetching is released meanwhile: its cancel reaches the server before
+// the request that takes the freed room (it once came after, and the
+// server disconnected the client for exceeding the limit).
+func TestSyncerCancelPrecedesTheRequestItMakesRoomFor(t *testing.T) {
+	dir := t.TempDir()
+	var locs []resources.Loc
+	for i := range 4 {
+		writePackFile(t, dir, "assets/p/model/big"+itoa(i)+".b3d", randomBytes(16<<20, byte(60+i)))
+		l, _ := resources.ParseLoc("model/p:big" + itoa(i) + ".b3d")
+		locs = append(locs, l)
+	}
+	joined := make(chan *Client, 1)
+	ts := startServer(t, serverSetup{dirs: []string{dir}, cfg: func(c *configs.Server) {
+		c.BuiltinPack = false
+		c.Preload = nil
+		c.MaxRequestHashes = 2
+		c.MaxPendingRequests = 2
+		c.ActiveStreams = 1
+	}, onJoin: func(c *Client) {
+		for _, l := range locs {
+			c.Use(l)
+		}
+		joined <- c
+	}})
+	s, _, _, _ := startSyncer(t, ts.url, nil)
+	sc := <-joined
+	// Once the client has its two allowed requests pending on the server,
+	// release both while they are being sent.
+	deadline := time.Now().Add(10 * time.Second)
+	var pending []resources.Hash
+	for len(pending) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the client never had two requests pending")
+		}
+		sc.mu.Lock()
+		pending = pending[:0]
+		for h := range sc.pending {
+			pending = append(pending, h)
+		}
+		sc.mu.Unlock()
+		time.Sleep(100 * time.Microsecond)
+	}
+	for _, l := range locs {
+		if e, ok := ts.View().Lookup(l); ok && (e.Hash == pending[0] || e.Hash == pending[1]) {
+			if err := sc.Release(l); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := s.WaitSynced(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Stats(); st.Sessions != 1 || st.Bound != 2 || st.Loaded != 2 {
+		t.Fatalf("after releasing two of four: %+v (want one session, 2 bound and loaded)", st)
+	}
+}
+
+// Requests are remembered by hash: a cancel after a reload (which makes new
+// entries for the same content) still withdraws a request made before it.
+func TestCancelAfterReloadWithdrawsTheRequest(t *testing.T) {
+	dir := t.TempDir()
+	big := randomBytes(16<<20, 70)
+	writePackFile(t, dir, "assets/r/model/big.b3d", big)
+	writePackFile(t, dir, "assets/r/texture/other.png", []byte("v1"))
+	ts := hotServer(t, dir)
+	c, _ := join(t, ts.url)
+	c.untilDone(0)
+	sc := waitClients(t, ts, 1)[0]
+	c.send(requestAll([]resources.Hash{resources.Sum(big)}))
+	// A reload while the request is pending (the client does not read, so
+	// the 16 MiB stream cannot finish).
+	before := ts.View()
+	writePackFile(t, dir, "assets/r/texture/other.png", []byte("v2"))
+	for ts.View() == before {
+		time.Sleep(5 * time.Millisecond)
+	}
+	c.send(&packets.ResourceCancel{Hashes: []resources.Hash{resources.Sum(big)}})
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		sc.mu.Lock()
+		n := len(sc.pending)
+		sc.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d requests still pending after the cancel", n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

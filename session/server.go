@@ -221,8 +221,8 @@ func (s *Server) watchProgress() {
 		now := time.Now()
 		for _, c := range clients {
 			start := c.writeStart.Load()
-			if start == 0 || now.Sub(time.Unix(0, start)) < timeout/4 {
-				continue
+			if start == 0 || c.ending.Load() || c.ctx.Err() != nil || now.Sub(time.Unix(0, start)) < timeout/4 {
+				continue // not writing, ending (its deadline is final), or not yet due
 			}
 			acked, ok := bytesAcked(c.conn.NetConn())
 			if !ok {

@@ -57,10 +57,11 @@ type Client struct {
 	rechecked int
 	errs      []packets.ResourceError
 	// Requests: queue holds them in order; pending maps each requested
-	// entry to the generation of its live queue item, so a re-request or a
-	// cancel just bumps or deletes it and stale items are skipped.
+	// hash to the generation of its live queue item, so a re-request or a
+	// cancel just bumps or deletes it and stale items are skipped. Keyed by
+	// hash, not entry: a reload makes new entries for the same content.
 	queue      []queued
-	pending    map[*packs.Entry]uint32
+	pending    map[resources.Hash]uint32
 	gen        uint32
 	active     []*stream // being interleaved, at most active_streams
 	rr         int       // round-robin position in active
@@ -72,6 +73,8 @@ type Client struct {
 	// for the join (seq 0) or the latest Move.
 	marker    bool
 	markerSeq uint32
+	moved     bool                // a Move has arrived
+	moveSeq   uint32              // the newest Move's seq
 	bye       *packets.Disconnect // set once: the writer sends it and stops
 	// ending mirrors bye != nil for the reader, which stops acting on a
 	// client's packets once the session is ending.
@@ -115,7 +118,7 @@ func newClient(s *Server, conn *websocket.Conn, remote string) *Client {
 		uses:       resources.NewUses(),
 		told:       make(map[resources.Key]unique.Handle[resources.Hash]),
 		dirty:      make(map[resources.Key]struct{}),
-		pending:    make(map[*packs.Entry]uint32),
+		pending:    make(map[resources.Hash]uint32),
 		regions:    make(map[world.Region]bool),
 	}
 	c.ctx, c.cancel = context.WithCancel(s.ctx)
@@ -235,6 +238,10 @@ func (c *Client) serve() {
 	go c.writeLoop()
 	err := c.readLoop()
 	c.cancel()
+	// The reader is done (the peer closed, went silent for two ping
+	// intervals, or a Disconnect was due): a writer blocked on the socket
+	// gets one more second, not write_timeout after write_timeout.
+	c.conn.NetConn().SetWriteDeadline(time.Now().Add(time.Second))
 	<-c.writerDone
 	c.closeStreams()
 	c.log.Info("client left", "reason", err)
@@ -321,8 +328,12 @@ func (c *Client) writeNow(p packets.Packet) error {
 // message takes that long on a congested link.
 func (c *Client) writeMessage(b []byte) error {
 	now := time.Now()
+	deadline := now.Add(c.srv.cfg.WriteTimeout.Duration)
+	if c.ctx.Err() != nil {
+		deadline = now.Add(time.Second) // the session is over: a last word at most
+	}
 	c.writeStart.Store(now.UnixNano())
-	c.conn.SetWriteDeadline(now.Add(c.srv.cfg.WriteTimeout.Duration))
+	c.conn.SetWriteDeadline(deadline)
 	err := c.conn.WriteMessage(websocket.BinaryMessage, b)
 	c.writeStart.Store(0)
 	return err
@@ -445,7 +456,7 @@ func (c *Client) request(p *packets.ResourceRequest) {
 			c.queueError(w.Hash, packets.ErrorRangeInvalid, fmt.Sprintf("range %d+%d outside %d bytes", w.Offset, w.Length, e.Size))
 			continue
 		}
-		if _, again := c.pending[e]; !again && len(c.pending) >= c.srv.cfg.MaxPendingRequests {
+		if _, again := c.pending[e.Hash]; !again && len(c.pending) >= c.srv.cfg.MaxPendingRequests {
 			c.byeLocked(packets.DisconnectLimitExceeded, fmt.Sprintf("more than %d resources requested and not yet sent", c.srv.cfg.MaxPendingRequests))
 			return
 		}
@@ -453,7 +464,7 @@ func (c *Client) request(p *packets.ResourceRequest) {
 		// what it had, so it gets a new stream from the start. The old
 		// queue item or active stream sees its generation is gone.
 		c.gen++
-		c.pending[e] = c.gen
+		c.pending[e.Hash] = c.gen
 		q := queued{entry: e, gen: c.gen}
 		if w.HasRange {
 			q.rng = &byteRange{w.Offset, w.Length}
@@ -493,7 +504,7 @@ func (c *Client) boundLocked(h resources.Hash) bool {
 
 // liveLocked reports whether q is still wanted.
 func (c *Client) liveLocked(q queued) bool {
-	g, ok := c.pending[q.entry]
+	g, ok := c.pending[q.entry.Hash]
 	return ok && g == q.gen
 }
 
@@ -519,14 +530,24 @@ func (c *Client) cancelHashes(hs []resources.Hash) {
 	}
 	c.mu.Lock()
 	for _, h := range hs {
-		if e, ok := c.view.ByHash(h); ok {
-			delete(c.pending, e)
-		}
+		delete(c.pending, h)
 	}
 	c.mu.Unlock()
 }
 
 func (c *Client) move(m *packets.Move) {
+	c.mu.Lock()
+	// Seqs only increase (serial-number order, so they may wrap): an older
+	// Move arriving late must not move the player back or take over the
+	// newer one's marker.
+	stale := c.moved && int32(m.Seq-c.moveSeq) <= 0
+	if !stale {
+		c.moved, c.moveSeq = true, m.Seq
+	}
+	c.mu.Unlock()
+	if stale {
+		return
+	}
 	w := c.srv.world
 	if w == nil {
 		c.mu.Lock()
@@ -682,6 +703,9 @@ func (c *Client) flushPooled() error {
 // packets between chunks so a Bind is never stuck behind a large file.
 func (c *Client) flush(buf *[]byte) error {
 	for {
+		if err := c.ctx.Err(); err != nil {
+			return err // the reader has ended the session
+		}
 		c.mu.Lock()
 		bye := c.bye
 		binds, losts := c.reconcileLocked()
@@ -795,14 +819,12 @@ func (c *Client) sendChunk(buf *[]byte) (more bool, err error) {
 			e, ok := c.view.ByHash(s.entry.Hash)
 			if !ok {
 				c.active = slices.Delete(c.active, c.rr, c.rr+1)
-				delete(c.pending, s.entry)
+				delete(c.pending, s.entry.Hash)
 				c.queueError(s.entry.Hash, packets.ErrorUnknownHash, "resource "+s.entry.Hash.String()+" was removed from the server's packs")
 				s = nil
 				continue
 			}
-			delete(c.pending, s.entry)
-			s.entry = e
-			c.pending[e] = s.gen
+			s.entry = e // same hash: its pending entry stands
 		}
 		if s.id == 0 {
 			if c.nextStream == math.MaxUint32 {
@@ -829,7 +851,7 @@ func (c *Client) sendChunk(buf *[]byte) (more bool, err error) {
 			c.active = slices.Delete(c.active, i, i+1)
 		}
 		if c.liveLocked(s.queued) {
-			delete(c.pending, s.entry)
+			delete(c.pending, s.entry.Hash)
 		}
 		c.mu.Unlock()
 		closeContent(s)

@@ -76,11 +76,15 @@ type Syncer struct {
 
 	evMu sync.Mutex // serialises OnEvent calls
 
-	mu         sync.Mutex // guards the fields below
-	keys       map[resources.Key]*keyState
-	hashes     map[resources.Hash]*hashState
-	streams    map[uint32]*assembly
-	discarded  map[uint32]bool // streams dropped on purpose; their chunks are ignored
+	mu      sync.Mutex // guards the fields below
+	keys    map[resources.Key]*keyState
+	hashes  map[resources.Hash]*hashState
+	streams map[uint32]*assembly
+	// maxStream is the highest stream id opened this session. Ids are
+	// never reused, so a chunk for a lower id not in streams belongs to a
+	// stream dropped on purpose and is ignored; one for a higher id was
+	// never opened. A number, not a set: a server cannot grow it.
+	maxStream  uint32
 	stats      Stats
 	out        *outbox // the current session's writer queue; nil between sessions
 	limits     packets.Limits
@@ -93,9 +97,10 @@ type Syncer struct {
 	// waiting holds hashes to request once fewer than Welcome's max
 	// pending requests are outstanding, in order.
 	waiting     []resources.Hash
-	outstanding int   // hashes sent and still requested or streaming
-	runErr      error // why Run returned; nil while it runs
-	lastErr     error // why the last connection attempt or session ended
+	outstanding int              // hashes sent and still requested or streaming
+	cancels     []resources.Hash // to cancel, sent by the caller of detachLocked
+	runErr      error            // why Run returned; nil while it runs
+	lastErr     error            // why the last connection attempt or session ended
 	// Per session: the server's answer is complete once a BindsDone for
 	// the latest Move (or the join) arrives. Keys bound before this
 	// session that it has not bound again by the first such marker
@@ -162,13 +167,12 @@ func NewSyncer(opts SyncOptions) *Syncer {
 		opts.Client = uuid.New()
 	}
 	return &Syncer{
-		opts:      opts,
-		log:       opts.Logger,
-		keys:      make(map[resources.Key]*keyState),
-		hashes:    make(map[resources.Hash]*hashState),
-		streams:   make(map[uint32]*assembly),
-		discarded: make(map[uint32]bool),
-		changed:   make(chan struct{}, 1),
+		opts:    opts,
+		log:     opts.Logger,
+		keys:    make(map[resources.Key]*keyState),
+		hashes:  make(map[resources.Hash]*hashState),
+		streams: make(map[uint32]*assembly),
+		changed: make(chan struct{}, 1),
 	}
 }
 
@@ -453,21 +457,26 @@ func (s *Syncer) session(ctx context.Context) error {
 		s.stale[k] = true
 	}
 	for _, st := range s.hashes {
-		if st.state == phaseRequested || st.state == phaseStreaming {
+		switch st.state {
+		case phaseRequested, phaseStreaming:
 			st.state = phaseAwaitBind
+		case phaseFailed:
+			// The new server (or the same one, recovered) may have it:
+			// a reconnected client ends like a fresh one.
+			st.state, st.retries = phaseAwaitBind, 0
 		}
 		st.sent, st.queued = false, false // the new session has nothing pending
 	}
-	s.waiting, s.outstanding = nil, 0
+	s.waiting, s.outstanding, s.cancels = nil, 0, nil
 	pos := s.pos
 	s.reconcileSeq, s.wantSeq, s.reconciled, s.haveDone, s.doneSeq = 0, 0, false, false, 0
 	if pos != nil {
 		s.reconcileSeq, s.wantSeq = pos.Seq, pos.Seq
+		// Queued under the lock, so no newer Move can go out before it
+		// (the queue is new and empty: this cannot block).
+		out.ch <- pos
 	}
 	s.mu.Unlock()
-	if pos != nil {
-		s.send(out, pos)
-	}
 
 	err = s.readLoop(ctx, conn, out, interval)
 	cancel()
@@ -490,7 +499,7 @@ func (s *Syncer) resetStreamsLocked() {
 		}
 		delete(s.streams, id)
 	}
-	clear(s.discarded)
+	s.maxStream = 0
 }
 
 // writeLoop owns the socket's write side: queued packets, pings, and the
@@ -541,8 +550,15 @@ func (s *Syncer) writeLoop(ctx context.Context, conn *websocket.Conn, out *outbo
 					return fmt.Errorf("send ping: %w", err)
 				}
 			}
-			s.checkStall(out)
-			s.pumpRequests(out)
+			// The writer is its queue's only reader: what it sends itself
+			// it writes directly, never into the queue.
+			for _, p := range s.requestPackets(s.tickRequests()) {
+				buf = packets.Append(buf[:0], p)
+				conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+				if err := conn.WriteMessage(websocket.BinaryMessage, buf); err != nil {
+					return fmt.Errorf("send %s: %w", p.Type(), err)
+				}
+			}
 			s.mu.Lock()
 			var ev []Event
 			if s.progressed {
@@ -558,33 +574,42 @@ func (s *Syncer) writeLoop(ctx context.Context, conn *websocket.Conn, out *outbo
 // checkStall re-requests everything outstanding when nothing has arrived
 // for StallTimeout. Any traffic counts as progress: with a long queue on
 // the server a hash may wait its turn for a while, and that is not a stall.
-func (s *Syncer) checkStall(out *outbox) {
+//
+// tickRequests returns the hashes the writer should request on its tick:
+// those a stall makes it ask again, and waiting ones that now fit.
+func (s *Syncer) tickRequests() []resources.Hash {
 	s.mu.Lock()
-	if time.Since(s.lastRecv) < s.opts.StallTimeout {
-		s.mu.Unlock()
-		return
-	}
+	defer s.mu.Unlock()
 	var again []resources.Hash
-	for h, st := range s.hashes {
-		if st.state == phaseRequested || st.state == phaseStreaming {
-			again = append(again, h)
+	if time.Since(s.lastRecv) >= s.opts.StallTimeout {
+		for h, st := range s.hashes {
+			if st.state == phaseRequested || st.state == phaseStreaming {
+				again = append(again, h)
+			}
+		}
+		s.lastRecv = time.Now()
+		s.stats.Rerequested += len(again)
+		if len(again) > 0 {
+			s.log.Warn("no data from server; requesting again", "hashes", len(again), "after", s.opts.StallTimeout)
 		}
 	}
-	s.lastRecv = time.Now()
-	s.stats.Rerequested += len(again)
-	s.mu.Unlock()
-	if len(again) > 0 {
-		s.log.Warn("no data from server; requesting again", "hashes", len(again), "after", s.opts.StallTimeout)
-		s.request(out, again)
-	}
+	return s.requestLocked(again)
 }
 
 // request asks the server for hs, keeping within Welcome's max pending
 // requests: a hash asked again while outstanding is sent at once (the
 // server replaces its request); new ones wait in order for room.
 func (s *Syncer) request(out *outbox, hs []resources.Hash) {
-	var send []resources.Hash
+	s.flushCancels(out) // a cancel must reach the server before what it makes room for
 	s.mu.Lock()
+	send := s.requestLocked(hs)
+	s.mu.Unlock()
+	s.sendRequests(out, send)
+}
+
+// requestLocked does request's bookkeeping and returns what to send now.
+func (s *Syncer) requestLocked(hs []resources.Hash) []resources.Hash {
+	var send []resources.Hash
 	for _, h := range hs {
 		st := s.hashes[h]
 		switch {
@@ -596,14 +621,13 @@ func (s *Syncer) request(out *outbox, hs []resources.Hash) {
 			s.waiting = append(s.waiting, h)
 		}
 	}
-	send = append(send, s.fillWindowLocked()...)
-	s.mu.Unlock()
-	s.sendRequests(out, send)
+	return append(send, s.fillWindowLocked()...)
 }
 
 // pumpRequests sends waiting requests that now fit under the limit; the
 // writer calls it on every tick, as streams finish.
 func (s *Syncer) pumpRequests(out *outbox) {
+	s.flushCancels(out)
 	s.mu.Lock()
 	send := s.fillWindowLocked()
 	s.mu.Unlock()
@@ -653,11 +677,18 @@ func (s *Syncer) settleLocked(hs *hashState) {
 	}
 }
 
-// sendRequests sends ResourceRequests for hs in batches within the
-// server's limits: hashes per request, and the packet size.
+// sendRequests sends ResourceRequests for hs.
 func (s *Syncer) sendRequests(out *outbox, hs []resources.Hash) {
+	for _, p := range s.requestPackets(hs) {
+		s.send(out, p)
+	}
+}
+
+// requestPackets batches hs into ResourceRequests within the server's
+// limits: hashes per request, and the packet size.
+func (s *Syncer) requestPackets(hs []resources.Hash) []packets.Packet {
 	if len(hs) == 0 {
-		return
+		return nil
 	}
 	s.mu.Lock()
 	max := min(int(s.limits.MaxRequestHashes), (int(s.limits.MaxPacket)-11)/packets.MaxWantSize)
@@ -665,13 +696,32 @@ func (s *Syncer) sendRequests(out *outbox, hs []resources.Hash) {
 	if max <= 0 {
 		max = 1
 	}
+	var out []packets.Packet
 	for len(hs) > 0 {
 		n := min(len(hs), max)
 		r := &packets.ResourceRequest{Wants: make([]packets.Want, n)}
 		for i := range n {
 			r.Wants[i].Hash = hs[i]
 		}
-		s.send(out, r)
+		out = append(out, r)
+		hs = hs[n:]
+	}
+	return out
+}
+
+// flushCancels sends the cancels detachLocked collected, in one batch per
+// request limit, from the calling goroutine: before any request that the
+// room they free lets through, so the server never sees more pending than
+// it allows.
+func (s *Syncer) flushCancels(out *outbox) {
+	s.mu.Lock()
+	hs := s.cancels
+	s.cancels = nil
+	max := max(int(s.limits.MaxRequestHashes), 1)
+	s.mu.Unlock()
+	for len(hs) > 0 {
+		n := min(len(hs), max)
+		s.send(out, &packets.ResourceCancel{Hashes: hs[:n]})
 		hs = hs[n:]
 	}
 }
@@ -873,6 +923,7 @@ func (s *Syncer) bindsDone(out *outbox, seq uint32) {
 	s.mu.Unlock()
 	s.emit(evs)
 	s.poke()
+	s.pumpRequests(out) // sends the cancels of what was Lost first
 }
 
 // lookup finds newly bound hashes in the cache; hits are Loaded, misses
@@ -935,9 +986,10 @@ func (s *Syncer) detachLocked(out *outbox, k resources.Key, h resources.Hash) {
 				s.dropStreamLocked(id)
 			}
 		}
-		// The lock is held: send from a goroutine the session waits for.
+		// The lock is held: the caller sends it (flushCancels) before any
+		// request that takes the room it frees.
 		if hs.sent {
-			out.wg.Go(func() { s.send(out, &packets.ResourceCancel{Hashes: []resources.Hash{h}}) })
+			s.cancels = append(s.cancels, h)
 		}
 		s.settleLocked(hs)
 	}
@@ -970,7 +1022,6 @@ func (s *Syncer) dropStreamLocked(id uint32) {
 		a.pending.Abort()
 	}
 	delete(s.streams, id)
-	s.discarded[id] = true
 }
 
 // streamFailed discards a stream and asks for its hash again, up to
@@ -1012,10 +1063,10 @@ func (s *Syncer) failStreamAndUnlock(out *outbox, h resources.Hash, why error) {
 
 func (s *Syncer) initStream(out *outbox, p *packets.InitResSend) {
 	s.mu.Lock()
+	s.maxStream = max(s.maxStream, p.Stream)
 	hs := s.hashes[p.Hash]
 	if hs == nil || (hs.state != phaseRequested && hs.state != phaseStreaming) {
 		// Not wanted (any more): ignore its chunks.
-		s.discarded[p.Stream] = true
 		s.mu.Unlock()
 		return
 	}
@@ -1047,7 +1098,6 @@ func (s *Syncer) initStream(out *outbox, p *packets.InitResSend) {
 		default:
 			why = fmt.Errorf("stream of range %d+%d, but the whole resource was requested", p.Offset, p.Length)
 		}
-		s.discarded[p.Stream] = true
 		s.failStreamAndUnlock(out, p.Hash, why)
 		return
 	}
@@ -1056,7 +1106,6 @@ func (s *Syncer) initStream(out *outbox, p *packets.InitResSend) {
 		a.buf = make([]byte, 0, p.Size)
 	}
 	hs.state = phaseStreaming
-	delete(s.discarded, p.Stream)
 	s.streams[p.Stream] = a
 	s.mu.Unlock()
 	if a.buf == nil {
@@ -1093,7 +1142,7 @@ func (s *Syncer) chunk(out *outbox, p *packets.ChunkSend) {
 	s.progressed = true
 	a := s.streams[p.Stream]
 	if a == nil {
-		if !s.discarded[p.Stream] {
+		if p.Stream > s.maxStream {
 			s.stats.StreamErrors++
 			s.log.Warn("chunk for an unknown stream ignored", "stream", p.Stream)
 		}

@@ -38,13 +38,19 @@ func checkURL(raw string) error {
 // connect opens the WebSocket and does the handshake. Its errors say what
 // happened in words a player can act on, and are Permanent when retrying
 // cannot help: an HTTP answer that is not a WebSocket upgrade (wrong path,
-// a web server, a proxy's error page), something that does not speak HTTP
-// at all, or the server's refusal. Network errors (refused, reset, timed
-// out, unknown host) are not permanent: the server may be starting.
+// a web server's page), something that does not speak HTTP at all, or the
+// server's refusal. Network errors (refused, reset, timed out, unknown
+// host) and HTTP 5xx or 429 (a server shutting down, a proxy whose backend
+// restarts) are not permanent: the server may be starting.
 func (s *Syncer) connect(ctx context.Context) (*websocket.Conn, *packets.Welcome, error) {
 	dialer := websocket.Dialer{HandshakeTimeout: 10 * time.Second, ReadBufferSize: 64 << 10, WriteBufferSize: 16 << 10, NetDialContext: s.opts.NetDialContext}
 	conn, resp, err := dialer.DialContext(ctx, s.opts.URL, nil)
 	if err != nil {
+		if resp != nil && (resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests) {
+			// A server shutting down, or a proxy whose backend is
+			// restarting: worth trying again.
+			return nil, nil, fmt.Errorf("connect to %s: the server answered HTTP %s", s.opts.URL, resp.Status)
+		}
 		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
 			return nil, nil, fmt.Errorf("connect to %s: %w: the server answered HTTP %s instead of a WebSocket upgrade; check the host, port and path (the game server serves /ws)",
 				s.opts.URL, ErrNotServer, resp.Status)

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -227,6 +228,11 @@ func TestExitCodesNameTheCause(t *testing.T) {
 	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("<html>a web page</html>")) }))
 	defer web.Close()
 	webURL := "ws" + strings.TrimPrefix(web.URL, "http") + "/ws"
+	unavailable := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "restarting", http.StatusServiceUnavailable)
+	}))
+	defer unavailable.Close()
+	unavailableURL := "ws" + strings.TrimPrefix(unavailable.URL, "http") + "/ws"
 	tests := []struct {
 		name    string
 		args    []string
@@ -244,6 +250,7 @@ func TestExitCodesNameTheCause(t *testing.T) {
 		{"wrong token", []string{"-server", tokenURL, "-token", "guess"}, 3, "refused", "auth token refused", true},
 		{"other protocol version", []string{"-server", otherVersionServer(t, 3)}, 3, "refused", "server speaks version 3", true},
 		{"nothing listening", []string{"-server", "ws://" + freeAddr(t) + "/ws", "-timeout", "2s"}, 4, "timeout", "connection refused", false},
+		{"server answering 503 (retried)", []string{"-server", unavailableURL, "-timeout", "2s"}, 4, "timeout", "503 Service Unavailable", false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -297,10 +304,16 @@ func TestInterruptedAndFailedExits(t *testing.T) {
 			cmd := exec.Command(clientBin, "-cache", t.TempDir(), "-until-synced", "-json", "-server", "ws://"+freeAddr(t)+"/ws")
 			var stdout bytes.Buffer
 			cmd.Stdout = &stdout
+			stderr, _ := cmd.StderrPipe()
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(500 * time.Millisecond)
+			// Signal once it is retrying: its signal handler is installed
+			// by then, so the signal tests the client, not the runtime.
+			sc := bufio.NewScanner(stderr)
+			for sc.Scan() && !strings.Contains(sc.Text(), "reconnecting") {
+			}
+			go io.Copy(io.Discard, stderr)
 			cmd.Process.Signal(sig)
 			err := cmd.Wait()
 			var ee *exec.ExitError
