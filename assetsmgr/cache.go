@@ -51,6 +51,7 @@ type Cache struct {
 	packs     *packs.View
 	now       func() time.Time
 	stmts     *stmtCache
+	lock      *dirLock
 	closeOnce sync.Once
 }
 
@@ -74,6 +75,18 @@ func Open(ctx context.Context, opts Options) (*Cache, error) {
 	if err := os.MkdirAll(blobs, 0o755); err != nil {
 		return nil, fmt.Errorf("open cache: %w", err)
 	}
+	// One process at a time: a second one stops here, before it touches
+	// anything, in particular the first one's temp files.
+	lock, err := lockDir(opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			lock.release()
+		}
+	}()
 	removeTempFiles(blobs, opts.Logger)
 
 	// WAL with synchronous=FULL: a commit is durable when it returns.
@@ -93,6 +106,8 @@ func Open(ctx context.Context, opts Options) (*Cache, error) {
 	}
 	c := &Cache{dir: opts.Dir, db: db, log: opts.Logger, inlineMax: opts.InlineMax, maxBytes: opts.MaxBytes, now: opts.Now, stmts: &stmtCache{db: db}}
 	c.store = newStore(db, blobs, opts.Logger, opts.Now)
+	ok = true // from here c.Close releases the lock
+	c.lock = lock
 
 	idx, err := loadPackIndex(ctx, db)
 	if err != nil {
@@ -157,7 +172,9 @@ func loadPackIndex(ctx context.Context, db *sql.DB) (packIndex, error) {
 	return idx, rows.Err()
 }
 
-// removeTempFiles deletes temp files a crashed client left in blobs/.
+// removeTempFiles deletes temp files a crashed client left in blobs/. Only
+// the holder of the directory's lock may call it: the temp files of a live
+// process are not leftovers.
 func removeTempFiles(blobs string, log *slog.Logger) {
 	filepath.WalkDir(blobs, func(p string, d fs.DirEntry, err error) error {
 		if err == nil && !d.IsDir() && strings.HasPrefix(d.Name(), ".tmp-") {
@@ -325,6 +342,7 @@ func (c *Cache) Close() error {
 		}
 		c.stmts.close()
 		err = c.db.Close()
+		c.lock.release()
 	})
 	return err
 }

@@ -7,4 +7,9 @@
 // verified data is ever stored: a corrupt, truncated or orphaned entry is a
 // miss, removed so the caller fetches it again. Blob files are written
 // atomically (temp file, fsync, rename) and database writes are batched.
+//
+// One process at a time has a cache directory open: Open takes an flock on
+// Cache/lock (which holds the pid) and a second Open fails at once with an
+// *InUseError. The kernel drops the lock when the holder exits, even by
+// SIGKILL. Open must never touch another process's files.
 package assetsmgr

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// waitForLockHolder waits until the cache's lock file names pid.
+func waitForLockHolder(t *testing.T, cache string, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		b, _ := os.ReadFile(filepath.Join(cache, "lock"))
+		if strings.TrimSpace(string(b)) == strconv.Itoa(pid) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gameclient %d never locked the cache (lock file: %q)", pid, b)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Two gameclients on one cache: the second stops at once, says which
+// process has the cache, and leaves the first's in-progress files alone;
+// once the first is killed (no clean shutdown) the cache opens again.
+func TestSecondClientOnOneCacheIsRefused(t *testing.T) {
+	url := startServer(t)
+	cache := t.TempDir()
+	first := exec.Command(clientBin, "-server", url, "-cache", cache, "-log-level", "error")
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer first.Process.Kill()
+	waitForLockHolder(t, cache, first.Process.Pid)
+	// Stands in for a download the first client has in progress.
+	tmp := filepath.Join(cache, "blobs", "ab", ".tmp-ab12-1")
+	os.MkdirAll(filepath.Dir(tmp), 0o755)
+	if err := os.WriteFile(tmp, []byte("half a blob"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	second := exec.Command(clientBin, "-server", url, "-cache", cache, "-until-synced", "-json")
+	var stdout, stderr bytes.Buffer
+	second.Stdout, second.Stderr = &stdout, &stderr
+	err := second.Run()
+	if code := second.ProcessState.ExitCode(); err == nil || code != 1 {
+		t.Fatalf("second client on the same cache: exit %d (%v), stdout %q", code, err, stdout.String())
+	}
+	want := "cache " + cache + " is in use by process " + strconv.Itoa(first.Process.Pid)
+	if !strings.Contains(stderr.String(), want) {
+		t.Fatalf("second client's error %q does not say %q", stderr.String(), want)
+	}
+	if _, err := os.Stat(tmp); err != nil {
+		t.Fatalf("the first client's temp file: %v", err)
+	}
+	if first.ProcessState != nil {
+		t.Fatal("first client exited")
+	}
+
+	first.Process.Kill()
+	first.Wait()
+	syncOnce(t, url, cache) // the kernel dropped the dead client's lock
+	if _, err := os.Stat(tmp); err == nil {
+		t.Fatal("a dead client's temp file was left in place")
+	}
+}
