@@ -6,11 +6,9 @@ import (
 	"database/sql"
 	"fmt"
 	"hash"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -53,6 +51,8 @@ type Cache struct {
 	stmts     *stmtCache
 	lock      *dirLock
 	closeOnce sync.Once
+
+	damagedOnce sync.Once // markDamaged logs and writes its marker once
 }
 
 // Open opens (creating if needed) the cache in opts.Dir and indexes the
@@ -87,25 +87,17 @@ func Open(ctx context.Context, opts Options) (*Cache, error) {
 			lock.release()
 		}
 	}()
-	removeTempFiles(blobs, opts.Logger)
-
-	// WAL with synchronous=FULL: a commit is durable when it returns.
-	// mmap_size lets SQLite read pages without a syscall each, which a
-	// join reading thousands of small blobs notices.
-	dsn := "file:" + filepath.Join(opts.Dir, "db.sqlite3") +
-		"?_pragma=page_size(16384)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)" +
-		"&_pragma=mmap_size(268435456)&_txlock=immediate"
-	db, err := sql.Open("sqlite", dsn)
+	db, err := openDatabase(ctx, opts.Dir, opts.Logger, opts.Now)
 	if err != nil {
-		return nil, fmt.Errorf("open cache database: %w", err)
+		return nil, err
 	}
-	db.SetMaxOpenConns(4)
-	if err := migrate(ctx, db); err != nil {
+	if _, _, err := adoptBlobFiles(ctx, db, blobs, opts.Logger); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("open cache database %s: %w", filepath.Join(opts.Dir, "db.sqlite3"), err)
+		return nil, fmt.Errorf("open cache %s: %w", opts.Dir, err)
 	}
 	c := &Cache{dir: opts.Dir, db: db, log: opts.Logger, inlineMax: opts.InlineMax, maxBytes: opts.MaxBytes, now: opts.Now, stmts: &stmtCache{db: db}}
 	c.store = newStore(db, blobs, opts.Logger, opts.Now)
+	c.store.onCommitError = c.markDamaged
 	ok = true // from here c.Close releases the lock
 	c.lock = lock
 
@@ -172,20 +164,6 @@ func loadPackIndex(ctx context.Context, db *sql.DB) (packIndex, error) {
 	return idx, rows.Err()
 }
 
-// removeTempFiles deletes temp files a crashed client left in blobs/. Only
-// the holder of the directory's lock may call it: the temp files of a live
-// process are not leftovers.
-func removeTempFiles(blobs string, log *slog.Logger) {
-	filepath.WalkDir(blobs, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && strings.HasPrefix(d.Name(), ".tmp-") {
-			if os.Remove(p) == nil {
-				log.Info("removed unfinished blob file", "path", p)
-			}
-		}
-		return nil
-	})
-}
-
 // Dir returns the cache directory.
 func (c *Cache) Dir() string { return c.dir }
 
@@ -209,6 +187,7 @@ func (c *Cache) Lookup(ctx context.Context, hs []resources.Hash) (map[resources.
 		}
 		found, err := t.Lookup(ctx, todo)
 		if err != nil {
+			c.markDamaged(err)
 			return hits, fmt.Errorf("look up %s cache: %w", t.Source(), err)
 		}
 		rest := todo[:0:0]

@@ -4,9 +4,15 @@
 // (Cache/blobs/<2 hex>/<64 hex>) for large ones.
 //
 // Every hit is verified against its SHA-256 before it is returned, and only
-// verified data is ever stored: a corrupt, truncated or orphaned entry is a
-// miss, removed so the caller fetches it again. Blob files are written
+// verified data is ever stored: a corrupt or truncated entry is a miss,
+// removed so the caller fetches it again. Blob files are written
 // atomically (temp file, fsync, rename) and database writes are batched.
+//
+// The cache repairs itself at Open: a damaged database (failing
+// quick_check, not a database, or seen damaged in use) is moved aside as
+// db.sqlite3.corrupt-<time>, and a blob file without a row whose content
+// hashes to its name is adopted rather than fetched again. Only inline
+// entries are lost with a damaged database.
 //
 // One process at a time has a cache directory open: Open takes an flock on
 // Cache/lock (which holds the pid) and a second Open fails at once with an

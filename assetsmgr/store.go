@@ -51,6 +51,8 @@ type store struct {
 	dir string // blobs directory
 	log *slog.Logger
 	now func() time.Time
+	// onCommitError, if set, sees every failed commit; set before use.
+	onCommitError func(error)
 
 	mu     sync.RWMutex // guards closed; held shared while sending on ops
 	closed bool
@@ -129,6 +131,9 @@ func (s *store) apply(batch []op) {
 	errs := make([]error, len(batch))
 	s.placeFiles(batch, errs)
 	if err := s.commit(batch, errs); err != nil {
+		if s.onCommitError != nil {
+			s.onCommitError(err)
+		}
 		for i, o := range batch {
 			if errs[i] == nil {
 				errs[i] = err

@@ -187,12 +187,9 @@ func (t *fileTier) Lookup(ctx context.Context, hs []resources.Hash) (map[resourc
 		rw, hasRow := rows[h]
 		size := rw.size
 		if !hasRow {
-			// A file without a row was never recorded complete (a crash
-			// between rename and commit, or someone else's file): not ours
-			// to trust.
-			if err := os.Remove(p); err == nil {
-				t.log.Warn("blob file without a cache row removed; fetching again", "hash", h.Short())
-			}
+			// A file without a row is not recorded complete: a miss. It
+			// may be one the store is placing right now, so it is left
+			// alone; the next Open adopts it if it verifies.
 			continue
 		}
 		if err := t.verify(p, h, size, buf); err != nil {

@@ -80,3 +80,51 @@ func TestSecondClientOnOneCacheIsRefused(t *testing.T) {
 		t.Fatal("a dead client's temp file was left in place")
 	}
 }
+
+// A damaged or lost database costs only the small (inline) resources: the
+// client rebuilds the index from the blob files and does not download
+// them again.
+func TestDamagedDatabaseKeepsBlobFiles(t *testing.T) {
+	pack, _ := makePack(t)
+	url := startServer(t, "-packs", pack)
+	const bigBytes = 300_000 + 1_500_000 // makePack's two blob-sized files
+	tests := []struct {
+		name   string
+		damage func(t *testing.T, db string)
+	}{
+		{"16 KiB of garbage over a page", func(t *testing.T, db string) {
+			fi, err := os.Stat(db)
+			if err != nil || fi.Size() < 4*16384 {
+				t.Fatalf("database too small to damage a middle page: %v %v", fi, err)
+			}
+			f, _ := os.OpenFile(db, os.O_WRONLY, 0)
+			junk := make([]byte, 16384)
+			for i := range junk {
+				junk[i] = byte(i*7 + 3)
+			}
+			f.WriteAt(junk, 2*16384)
+			f.Close()
+		}},
+		{"truncated", func(t *testing.T, db string) {
+			fi, _ := os.Stat(db)
+			os.Truncate(db, fi.Size()/3)
+		}},
+		{"deleted by hand", func(t *testing.T, db string) {
+			os.Remove(db)
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cache := t.TempDir()
+			cold := syncOnce(t, url, cache)
+			tc.damage(t, filepath.Join(cache, "db.sqlite3"))
+			r := syncOnce(t, url, cache, "-log-level", "error")
+			if r.FromBlob != 2 || r.BytesReceived != cold.BytesReceived-bigBytes {
+				t.Fatalf("after the damage: %+v; want both blob files kept and %d bytes fetched", r, cold.BytesReceived-bigBytes)
+			}
+			if r := syncOnce(t, url, cache); r.FromNetwork != 0 {
+				t.Fatalf("run after the repair: %+v", r)
+			}
+		})
+	}
+}
