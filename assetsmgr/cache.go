@@ -73,13 +73,13 @@ func Open(ctx context.Context, opts Options) (*Cache, error) {
 	}
 	blobs := filepath.Join(opts.Dir, "blobs")
 	if err := os.MkdirAll(blobs, 0o755); err != nil {
-		return nil, fmt.Errorf("open cache: %w", err)
+		return nil, classifyDiskError(opts.Dir, fmt.Errorf("open cache: %w", err))
 	}
 	// One process at a time: a second one stops here, before it touches
 	// anything, in particular the first one's temp files.
 	lock, err := lockDir(opts.Dir)
 	if err != nil {
-		return nil, err
+		return nil, classifyDiskError(opts.Dir, err)
 	}
 	ok := false
 	defer func() {
@@ -89,14 +89,14 @@ func Open(ctx context.Context, opts Options) (*Cache, error) {
 	}()
 	db, err := openDatabase(ctx, opts.Dir, opts.Logger, opts.Now)
 	if err != nil {
-		return nil, err
+		return nil, classifyDiskError(opts.Dir, err)
 	}
 	if _, _, err := adoptBlobFiles(ctx, db, blobs, opts.Logger); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("open cache %s: %w", opts.Dir, err)
+		return nil, classifyDiskError(opts.Dir, fmt.Errorf("open cache %s: %w", opts.Dir, err))
 	}
 	c := &Cache{dir: opts.Dir, db: db, log: opts.Logger, inlineMax: opts.InlineMax, maxBytes: opts.MaxBytes, now: opts.Now, stmts: &stmtCache{db: db}}
-	c.store = newStore(db, blobs, opts.Logger, opts.Now)
+	c.store = newStore(db, opts.Dir, opts.Logger, opts.Now)
 	c.store.onCommitError = c.markDamaged
 	ok = true // from here c.Close releases the lock
 	c.lock = lock
@@ -232,15 +232,21 @@ func (c *Cache) Put(h resources.Hash, data []byte, done func(error)) error {
 }
 
 // Create starts a blob that arrives in pieces: it is written to a temp file
-// next to its final place and hashed as it goes.
+// next to its final place and hashed as it goes. Its size is reserved on
+// disk first, so a full disk fails here, at once, with ErrDiskFull.
 func (c *Cache) Create(h resources.Hash, size int64) (*Pending, error) {
 	final := blobPath(filepath.Join(c.dir, "blobs"), h)
 	if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
-		return nil, fmt.Errorf("create blob %s: %w", h.Short(), err)
+		return nil, classifyDiskError(c.dir, fmt.Errorf("create blob %s: %w", h.Short(), err))
 	}
 	f, err := os.CreateTemp(filepath.Dir(final), ".tmp-"+h.String()+"-*")
 	if err != nil {
-		return nil, fmt.Errorf("create blob %s: %w", h.Short(), err)
+		return nil, classifyDiskError(c.dir, fmt.Errorf("create blob %s: %w", h.Short(), err))
+	}
+	if err := reserve(f, size); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, classifyDiskError(c.dir, fmt.Errorf("reserve %d bytes for blob %s: %w", size, h.Short(), err))
 	}
 	return &Pending{c: c, f: f, hash: h, size: size, sum: sha256.New()}, nil
 }
@@ -270,7 +276,7 @@ func (p *Pending) Write(b []byte) (int, error) {
 	p.sum.Write(b[:n])
 	p.written += int64(n)
 	if err != nil {
-		return n, fmt.Errorf("write blob %s: %w", p.hash.Short(), err)
+		return n, classifyDiskError(p.c.dir, fmt.Errorf("write blob %s: %w", p.hash.Short(), err))
 	}
 	if p.written-p.flushed >= writebackEvery {
 		startWriteback(p.f, p.flushed, p.written-p.flushed)

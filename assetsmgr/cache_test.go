@@ -332,6 +332,9 @@ func TestFullDisk(t *testing.T) {
 	if failed == nil {
 		t.Fatal("100 × 60 KB stored on a 1 MiB disk")
 	}
+	if !errors.Is(failed, ErrDiskFull) {
+		t.Fatalf("full-disk error is not ErrDiskFull: %v", failed)
+	}
 	if !strings.Contains(failed.Error(), "full") && !strings.Contains(failed.Error(), "no space") {
 		t.Fatalf("full-disk error does not say so: %v", failed)
 	}

@@ -47,10 +47,11 @@ type op struct {
 // whatever has queued up as one transaction (group commit): the first write
 // waits for one commit, and a burst of writes shares the next.
 type store struct {
-	db  *sql.DB
-	dir string // blobs directory
-	log *slog.Logger
-	now func() time.Time
+	db       *sql.DB
+	cacheDir string
+	dir      string // blobs directory
+	log      *slog.Logger
+	now      func() time.Time
 	// onCommitError, if set, sees every failed commit; set before use.
 	onCommitError func(error)
 
@@ -60,8 +61,8 @@ type store struct {
 	exited chan struct{}
 }
 
-func newStore(db *sql.DB, dir string, log *slog.Logger, now func() time.Time) *store {
-	s := &store{db: db, dir: dir, log: log, now: now, ops: make(chan op, 1024), exited: make(chan struct{})}
+func newStore(db *sql.DB, cacheDir string, log *slog.Logger, now func() time.Time) *store {
+	s := &store{db: db, cacheDir: cacheDir, dir: filepath.Join(cacheDir, "blobs"), log: log, now: now, ops: make(chan op, 1024), exited: make(chan struct{})}
 	go s.run()
 	return s
 }
@@ -131,6 +132,7 @@ func (s *store) apply(batch []op) {
 	errs := make([]error, len(batch))
 	s.placeFiles(batch, errs)
 	if err := s.commit(batch, errs); err != nil {
+		err = classifyDiskError(s.cacheDir, err)
 		if s.onCommitError != nil {
 			s.onCommitError(err)
 		}
@@ -168,7 +170,7 @@ func (s *store) placeFiles(batch []op, errs []error) {
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			errs[i] = placeFile(o.tmp, blobPath(s.dir, o.hash))
+			errs[i] = classifyDiskError(s.cacheDir, placeFile(o.tmp, blobPath(s.dir, o.hash)))
 		}()
 	}
 	wg.Wait()

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"io"
 	"os"
 	"os/exec"
@@ -126,5 +127,71 @@ func TestDamagedDatabaseKeepsBlobFiles(t *testing.T) {
 				t.Fatalf("run after the repair: %+v", r)
 			}
 		})
+	}
+}
+
+// mountTmpfs mounts a tmpfs of the given size on a new temp directory,
+// which needs root; CI runs as root.
+func mountTmpfs(t *testing.T, size string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("cannot mount a tmpfs: %v %s", err, out)
+		}
+		t.Skipf("cannot mount a tmpfs (needs root): %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", dir).Run() })
+	return dir
+}
+
+// runClient runs gameclient -until-synced -json and returns its exit code,
+// summary and stderr.
+func runClient(t *testing.T, url, cache string, extra ...string) (int, map[string]any, string) {
+	t.Helper()
+	cmd := exec.Command(clientBin, append([]string{"-server", url, "-cache", cache, "-until-synced", "-json"}, extra...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.Run()
+	var sum map[string]any
+	json.Unmarshal(stdout.Bytes(), &sum)
+	return cmd.ProcessState.ExitCode(), sum, stderr.String()
+}
+
+// A read-only cache directory: one line that says what and what to do,
+// and the cache is intact once writable again.
+func TestReadOnlyCacheDirectoryIsExplained(t *testing.T) {
+	url := startServer(t)
+	cache := mountTmpfs(t, "16m")
+	syncOnce(t, url, cache)
+	if out, err := exec.Command("mount", "-o", "remount,ro", cache).CombinedOutput(); err != nil {
+		t.Fatalf("remount ro: %v %s", err, out)
+	}
+	code, _, stderr := runClient(t, url, cache)
+	want := "gameclient: cache directory " + cache + " is not writable"
+	if code != 1 || !strings.HasPrefix(stderr, want) || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "make it writable") {
+		t.Fatalf("read-only cache: exit %d, stderr %q; want one line starting %q", code, stderr, want)
+	}
+	if out, err := exec.Command("mount", "-o", "remount,rw", cache).CombinedOutput(); err != nil {
+		t.Fatalf("remount rw: %v %s", err, out)
+	}
+	if r := syncOnce(t, url, cache); r.FromNetwork != 0 {
+		t.Fatalf("after making it writable again: %+v", r)
+	}
+}
+
+// A full disk fails the resources that do not fit at once, saying the disk
+// is full, instead of waiting for the connection to time out.
+func TestFullDiskFailsAtOnce(t *testing.T) {
+	pack, _ := makePack(t) // holds a 1.5 MB blob
+	url := startServer(t, "-packs", pack)
+	cache := mountTmpfs(t, "1m")
+	code, sum, stderr := runClient(t, url, cache, "-timeout", "40s")
+	msg, _ := sum["error"].(string)
+	if code != 1 || !strings.Contains(msg, "resources failed to load") {
+		t.Fatalf("full disk: exit %d, error %q; want failed resources, not a timeout\nstderr: %s", code, msg, stderr)
+	}
+	if !strings.Contains(stderr, "disk holding the cache "+cache+" is full") || !strings.Contains(stderr, "free some space") {
+		t.Fatalf("full disk: stderr does not say the disk is full and what to do:\n%s", stderr)
 	}
 }
