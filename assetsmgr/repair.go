@@ -85,10 +85,12 @@ func openDatabase(ctx context.Context, dir string, log *slog.Logger, now func() 
 // schema.
 func openChecked(ctx context.Context, path string) (*sql.DB, error) {
 	// WAL with synchronous=FULL: a commit is durable when it returns.
+	// auto_vacuum=INCREMENTAL (set before the first table; see Compact)
+	// lets eviction give pages back without rewriting the database.
 	// mmap_size lets SQLite read pages without a syscall each, which a
 	// join reading thousands of small blobs notices.
 	dsn := "file:" + path +
-		"?_pragma=page_size(16384)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)" +
+		"?_pragma=page_size(16384)&_pragma=auto_vacuum(2)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)" +
 		"&_pragma=mmap_size(268435456)&_txlock=immediate"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {

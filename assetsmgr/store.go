@@ -24,6 +24,7 @@ const (
 	opDeleteFile
 	opPackIndex
 	opBarrier
+	opCompact // reclaim free pages; between transactions
 )
 
 type packRow struct {
@@ -33,14 +34,15 @@ type packRow struct {
 }
 
 type op struct {
-	kind   opKind
-	hash   resources.Hash
-	size   int64
-	data   []byte
-	tmp    *os.File // opFile: complete, verified, not yet synced
-	hashes []resources.Hash
-	rows   []packRow
-	done   func(error)
+	kind    opKind
+	hash    resources.Hash
+	size    int64
+	data    []byte
+	tmp     *os.File // opFile: complete, verified, not yet synced
+	hashes  []resources.Hash
+	rows    []packRow
+	compact *CompactResult // opCompact: filled in
+	done    func(error)
 }
 
 // store applies cache writes on one goroutine, in order, committing
@@ -148,6 +150,11 @@ func (s *store) apply(batch []op) {
 		}
 	}
 	for i, o := range batch {
+		if o.kind == opCompact {
+			errs[i] = s.compact(o.compact)
+		}
+	}
+	for i, o := range batch {
 		if o.done != nil {
 			o.done(errs[i])
 		}
@@ -219,7 +226,7 @@ func syncDir(dir string) error {
 func (s *store) commit(batch []op, errs []error) error {
 	needed := false
 	for i, o := range batch {
-		if o.kind != opBarrier && errs[i] == nil {
+		if o.kind != opBarrier && o.kind != opCompact && errs[i] == nil {
 			needed = true
 		}
 	}
