@@ -53,6 +53,11 @@ type Cache struct {
 	closeOnce sync.Once
 
 	damagedOnce sync.Once // markDamaged logs and writes its marker once
+
+	namesMu sync.Mutex // guards named
+	named   map[blobName]bool
+
+	opened OpenReport
 }
 
 // Open opens (creating if needed) the cache in opts.Dir and indexes the
@@ -87,17 +92,20 @@ func Open(ctx context.Context, opts Options) (*Cache, error) {
 			lock.release()
 		}
 	}()
-	db, err := openDatabase(ctx, opts.Dir, opts.Logger, opts.Now)
+	var opened OpenReport
+	db, aside, err := openDatabase(ctx, opts.Dir, opts.Logger, opts.Now)
 	if err != nil {
 		return nil, classifyDiskError(opts.Dir, err)
 	}
-	if _, _, err := adoptBlobFiles(ctx, db, blobs, opts.Logger); err != nil {
+	opened.DatabaseMovedAside = aside
+	if opened.Adopted, opened.RemovedFiles, err = adoptBlobFiles(ctx, db, blobs, opts.Logger); err != nil {
 		db.Close()
 		return nil, classifyDiskError(opts.Dir, fmt.Errorf("open cache %s: %w", opts.Dir, err))
 	}
 	c := &Cache{dir: opts.Dir, db: db, log: opts.Logger, inlineMax: opts.InlineMax, maxBytes: opts.MaxBytes, now: opts.Now, stmts: &stmtCache{db: db}}
 	c.store = newStore(db, opts.Dir, opts.Logger, opts.Now)
 	c.store.onCommitError = c.markDamaged
+	c.opened = opened
 	ok = true // from here c.Close releases the lock
 	c.lock = lock
 
@@ -163,6 +171,20 @@ func loadPackIndex(ctx context.Context, db *sql.DB) (packIndex, error) {
 	}
 	return idx, rows.Err()
 }
+
+// OpenReport says what Open repaired.
+type OpenReport struct {
+	// DatabaseMovedAside is where a damaged database was moved ("" if
+	// none was): the index was rebuilt from the blob files.
+	DatabaseMovedAside string `json:"database_moved_aside,omitempty"`
+	// Adopted blob files had no row but hashed to their name.
+	Adopted int `json:"adopted_files"`
+	// RemovedFiles had no row and did not hash to their name.
+	RemovedFiles int `json:"removed_files"`
+}
+
+// Opened returns what Open repaired.
+func (c *Cache) Opened() OpenReport { return c.opened }
 
 // Dir returns the cache directory.
 func (c *Cache) Dir() string { return c.dir }

@@ -58,27 +58,28 @@ func isDamaged(err error) bool {
 // that a previous run saw damaged, is moved aside as
 // db.sqlite3.corrupt-<time> and a new one is made; adoptBlobFiles then
 // rebuilds the file tier's index from the blob files.
-func openDatabase(ctx context.Context, dir string, log *slog.Logger, now func() time.Time) (*sql.DB, error) {
+func openDatabase(ctx context.Context, dir string, log *slog.Logger, now func() time.Time) (db *sql.DB, aside string, err error) {
 	path := filepath.Join(dir, dbName)
-	_, err := os.Stat(filepath.Join(dir, damagedName))
+	_, err = os.Stat(filepath.Join(dir, damagedName))
 	if err != nil {
 		db, err := openChecked(ctx, path)
 		if err == nil || !isDamaged(err) {
-			return db, err
+			return db, "", err
 		}
 		log.Warn("cache database is damaged; moving it aside and rebuilding the index from the blob files", "db", path, "err", err)
 	} else {
 		log.Warn("cache database was found damaged in use; moving it aside and rebuilding the index from the blob files", "db", path)
 	}
-	aside, err := moveAside(path, now())
+	aside, err = moveAside(path, now())
 	if err != nil {
-		return nil, fmt.Errorf("move damaged cache database aside: %w", err)
+		return nil, "", fmt.Errorf("move damaged cache database aside: %w", err)
 	}
 	log.Warn("damaged cache database moved aside; small resources will be fetched again", "to", aside)
 	if err := os.Remove(filepath.Join(dir, damagedName)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("open cache database: %w", err)
+		return nil, "", fmt.Errorf("open cache database: %w", err)
 	}
-	return openChecked(ctx, path)
+	db, err = openChecked(ctx, path)
+	return db, aside, err
 }
 
 // openChecked opens the database at path, runs quick_check and applies the

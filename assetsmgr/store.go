@@ -25,6 +25,7 @@ const (
 	opPackIndex
 	opBarrier
 	opCompact // reclaim free pages; between transactions
+	opName    // record names of cached blobs
 )
 
 type packRow struct {
@@ -42,6 +43,7 @@ type op struct {
 	hashes  []resources.Hash
 	rows    []packRow
 	compact *CompactResult // opCompact: filled in
+	names   []blobName     // opName
 	done    func(error)
 }
 
@@ -266,10 +268,26 @@ func (s *store) commit(batch []op, errs []error) error {
 				if _, err = tx.Exec(`DELETE FROM inline_blobs WHERE hash = ?`, h[:]); err != nil {
 					break
 				}
+				if _, err = tx.Exec(`DELETE FROM blob_names WHERE hash = ?`, h[:]); err != nil {
+					break
+				}
 			}
 		case opDeleteFile:
 			for _, h := range o.hashes {
 				if _, err = tx.Exec(`DELETE FROM file_blobs WHERE hash = ?`, h[:]); err != nil {
+					break
+				}
+				if _, err = tx.Exec(`DELETE FROM blob_names WHERE hash = ?`, h[:]); err != nil {
+					break
+				}
+			}
+		case opName:
+			// Only for blobs the cache holds: a name for a pack hit or a
+			// blob evicted meanwhile would never be removed.
+			for _, n := range o.names {
+				if _, err = tx.Exec(`INSERT OR IGNORE INTO blob_names (hash, type, ref)
+					SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM inline_blobs WHERE hash = ?1) OR EXISTS (SELECT 1 FROM file_blobs WHERE hash = ?1)`,
+					n.hash[:], n.loc.Type.String(), n.loc.Ref.String()); err != nil {
 					break
 				}
 			}
