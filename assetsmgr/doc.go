@@ -3,9 +3,12 @@
 // cache in sqlite (Cache/db.sqlite3) for small blobs, and the file cache
 // (Cache/blobs/<2 hex>/<64 hex>) for large ones.
 //
-// Every hit is verified against its SHA-256 before it is returned, and only
-// verified data is ever stored: a corrupt or truncated entry is a miss,
-// removed so the caller fetches it again. Blob files are written
+// Every hit is verified against its SHA-256 before its bytes are returned,
+// and only verified data is ever stored: a corrupt or truncated entry is a
+// miss, removed so the caller fetches it again. A blob file is re-hashed at
+// lookup only if its fingerprint (size, mtime, ctime, inode, device)
+// changed since it was last verified; otherwise it is verified as it is
+// first read, and a mismatch is a read error that drops the entry. Blob files are written
 // atomically (temp file, fsync, rename) and database writes are batched.
 //
 // The cache repairs itself at Open: a damaged database (failing

@@ -203,7 +203,7 @@ func (c *Cache) Verify(ctx context.Context) (VerifyReport, error) {
 		}
 		rep.Blob++
 		rep.Bytes += fr.size
-		if err := ft.verify(blobPath(ft.dir, fr.h), fr.h, fr.size, buf); err != nil {
+		if _, err := ft.verify(blobPath(ft.dir, fr.h), fr.h, fr.size, buf); err != nil {
 			reason := err.Error()
 			if errors.Is(err, ErrSizeMismatch) {
 				reason = "file size does not match"

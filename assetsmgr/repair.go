@@ -242,6 +242,7 @@ func adoptBlobFiles(ctx context.Context, db *sql.DB, blobs string, log *slog.Log
 	type adoptee struct {
 		hash        resources.Hash
 		size, mtime int64
+		fp          string
 	}
 	var (
 		mu   sync.Mutex // guards good and removed
@@ -253,7 +254,7 @@ func adoptBlobFiles(ctx context.Context, db *sql.DB, blobs string, log *slog.Log
 		wg.Go(func() {
 			buf := make([]byte, 256<<10)
 			for o := range next {
-				size, mtime, err := hashFile(o.path, o.hash, buf)
+				fi, err := hashFile(o.path, o.hash, buf)
 				mu.Lock()
 				if err != nil {
 					log.Warn("blob file without a cache row does not match its name; removed", "hash", o.hash.Short(), "err", err)
@@ -261,7 +262,7 @@ func adoptBlobFiles(ctx context.Context, db *sql.DB, blobs string, log *slog.Log
 						removed++
 					}
 				} else {
-					good = append(good, adoptee{o.hash, size, mtime})
+					good = append(good, adoptee{o.hash, fi.Size(), fi.ModTime().Unix(), fingerprint(fi)})
 				}
 				mu.Unlock()
 			}
@@ -284,14 +285,14 @@ func adoptBlobFiles(ctx context.Context, db *sql.DB, blobs string, log *slog.Log
 		return 0, removed, fmt.Errorf("adopt blob files: %w", err)
 	}
 	defer tx.Rollback()
-	st, err := tx.PrepareContext(ctx, "INSERT OR IGNORE INTO file_blobs (hash, size, last_used) VALUES (?, ?, ?)")
+	st, err := tx.PrepareContext(ctx, "INSERT OR IGNORE INTO file_blobs (hash, size, last_used, fingerprint) VALUES (?, ?, ?, nullif(?, ''))")
 	if err != nil {
 		return 0, removed, fmt.Errorf("adopt blob files: %w", err)
 	}
 	defer st.Close()
 	var bytes int64
 	for _, a := range good {
-		if _, err := st.ExecContext(ctx, a.hash[:], a.size, a.mtime); err != nil {
+		if _, err := st.ExecContext(ctx, a.hash[:], a.size, a.mtime, a.fp); err != nil {
 			return 0, removed, fmt.Errorf("adopt blob files: %w", err)
 		}
 		bytes += a.size
@@ -303,27 +304,26 @@ func adoptBlobFiles(ctx context.Context, db *sql.DB, blobs string, log *slog.Log
 	return len(good), removed, nil
 }
 
-// hashFile checks that the file at p hashes to h and returns its size and
-// mtime (unix seconds).
-func hashFile(p string, h resources.Hash, buf []byte) (size, mtime int64, err error) {
+// hashFile checks that the file at p hashes to h and returns its state
+// before it was read.
+func hashFile(p string, h resources.Hash, buf []byte) (fs.FileInfo, error) {
 	f, err := os.Open(p)
 	if err != nil {
-		return 0, 0, err
+		return nil, err
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return 0, 0, err
+		return nil, err
 	}
 	d := sha256.New()
-	n, err := io.CopyBuffer(d, f, buf)
-	if err != nil {
-		return 0, 0, err
+	if _, err := io.CopyBuffer(d, f, buf); err != nil {
+		return nil, err
 	}
 	var got resources.Hash
 	d.Sum(got[:0])
 	if got != h {
-		return 0, 0, fmt.Errorf("hash %s: %w", got.Short(), ErrHashMismatch)
+		return nil, fmt.Errorf("hash %s: %w", got.Short(), ErrHashMismatch)
 	}
-	return n, fi.ModTime().Unix(), nil
+	return fi, nil
 }

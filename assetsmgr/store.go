@@ -24,8 +24,9 @@ const (
 	opDeleteFile
 	opPackIndex
 	opBarrier
-	opCompact // reclaim free pages; between transactions
-	opName    // record names of cached blobs
+	opCompact     // reclaim free pages; between transactions
+	opName        // record names of cached blobs
+	opFingerprint // record blob files' fingerprints after a re-hash
 )
 
 type packRow struct {
@@ -44,6 +45,7 @@ type op struct {
 	rows    []packRow
 	compact *CompactResult // opCompact: filled in
 	names   []blobName     // opName
+	fps     []string       // opFingerprint: one per hashes entry; opFile: set once placed
 	done    func(error)
 }
 
@@ -179,7 +181,13 @@ func (s *store) placeFiles(batch []op, errs []error) {
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			errs[i] = classifyDiskError(s.cacheDir, placeFile(o.tmp, blobPath(s.dir, o.hash)))
+			final := blobPath(s.dir, o.hash)
+			errs[i] = classifyDiskError(s.cacheDir, placeFile(o.tmp, final))
+			if errs[i] == nil {
+				if fi, err := os.Stat(final); err == nil {
+					batch[i].fps = []string{fingerprint(fi)}
+				}
+			}
 		}()
 	}
 	wg.Wait()
@@ -252,7 +260,17 @@ func (s *store) commit(batch []op, errs []error) error {
 				ON CONFLICT (hash) DO UPDATE SET size = excluded.size, data = excluded.data, last_used = excluded.last_used`,
 				o.hash[:], o.size, now, o.data)
 		case opFile:
-			_, err = tx.Exec(`INSERT OR REPLACE INTO file_blobs (hash, size, last_used) VALUES (?, ?, ?)`, o.hash[:], o.size, now)
+			var fp any // NULL: re-hashed at the next lookup
+			if len(o.fps) == 1 && o.fps[0] != "" {
+				fp = o.fps[0]
+			}
+			_, err = tx.Exec(`INSERT OR REPLACE INTO file_blobs (hash, size, last_used, fingerprint) VALUES (?, ?, ?, ?)`, o.hash[:], o.size, now, fp)
+		case opFingerprint:
+			for i, h := range o.hashes {
+				if _, err = tx.Exec(`UPDATE file_blobs SET fingerprint = ? WHERE hash = ?`, o.fps[i], h[:]); err != nil {
+					break
+				}
+			}
 		case opTouch:
 			// Eviction needs recency to minutes, not seconds: rows used
 			// lately are not rewritten, and an inline row's rewrite would
