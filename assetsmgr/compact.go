@@ -56,9 +56,17 @@ func (s *store) compact(res *CompactResult) error {
 	}
 	switch {
 	case mode != 2:
-		// Every connection has auto_vacuum=INCREMENTAL set (see the
-		// DSN); VACUUM applies it.
-		if _, err := s.db.ExecContext(ctx, "VACUUM"); err != nil {
+		// A database made before incremental vacuum: VACUUM applies the
+		// mode set just before it on the same connection.
+		conn, err := s.db.Conn(ctx)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		if _, err := conn.ExecContext(ctx, "PRAGMA auto_vacuum = INCREMENTAL"); err != nil {
+			return err
+		}
+		if _, err := conn.ExecContext(ctx, "VACUUM"); err != nil {
 			return err
 		}
 		res.Rewrote = true

@@ -39,6 +39,11 @@ func TestEvictionShrinksTheDatabase(t *testing.T) {
 				}
 			}
 			c := openCache(t, Options{Dir: dir, MaxBytes: 1 << 20})
+			var startMode int
+			c.db.QueryRow("PRAGMA auto_vacuum").Scan(&startMode)
+			if want := map[bool]int{false: 2, true: 0}[tc.old]; startMode != want {
+				t.Fatalf("auto_vacuum %d at Open, want %d", startMode, want)
+			}
 			for i := range 200 {
 				put(t, c, pseudoRandom(30_000, byte(i)))
 			}

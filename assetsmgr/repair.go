@@ -85,13 +85,16 @@ func openDatabase(ctx context.Context, dir string, log *slog.Logger, now func() 
 // openChecked opens the database at path, runs quick_check and applies the
 // schema.
 func openChecked(ctx context.Context, path string) (*sql.DB, error) {
+	if fi, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) || (err == nil && fi.Size() == 0) {
+		if err := createDatabase(ctx, path); err != nil {
+			return nil, fmt.Errorf("create cache database %s: %w", path, err)
+		}
+	}
 	// WAL with synchronous=FULL: a commit is durable when it returns.
-	// auto_vacuum=INCREMENTAL (set before the first table; see Compact)
-	// lets eviction give pages back without rewriting the database.
 	// mmap_size lets SQLite read pages without a syscall each, which a
 	// join reading thousands of small blobs notices.
 	dsn := "file:" + path +
-		"?_pragma=page_size(16384)&_pragma=auto_vacuum(2)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)" +
+		"?_pragma=page_size(16384)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)" +
 		"&_pragma=mmap_size(268435456)&_txlock=immediate"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
@@ -107,6 +110,20 @@ func openChecked(ctx context.Context, path string) (*sql.DB, error) {
 		return nil, fmt.Errorf("open cache database %s: %w", path, err)
 	}
 	return db, nil
+}
+
+// createDatabase makes a new database with auto_vacuum=INCREMENTAL, which
+// must be set before the first table (see Compact). It uses a pool of its
+// own: as a pragma on every connection of the cache's pool it would make
+// each new connection wait for the write lock.
+func createDatabase(ctx context.Context, path string) error {
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=auto_vacuum(2)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)")
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	return migrate(ctx, db)
 }
 
 // checkDatabase runs PRAGMA quick_check: every page's structure, without
