@@ -100,7 +100,7 @@ func openChecked(ctx context.Context, path string) (*sql.DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open cache database %s: %w", path, err)
 	}
-	db.SetMaxOpenConns(4)
+	db.SetMaxOpenConns(5) // one is the store's writer
 	if err := checkDatabase(ctx, db); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open cache database %s: %w", path, err)
