@@ -149,3 +149,44 @@ func TestDamagedDatabaseIsRebuilt(t *testing.T) {
 		})
 	}
 }
+
+// Damage that appears while the cache is open fails the lookup, is
+// recorded, and the next Open rebuilds the database.
+func TestDamageSeenInUseIsRepairedAtNextOpen(t *testing.T) {
+	dir := t.TempDir()
+	c := openCache(t, Options{Dir: dir})
+	var inline []resources.Hash
+	for i := range 200 {
+		inline = append(inline, put(t, c, pseudoRandom(5000, byte(i))))
+	}
+	big := put(t, c, pseudoRandom(100_000, 250))
+	c.Flush(context.Background())
+	if _, err := c.db.Exec("PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "db.sqlite3"), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := f.Stat()
+	for off := int64(4096); off < fi.Size(); off += 4096 {
+		f.WriteAt(pseudoRandom(4096, byte(off>>12)), off)
+	}
+	f.Close()
+
+	if _, err := c.Lookup(context.Background(), inline); err == nil {
+		t.Fatal("lookup on a database overwritten with garbage did not fail")
+	}
+	if _, err := os.Stat(filepath.Join(dir, damagedName)); err != nil {
+		t.Fatalf("damage not recorded: %v", err)
+	}
+	c.Close()
+
+	c = openCache(t, Options{Dir: dir})
+	if c.Opened().DatabaseMovedAside == "" {
+		t.Fatal("damaged database not moved aside at the next Open")
+	}
+	if b, ok := lookup(t, c, big); !ok || b.Source != SourceBlob {
+		t.Fatal("blob file not adopted after the rebuild")
+	}
+}
