@@ -62,7 +62,12 @@ type Cache struct {
 
 // Open opens (creating if needed) the cache in opts.Dir and indexes the
 // local packs, hashing only files the index has not seen at this size and
-// mtime.
+// mtime. It fails at once with an *InUseError (ErrInUse) if another process
+// has the cache open, and with ErrNotWritable or ErrDiskFull, explained,
+// for those conditions. It repairs what it finds (see the package comment
+// and Opened): a damaged database is moved aside and rebuilt, verified
+// blob files without a row are adopted, temp files of a dead process are
+// removed.
 func Open(ctx context.Context, opts Options) (*Cache, error) {
 	if opts.InlineMax <= 0 {
 		opts.InlineMax = DefaultInlineMax
