@@ -17,7 +17,10 @@ import (
 func TestOpenAdoptsVerifiedBlobFiles(t *testing.T) {
 	dir := t.TempDir()
 	old := time.Unix(1_000_000, 0)
-	c := openCache(t, Options{Dir: dir, MaxBytes: 250_000})
+	// Five minutes after the file's mtime: a lookup does not touch it
+	// (last_used is updated only when older than touchGranularity).
+	clock := func() time.Time { return old.Add(5 * time.Minute) }
+	c := openCache(t, Options{Dir: dir, MaxBytes: 250_000, Now: clock})
 	h := put(t, c, pseudoRandom(100_000, 3))
 	c.Close()
 	db, err := sql.Open("sqlite", filepath.Join(dir, "db.sqlite3"))
@@ -31,11 +34,12 @@ func TestOpenAdoptsVerifiedBlobFiles(t *testing.T) {
 	p := blobPath(filepath.Join(dir, "blobs"), h)
 	os.Chtimes(p, old, old)
 
-	c = openCache(t, Options{Dir: dir, MaxBytes: 250_000})
+	c = openCache(t, Options{Dir: dir, MaxBytes: 250_000, Now: clock})
 	b, ok := lookup(t, c, h)
 	if !ok || b.Source != SourceBlob {
 		t.Fatalf("blob file without a row not adopted: %v %v", ok, b.Source)
 	}
+	c.Flush(context.Background())
 	var used int64
 	c.db.QueryRow("SELECT last_used FROM file_blobs WHERE hash = ?", h[:]).Scan(&used)
 	if used != old.Unix() {
