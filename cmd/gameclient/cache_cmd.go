@@ -21,11 +21,11 @@ import (
 
 // Exit codes of the cache commands.
 const (
-	exitOK       = 0
-	exitFailed   = 1 // the command failed; for verify: corrupt entries were found and dropped
-	exitUsage    = 2
-	exitNotRun   = 3 // verify only: the cache could not be checked
-	cacheUsageFm = `usage: gameclient cache <command> [-cache DIR] [-json] [arguments]
+	cacheExitOK      = 0
+	cacheExitFailed  = 1 // the command failed; for verify: corrupt entries were found and dropped
+	cacheExitUsage   = 2
+	cacheExitNotRun  = 3 // verify only: the cache could not be checked
+	cacheUsageFormat = `usage: gameclient cache <command> [-cache DIR] [-json] [arguments]
 
 commands:
   stats             entries and bytes per tier, oldest and newest use
@@ -41,13 +41,13 @@ commands:
 
 // runCache runs "gameclient cache ..." with the arguments after "cache".
 func runCache(args []string) int {
-	usage := func() { fmt.Fprintf(os.Stderr, cacheUsageFm, assetsmgr.DefaultMaxBytes>>20) }
+	usage := func() { fmt.Fprintf(os.Stderr, cacheUsageFormat, assetsmgr.DefaultMaxBytes>>20) }
 	if len(args) == 0 || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" {
 		usage()
 		if len(args) == 0 {
-			return exitUsage
+			return cacheExitUsage
 		}
-		return exitOK
+		return cacheExitOK
 	}
 	cmd := args[0]
 	fs := flag.NewFlagSet("gameclient cache "+cmd, flag.ContinueOnError)
@@ -63,16 +63,16 @@ func runCache(args []string) int {
 	default:
 		fmt.Fprintf(os.Stderr, "gameclient cache: unknown command %q\n", cmd)
 		usage()
-		return exitUsage
+		return cacheExitUsage
 	}
 	// Flags may come before, between or after the arguments.
 	var positional []string
 	for rest := args[1:]; ; {
 		if err := fs.Parse(rest); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				return exitOK
+				return cacheExitOK
 			}
-			return exitUsage
+			return cacheExitUsage
 		}
 		if fs.NArg() == 0 {
 			break
@@ -84,25 +84,25 @@ func runCache(args []string) int {
 	for _, a := range positional {
 		if cmd != "ls" {
 			fmt.Fprintf(os.Stderr, "gameclient cache %s: unexpected argument %q\n", cmd, a)
-			return exitUsage
+			return cacheExitUsage
 		}
 		p, err := resources.ParsePattern(a)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "gameclient cache ls: %v\n", err)
-			return exitUsage
+			return cacheExitUsage
 		}
 		patterns = append(patterns, p)
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		fmt.Fprintln(os.Stderr, "gameclient cache: -log-level:", err)
-		return exitUsage
+		return cacheExitUsage
 	}
 	// A cache command that cannot run is a failure, except for verify,
 	// whose exit code 1 means it found corrupt entries.
-	failed := exitFailed
+	failed := cacheExitFailed
 	if cmd == "verify" {
-		failed = exitNotRun
+		failed = cacheExitNotRun
 	}
 	if _, err := os.Stat(*dir); err != nil {
 		fmt.Fprintf(os.Stderr, "gameclient cache %s: no cache at %s: %v\n", cmd, *dir, err)
@@ -127,7 +127,7 @@ func runCache(args []string) int {
 
 	var out any
 	var text func(io.Writer)
-	code := exitOK
+	code := cacheExitOK
 	switch cmd {
 	case "stats":
 		st, err := cache.Stats(ctx)
@@ -145,7 +145,7 @@ func runCache(args []string) int {
 		res := verifyResult{VerifyReport: rep, OpenReport: cache.Opened()}
 		res.Clean = rep.Clean() && res.DatabaseMovedAside == "" && res.RemovedFiles == 0
 		if !res.Clean {
-			code = exitFailed
+			code = cacheExitFailed
 		}
 		out, text = res, func(w io.Writer) { printVerify(w, res) }
 	case "gc":
