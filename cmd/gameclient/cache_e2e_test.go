@@ -145,9 +145,9 @@ func mountTmpfs(t *testing.T, size string) string {
 	return dir
 }
 
-// runClient runs gameclient -until-synced -json and returns its exit code,
+// runClientOnCache runs gameclient on cache -until-synced -json and returns its exit code,
 // summary and stderr.
-func runClient(t *testing.T, url, cache string, extra ...string) (int, map[string]any, string) {
+func runClientOnCache(t *testing.T, url, cache string, extra ...string) (int, map[string]any, string) {
 	t.Helper()
 	cmd := exec.Command(clientBin, append([]string{"-server", url, "-cache", cache, "-until-synced", "-json"}, extra...)...)
 	var stdout, stderr bytes.Buffer
@@ -167,7 +167,7 @@ func TestReadOnlyCacheDirectoryIsExplained(t *testing.T) {
 	if out, err := exec.Command("mount", "-o", "remount,ro", cache).CombinedOutput(); err != nil {
 		t.Fatalf("remount ro: %v %s", err, out)
 	}
-	code, _, stderr := runClient(t, url, cache)
+	code, _, stderr := runClientOnCache(t, url, cache)
 	want := "gameclient: cache directory " + cache + " is not writable"
 	if code != 1 || !strings.HasPrefix(stderr, want) || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "make it writable") {
 		t.Fatalf("read-only cache: exit %d, stderr %q; want one line starting %q", code, stderr, want)
@@ -186,7 +186,7 @@ func TestFullDiskFailsAtOnce(t *testing.T) {
 	pack, _ := makePack(t) // holds a 1.5 MB blob
 	url := startServer(t, "-packs", pack)
 	cache := mountTmpfs(t, "1m")
-	code, sum, stderr := runClient(t, url, cache, "-timeout", "40s")
+	code, sum, stderr := runClientOnCache(t, url, cache, "-timeout", "40s")
 	msg, _ := sum["error"].(string)
 	if code != 1 || !strings.Contains(msg, "resources failed to load") {
 		t.Fatalf("full disk: exit %d, error %q; want failed resources, not a timeout\nstderr: %s", code, msg, stderr)
