@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"database/sql"
 	"encoding/json"
 	"os"
@@ -9,19 +10,25 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // cacheCmd runs "gameclient cache args..." and returns its exit code,
 // stdout and stderr.
 func cacheCmd(t *testing.T, args ...string) (int, []byte, string) {
 	t.Helper()
-	cmd := exec.Command(clientBin, append([]string{"cache"}, args...)...)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, clientBin, append([]string{"cache"}, args...)...)
 	// The race detector otherwise sleeps a second at exit; a data race
 	// still fails the command (exit 66).
 	cmd.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0 "+os.Getenv("GORACE"))
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("gameclient cache %v did not finish in 2 minutes", args)
+	}
 	return cmd.ProcessState.ExitCode(), stdout.Bytes(), stderr.String()
 }
 
