@@ -370,6 +370,9 @@ func (s *store) closeConn() {
 	for _, st := range s.wc.stmts {
 		st.Close()
 	}
+	// Never hand the pool a connection inside a transaction: it would
+	// hold the write lock. Without one, ROLLBACK just fails.
+	s.wc.conn.ExecContext(context.Background(), "ROLLBACK")
 	s.wc.conn.Close()
 	s.wc = nil
 }
