@@ -8,8 +8,9 @@
 // miss, removed so the caller fetches it again. A blob file is re-hashed at
 // lookup only if its fingerprint (size, mtime, ctime, inode, device)
 // changed since it was last verified; otherwise it is verified as it is
-// first read, and a mismatch is a read error that drops the entry. Blob files are written
-// atomically (temp file, fsync, rename) and database writes are batched.
+// first read, and a mismatch is a read error that drops the entry. Blob
+// files are written atomically (temp file, fsync, rename) and database
+// writes are batched on one goroutine with statements prepared once.
 //
 // The cache repairs itself at Open: a damaged database (failing
 // quick_check, not a database, or seen damaged in use) is moved aside as
