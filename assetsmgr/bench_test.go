@@ -74,3 +74,37 @@ func BenchmarkInlineVsFile(b *testing.B) {
 }
 
 func nowNano() int64 { return time.Now().UnixNano() }
+
+// BenchmarkStoreSmallBlobs stores what a cold sync of small resources
+// stores: 2,600 blobs of 1-4 KiB arriving back to back, each reported
+// durable. Run with -cpuprofile to see where the store's CPU goes.
+func BenchmarkStoreSmallBlobs(b *testing.B) {
+	const n = 2600
+	blobs := make([][]byte, n)
+	for i := range blobs {
+		blobs[i] = pseudoRandom(1024+i%3072, byte(i))
+		blobs[i][0], blobs[i][1] = byte(i), byte(i>>8)
+	}
+	for b.Loop() {
+		b.StopTimer()
+		c, err := Open(context.Background(), Options{Dir: b.TempDir()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		errs := make(chan error, n)
+		for _, data := range blobs {
+			if err := c.Put(resources.Sum(data), data, func(err error) { errs <- err }); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for range n {
+			if err := <-errs; err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StopTimer()
+		c.Close()
+		b.StartTimer()
+	}
+}

@@ -6,11 +6,9 @@ import (
 	"database/sql"
 	"fmt"
 	"hash"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -51,12 +49,25 @@ type Cache struct {
 	packs     *packs.View
 	now       func() time.Time
 	stmts     *stmtCache
+	lock      *dirLock
 	closeOnce sync.Once
+
+	damagedOnce sync.Once // markDamaged logs and writes its marker once
+
+	namesMu sync.Mutex // guards named
+	named   map[blobName]bool
+
+	opened OpenReport
 }
 
 // Open opens (creating if needed) the cache in opts.Dir and indexes the
 // local packs, hashing only files the index has not seen at this size and
-// mtime.
+// mtime. It fails at once with an *InUseError (ErrInUse) if another process
+// has the cache open, and with ErrNotWritable or ErrDiskFull, explained,
+// for those conditions. It repairs what it finds (see the package comment
+// and Opened): a damaged database is moved aside and rebuilt, verified
+// blob files without a row are adopted, temp files of a dead process are
+// removed.
 func Open(ctx context.Context, opts Options) (*Cache, error) {
 	if opts.InlineMax <= 0 {
 		opts.InlineMax = DefaultInlineMax
@@ -72,27 +83,36 @@ func Open(ctx context.Context, opts Options) (*Cache, error) {
 	}
 	blobs := filepath.Join(opts.Dir, "blobs")
 	if err := os.MkdirAll(blobs, 0o755); err != nil {
-		return nil, fmt.Errorf("open cache: %w", err)
+		return nil, classifyDiskError(opts.Dir, fmt.Errorf("open cache: %w", err))
 	}
-	removeTempFiles(blobs, opts.Logger)
-
-	// WAL with synchronous=FULL: a commit is durable when it returns.
-	// mmap_size lets SQLite read pages without a syscall each, which a
-	// join reading thousands of small blobs notices.
-	dsn := "file:" + filepath.Join(opts.Dir, "db.sqlite3") +
-		"?_pragma=page_size(16384)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)" +
-		"&_pragma=mmap_size(268435456)&_txlock=immediate"
-	db, err := sql.Open("sqlite", dsn)
+	// One process at a time: a second one stops here, before it touches
+	// anything, in particular the first one's temp files.
+	lock, err := lockDir(opts.Dir)
 	if err != nil {
-		return nil, fmt.Errorf("open cache database: %w", err)
+		return nil, classifyDiskError(opts.Dir, err)
 	}
-	db.SetMaxOpenConns(4)
-	if err := migrate(ctx, db); err != nil {
+	ok := false
+	defer func() {
+		if !ok {
+			lock.release()
+		}
+	}()
+	var opened OpenReport
+	db, aside, err := openDatabase(ctx, opts.Dir, opts.Logger, opts.Now)
+	if err != nil {
+		return nil, classifyDiskError(opts.Dir, err)
+	}
+	opened.DatabaseMovedAside = aside
+	if opened.Adopted, opened.RemovedFiles, err = adoptBlobFiles(ctx, db, blobs, opts.Logger); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("open cache database %s: %w", filepath.Join(opts.Dir, "db.sqlite3"), err)
+		return nil, classifyDiskError(opts.Dir, fmt.Errorf("open cache %s: %w", opts.Dir, err))
 	}
 	c := &Cache{dir: opts.Dir, db: db, log: opts.Logger, inlineMax: opts.InlineMax, maxBytes: opts.MaxBytes, now: opts.Now, stmts: &stmtCache{db: db}}
-	c.store = newStore(db, blobs, opts.Logger, opts.Now)
+	c.store = newStore(db, opts.Dir, opts.Logger, opts.Now)
+	c.store.onCommitError = c.markDamaged
+	c.opened = opened
+	ok = true // from here c.Close releases the lock
+	c.lock = lock
 
 	idx, err := loadPackIndex(ctx, db)
 	if err != nil {
@@ -157,17 +177,19 @@ func loadPackIndex(ctx context.Context, db *sql.DB) (packIndex, error) {
 	return idx, rows.Err()
 }
 
-// removeTempFiles deletes temp files a crashed client left in blobs/.
-func removeTempFiles(blobs string, log *slog.Logger) {
-	filepath.WalkDir(blobs, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && strings.HasPrefix(d.Name(), ".tmp-") {
-			if os.Remove(p) == nil {
-				log.Info("removed unfinished blob file", "path", p)
-			}
-		}
-		return nil
-	})
+// OpenReport says what Open repaired.
+type OpenReport struct {
+	// DatabaseMovedAside is where a damaged database was moved ("" if
+	// none was): the index was rebuilt from the blob files.
+	DatabaseMovedAside string `json:"database_moved_aside,omitempty"`
+	// Adopted blob files had no row but hashed to their name.
+	Adopted int `json:"adopted_files"`
+	// RemovedFiles had no row and did not hash to their name.
+	RemovedFiles int `json:"removed_files"`
 }
+
+// Opened returns what Open repaired.
+func (c *Cache) Opened() OpenReport { return c.opened }
 
 // Dir returns the cache directory.
 func (c *Cache) Dir() string { return c.dir }
@@ -192,6 +214,7 @@ func (c *Cache) Lookup(ctx context.Context, hs []resources.Hash) (map[resources.
 		}
 		found, err := t.Lookup(ctx, todo)
 		if err != nil {
+			c.markDamaged(err)
 			return hits, fmt.Errorf("look up %s cache: %w", t.Source(), err)
 		}
 		rest := todo[:0:0]
@@ -236,15 +259,21 @@ func (c *Cache) Put(h resources.Hash, data []byte, done func(error)) error {
 }
 
 // Create starts a blob that arrives in pieces: it is written to a temp file
-// next to its final place and hashed as it goes.
+// next to its final place and hashed as it goes. Its size is reserved on
+// disk first, so a full disk fails here, at once, with ErrDiskFull.
 func (c *Cache) Create(h resources.Hash, size int64) (*Pending, error) {
 	final := blobPath(filepath.Join(c.dir, "blobs"), h)
 	if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
-		return nil, fmt.Errorf("create blob %s: %w", h.Short(), err)
+		return nil, classifyDiskError(c.dir, fmt.Errorf("create blob %s: %w", h.Short(), err))
 	}
 	f, err := os.CreateTemp(filepath.Dir(final), ".tmp-"+h.String()+"-*")
 	if err != nil {
-		return nil, fmt.Errorf("create blob %s: %w", h.Short(), err)
+		return nil, classifyDiskError(c.dir, fmt.Errorf("create blob %s: %w", h.Short(), err))
+	}
+	if err := reserve(f, size); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, classifyDiskError(c.dir, fmt.Errorf("reserve %d bytes for blob %s: %w", size, h.Short(), err))
 	}
 	return &Pending{c: c, f: f, hash: h, size: size, sum: sha256.New()}, nil
 }
@@ -274,7 +303,7 @@ func (p *Pending) Write(b []byte) (int, error) {
 	p.sum.Write(b[:n])
 	p.written += int64(n)
 	if err != nil {
-		return n, fmt.Errorf("write blob %s: %w", p.hash.Short(), err)
+		return n, classifyDiskError(p.c.dir, fmt.Errorf("write blob %s: %w", p.hash.Short(), err))
 	}
 	if p.written-p.flushed >= writebackEvery {
 		startWriteback(p.f, p.flushed, p.written-p.flushed)
@@ -325,6 +354,7 @@ func (c *Cache) Close() error {
 		}
 		c.stmts.close()
 		err = c.db.Close()
+		c.lock.release()
 	})
 	return err
 }

@@ -194,10 +194,11 @@ func TestCorruptEntriesAreMissesAndRemoved(t *testing.T) {
 		{"row whose file is missing", 100_000, func(t *testing.T, dir string, _ *sql.DB, h resources.Hash) {
 			os.Remove(blobPath(filepath.Join(dir, "blobs"), h))
 		}},
-		{"blob file without a row", 100_000, func(t *testing.T, dir string, db *sql.DB, h resources.Hash) {
+		{"blob file without a row, not matching its name", 100_000, func(t *testing.T, dir string, db *sql.DB, h resources.Hash) {
 			if _, err := db.Exec("DELETE FROM file_blobs WHERE hash = ?", h[:]); err != nil {
 				t.Fatal(err)
 			}
+			os.Truncate(blobPath(filepath.Join(dir, "blobs"), h), 99_999)
 		}},
 		{"flipped bytes in inline data", 3000, func(t *testing.T, dir string, db *sql.DB, h resources.Hash) {
 			if _, err := db.Exec("UPDATE inline_blobs SET data = zeroblob(3000) WHERE hash = ?", h[:]); err != nil {
@@ -278,7 +279,7 @@ func TestOpenRemovesTempFilesAndChecksSchema(t *testing.T) {
 	}
 	var v int
 	c.db.QueryRow("PRAGMA user_version").Scan(&v)
-	if v != 1 {
+	if v != 3 {
 		t.Fatalf("schema version %d", v)
 	}
 	var mode string
@@ -330,6 +331,9 @@ func TestFullDisk(t *testing.T) {
 	}
 	if failed == nil {
 		t.Fatal("100 × 60 KB stored on a 1 MiB disk")
+	}
+	if !errors.Is(failed, ErrDiskFull) {
+		t.Fatalf("full-disk error is not ErrDiskFull: %v", failed)
 	}
 	if !strings.Contains(failed.Error(), "full") && !strings.Contains(failed.Error(), "no space") {
 		t.Fatalf("full-disk error does not say so: %v", failed)

@@ -3,8 +3,23 @@
 // cache in sqlite (Cache/db.sqlite3) for small blobs, and the file cache
 // (Cache/blobs/<2 hex>/<64 hex>) for large ones.
 //
-// Every hit is verified against its SHA-256 before it is returned, and only
-// verified data is ever stored: a corrupt, truncated or orphaned entry is a
-// miss, removed so the caller fetches it again. Blob files are written
-// atomically (temp file, fsync, rename) and database writes are batched.
+// Every hit is verified against its SHA-256 before its bytes are returned,
+// and only verified data is ever stored: a corrupt or truncated entry is a
+// miss, removed so the caller fetches it again. A blob file is re-hashed at
+// lookup only if its fingerprint (size, mtime, ctime, inode, device)
+// changed since it was last verified; otherwise it is verified as it is
+// first read, and a mismatch is a read error that drops the entry. Blob
+// files are written atomically (temp file, fsync, rename) and database
+// writes are batched on one goroutine with statements prepared once.
+//
+// The cache repairs itself at Open: a damaged database (failing
+// quick_check, not a database, or seen damaged in use) is moved aside as
+// db.sqlite3.corrupt-<time>, and a blob file without a row whose content
+// hashes to its name is adopted rather than fetched again. Only inline
+// entries are lost with a damaged database.
+//
+// One process at a time has a cache directory open: Open takes an flock on
+// Cache/lock (which holds the pid) and a second Open fails at once with an
+// *InUseError. The kernel drops the lock when the holder exits, even by
+// SIGKILL. Open must never touch another process's files.
 package assetsmgr

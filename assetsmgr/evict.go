@@ -28,8 +28,9 @@ func (c *Cache) Size(ctx context.Context) (int64, error) {
 // 90% of its MaxBytes, if it holds more than MaxBytes; hashes for which
 // keep returns true (those bound right now) are never evicted. It returns
 // the number of blobs and bytes removed. Rows go first and files after, so
-// a crash in between leaves only an orphan file, which the next lookup
-// removes.
+// a crash in between leaves only an orphan file, which the next Open
+// adopts (as least recently used). When evicted inline rows leave a
+// quarter or more of the database's pages free, it is compacted.
 func (c *Cache) Trim(ctx context.Context, keep func(resources.Hash) bool) (int, int64, error) {
 	if c.maxBytes < 0 {
 		return 0, 0, nil
@@ -63,6 +64,16 @@ func (c *Cache) Trim(ctx context.Context, keep func(resources.Hash) bool) (int, 
 		os.Remove(blobPath(filepath.Join(c.dir, "blobs"), h))
 	}
 	c.log.Info("cache trimmed", "blobs", len(victims), "bytes", freed, "limit", c.maxBytes)
+	if len(inline) > 0 {
+		// Evicted inline rows leave free pages; give them back.
+		if share, err := c.freeShare(ctx); err == nil && share >= compactThreshold {
+			if res, err := c.Compact(ctx); err != nil {
+				c.log.Warn("cache database not compacted", "err", err)
+			} else {
+				c.log.Info("cache database compacted", "bytes_before", res.BytesBefore, "bytes_after", res.BytesAfter)
+			}
+		}
+	}
 	return len(victims), freed, nil
 }
 

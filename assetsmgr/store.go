@@ -24,6 +24,9 @@ const (
 	opDeleteFile
 	opPackIndex
 	opBarrier
+	opCompact     // reclaim free pages; between transactions
+	opName        // record names of cached blobs
+	opFingerprint // record blob files' fingerprints after a re-hash
 )
 
 type packRow struct {
@@ -33,24 +36,31 @@ type packRow struct {
 }
 
 type op struct {
-	kind   opKind
-	hash   resources.Hash
-	size   int64
-	data   []byte
-	tmp    *os.File // opFile: complete, verified, not yet synced
-	hashes []resources.Hash
-	rows   []packRow
-	done   func(error)
+	kind    opKind
+	hash    resources.Hash
+	size    int64
+	data    []byte
+	tmp     *os.File // opFile: complete, verified, not yet synced
+	hashes  []resources.Hash
+	rows    []packRow
+	compact *CompactResult // opCompact: filled in
+	names   []blobName     // opName
+	fps     []string       // opFingerprint: one per hashes entry; opFile: set once placed
+	done    func(error)
 }
 
 // store applies cache writes on one goroutine, in order, committing
 // whatever has queued up as one transaction (group commit): the first write
 // waits for one commit, and a burst of writes shares the next.
 type store struct {
-	db  *sql.DB
-	dir string // blobs directory
-	log *slog.Logger
-	now func() time.Time
+	db       *sql.DB
+	cacheDir string
+	dir      string // blobs directory
+	log      *slog.Logger
+	now      func() time.Time
+	// onCommitError, if set, sees every failed commit; set before use.
+	onCommitError func(error)
+	wc            *writeConn // the run goroutine's connection; nil until first used
 
 	mu     sync.RWMutex // guards closed; held shared while sending on ops
 	closed bool
@@ -58,8 +68,8 @@ type store struct {
 	exited chan struct{}
 }
 
-func newStore(db *sql.DB, dir string, log *slog.Logger, now func() time.Time) *store {
-	s := &store{db: db, dir: dir, log: log, now: now, ops: make(chan op, 1024), exited: make(chan struct{})}
+func newStore(db *sql.DB, cacheDir string, log *slog.Logger, now func() time.Time) *store {
+	s := &store{db: db, cacheDir: cacheDir, dir: filepath.Join(cacheDir, "blobs"), log: log, now: now, ops: make(chan op, 1024), exited: make(chan struct{})}
 	go s.run()
 	return s
 }
@@ -107,6 +117,7 @@ func (s *store) close() {
 
 func (s *store) run() {
 	defer close(s.exited)
+	defer s.closeConn()
 	for o := range s.ops {
 		batch := []op{o}
 	drain:
@@ -129,6 +140,10 @@ func (s *store) apply(batch []op) {
 	errs := make([]error, len(batch))
 	s.placeFiles(batch, errs)
 	if err := s.commit(batch, errs); err != nil {
+		err = classifyDiskError(s.cacheDir, err)
+		if s.onCommitError != nil {
+			s.onCommitError(err)
+		}
 		for i, o := range batch {
 			if errs[i] == nil {
 				errs[i] = err
@@ -138,6 +153,11 @@ func (s *store) apply(batch []op) {
 				// unrecorded blob is left behind.
 				os.Remove(blobPath(s.dir, o.hash))
 			}
+		}
+	}
+	for i, o := range batch {
+		if o.kind == opCompact {
+			errs[i] = s.compact(o.compact)
 		}
 	}
 	for i, o := range batch {
@@ -163,7 +183,13 @@ func (s *store) placeFiles(batch []op, errs []error) {
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			errs[i] = placeFile(o.tmp, blobPath(s.dir, o.hash))
+			final := blobPath(s.dir, o.hash)
+			errs[i] = classifyDiskError(s.cacheDir, placeFile(o.tmp, final))
+			if errs[i] == nil {
+				if fi, err := os.Stat(final); err == nil {
+					batch[i].fps = []string{fingerprint(fi)}
+				}
+			}
 		}()
 	}
 	wg.Wait()
@@ -212,7 +238,7 @@ func syncDir(dir string) error {
 func (s *store) commit(batch []op, errs []error) error {
 	needed := false
 	for i, o := range batch {
-		if o.kind != opBarrier && errs[i] == nil {
+		if o.kind != opBarrier && o.kind != opCompact && errs[i] == nil {
 			needed = true
 		}
 	}
@@ -220,11 +246,11 @@ func (s *store) commit(batch []op, errs []error) error {
 		return nil
 	}
 	now := s.now().Unix()
-	tx, err := s.db.Begin()
+	tx, err := s.begin()
 	if err != nil {
 		return fmt.Errorf("store blobs: %w", err)
 	}
-	defer tx.Rollback()
+	defer tx.rollback()
 	for i, o := range batch {
 		if errs[i] != nil {
 			continue
@@ -236,7 +262,17 @@ func (s *store) commit(batch []op, errs []error) error {
 				ON CONFLICT (hash) DO UPDATE SET size = excluded.size, data = excluded.data, last_used = excluded.last_used`,
 				o.hash[:], o.size, now, o.data)
 		case opFile:
-			_, err = tx.Exec(`INSERT OR REPLACE INTO file_blobs (hash, size, last_used) VALUES (?, ?, ?)`, o.hash[:], o.size, now)
+			var fp any // NULL: re-hashed at the next lookup
+			if len(o.fps) == 1 && o.fps[0] != "" {
+				fp = o.fps[0]
+			}
+			_, err = tx.Exec(`INSERT OR REPLACE INTO file_blobs (hash, size, last_used, fingerprint) VALUES (?, ?, ?, ?)`, o.hash[:], o.size, now, fp)
+		case opFingerprint:
+			for i, h := range o.hashes {
+				if _, err = tx.Exec(`UPDATE file_blobs SET fingerprint = ? WHERE hash = ?`, o.fps[i], h[:]); err != nil {
+					break
+				}
+			}
 		case opTouch:
 			// Eviction needs recency to minutes, not seconds: rows used
 			// lately are not rewritten, and an inline row's rewrite would
@@ -252,10 +288,26 @@ func (s *store) commit(batch []op, errs []error) error {
 				if _, err = tx.Exec(`DELETE FROM inline_blobs WHERE hash = ?`, h[:]); err != nil {
 					break
 				}
+				if _, err = tx.Exec(`DELETE FROM blob_names WHERE hash = ?`, h[:]); err != nil {
+					break
+				}
 			}
 		case opDeleteFile:
 			for _, h := range o.hashes {
 				if _, err = tx.Exec(`DELETE FROM file_blobs WHERE hash = ?`, h[:]); err != nil {
+					break
+				}
+				if _, err = tx.Exec(`DELETE FROM blob_names WHERE hash = ?`, h[:]); err != nil {
+					break
+				}
+			}
+		case opName:
+			// Only for blobs the cache holds: a name for a pack hit or a
+			// blob evicted meanwhile would never be removed.
+			for _, n := range o.names {
+				if _, err = tx.Exec(`INSERT OR IGNORE INTO blob_names (hash, type, ref)
+					SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM inline_blobs WHERE hash = ?1) OR EXISTS (SELECT 1 FROM file_blobs WHERE hash = ?1)`,
+					n.hash[:], n.loc.Type.String(), n.loc.Ref.String()); err != nil {
 					break
 				}
 			}
@@ -271,7 +323,7 @@ func (s *store) commit(batch []op, errs []error) error {
 			return fmt.Errorf("store blobs: %w", err)
 		}
 	}
-	if err := tx.Commit(); err != nil {
+	if err := tx.commit(); err != nil {
 		return fmt.Errorf("store blobs: commit: %w", err)
 	}
 	return nil
@@ -280,14 +332,96 @@ func (s *store) commit(batch []op, errs []error) error {
 // touchGranularity is how stale last_used may get before a hit updates it.
 const touchGranularity = 10 * time.Minute
 
+// writeConn is the store's own database connection, with its statements
+// prepared once: parsing the same INSERT for every blob of a sync was a
+// fifth of the client's CPU. Transactions are BEGIN IMMEDIATE ... COMMIT
+// on it, so the prepared statements are used as they are
+// (database/sql's Tx would prepare them again in every transaction).
+type writeConn struct {
+	conn  *sql.Conn
+	stmts map[string]*sql.Stmt
+	open  bool // a transaction is open
+}
+
+// begin starts a write transaction on the store's connection, opening it
+// first if needed.
+func (s *store) begin() (*writeConn, error) {
+	ctx := context.Background()
+	if s.wc == nil {
+		conn, err := s.db.Conn(ctx)
+		if err != nil {
+			return nil, err
+		}
+		s.wc = &writeConn{conn: conn, stmts: make(map[string]*sql.Stmt)}
+	}
+	if _, err := s.wc.conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		s.closeConn()
+		return nil, err
+	}
+	s.wc.open = true
+	return s.wc, nil
+}
+
+// closeConn drops the store's connection (after an error, or at close).
+func (s *store) closeConn() {
+	if s.wc == nil {
+		return
+	}
+	for _, st := range s.wc.stmts {
+		st.Close()
+	}
+	// Never hand the pool a connection inside a transaction: it would
+	// hold the write lock. Without one, ROLLBACK just fails.
+	s.wc.conn.ExecContext(context.Background(), "ROLLBACK")
+	s.wc.conn.Close()
+	s.wc = nil
+}
+
+func (w *writeConn) Exec(query string, args ...any) (sql.Result, error) {
+	ctx := context.Background()
+	st, ok := w.stmts[query]
+	if !ok {
+		var err error
+		if st, err = w.conn.PrepareContext(ctx, query); err != nil {
+			return nil, err
+		}
+		w.stmts[query] = st
+	}
+	return st.ExecContext(ctx, args...)
+}
+
+func (w *writeConn) commit() error {
+	if _, err := w.conn.ExecContext(context.Background(), "COMMIT"); err != nil {
+		return err
+	}
+	w.open = false
+	return nil
+}
+
+// rollback ends a transaction that did not commit; a no-op after commit.
+func (w *writeConn) rollback() {
+	if w.open {
+		w.conn.ExecContext(context.Background(), "ROLLBACK")
+		w.open = false
+	}
+}
+
 // execHashes runs an update that ends in "IN (" over hashes in batches,
-// with args before the hashes.
-func execHashes(tx *sql.Tx, query string, hashes []resources.Hash, args ...any) error {
-	const batch = 500
+// with args before the hashes. Lists are padded to a power of two
+// (repeating a hash changes nothing) so a few prepared statements serve.
+func execHashes(tx *writeConn, query string, hashes []resources.Hash, args ...any) error {
+	const batch = 512
 	for len(hashes) > 0 {
 		n := min(len(hashes), batch)
-		all := append(append(make([]any, 0, len(args)+n), args...), hashArgs(hashes[:n])...)
-		if _, err := tx.Exec(query+strings.Repeat("?,", n-1)+"?)", all...); err != nil {
+		padded := 1
+		for padded < n {
+			padded *= 2
+		}
+		all := append(append(make([]any, 0, len(args)+padded), args...), hashArgs(hashes[:n])...)
+		for len(all) < len(args)+padded {
+			all = append(all, all[len(all)-1])
+		}
+		if _, err := tx.Exec(query+strings.Repeat("?,", padded-1)+"?)", all...); err != nil {
 			return err
 		}
 		hashes = hashes[n:]

@@ -65,8 +65,10 @@ type bytesContent struct{ *bytes.Reader }
 
 func (bytesContent) Close() error { return nil }
 
-// Open returns the blob's bytes for reading. A file-backed blob could have
-// changed since it was verified; callers that must be sure use Verify.
+// Open returns the blob's bytes for reading. A blob file not re-hashed at
+// lookup (its fingerprint was unchanged) is verified whole on the first
+// read, which fails with ErrHashMismatch or ErrSizeMismatch rather than
+// return a corrupt byte.
 func (b Blob) Open() (Content, error) {
 	if b.open == nil {
 		return bytesContent{bytes.NewReader(b.data)}, nil
@@ -84,6 +86,9 @@ func (b Blob) ReadAll() ([]byte, error) {
 		return nil, err
 	}
 	defer c.Close()
+	if cc, ok := c.(*checkedContent); ok {
+		return cc.readAll() // one pass: read and verify together
+	}
 	out := make([]byte, b.Size)
 	if _, err := c.ReadAt(out, 0); err != nil && !(err == io.EOF && b.Size == 0) {
 		return nil, err

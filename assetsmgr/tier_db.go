@@ -4,11 +4,14 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/voxsync/voxsync/resources"
 )
@@ -144,10 +147,11 @@ func (t *inlineTier) Lookup(ctx context.Context, hs []resources.Hash) (map[resou
 // fileTier finds large blobs stored as files under blobs/, each with a row
 // in file_blobs recording that it is complete.
 type fileTier struct {
-	stmts *stmtCache
-	dir   string // the blobs directory
-	store *store
-	log   *slog.Logger
+	stmts    *stmtCache
+	dir      string // the blobs directory
+	store    *store
+	log      *slog.Logger
+	rehashes atomic.Int64 // files re-hashed by Lookup, for tests
 }
 
 var _ Tier = (*fileTier)(nil)
@@ -159,13 +163,22 @@ func blobPath(dir string, h resources.Hash) string {
 	return dir + string(os.PathSeparator) + s[:2] + string(os.PathSeparator) + s
 }
 
+// Lookup re-hashes a blob file only when its fingerprint (size, mtime,
+// ctime, inode, device) differs from the one recorded when it was last
+// verified. A file whose fingerprint is unchanged is a hit whose bytes are
+// verified as they are first read (Blob.Open, Blob.ReadAll): nothing
+// corrupt reaches the caller, and a join does not re-read every large
+// blob.
 func (t *fileTier) Lookup(ctx context.Context, hs []resources.Hash) (map[resources.Hash]Blob, error) {
-	type row struct{ size, used int64 }
+	type row struct {
+		size, used int64
+		fp         string
+	}
 	rows := make(map[resources.Hash]row)
-	err := queryHashes(ctx, t.stmts, "SELECT hash, size, last_used FROM file_blobs WHERE hash IN (", hs, func(r *sql.Rows) error {
+	err := queryHashes(ctx, t.stmts, "SELECT hash, size, last_used, coalesce(fingerprint, '') FROM file_blobs WHERE hash IN (", hs, func(r *sql.Rows) error {
 		var hb []byte
 		var rw row
-		if err := r.Scan(&hb, &rw.size, &rw.used); err != nil {
+		if err := r.Scan(&hb, &rw.size, &rw.used, &rw.fp); err != nil {
 			return err
 		}
 		if h, ok := scanHash(hb); ok {
@@ -177,8 +190,9 @@ func (t *fileTier) Lookup(ctx context.Context, hs []resources.Hash) (map[resourc
 		return nil, err
 	}
 	hits := make(map[resources.Hash]Blob)
-	var bad []resources.Hash
-	buf := make([]byte, 256<<10)
+	var bad, rehashed []resources.Hash
+	var fps []string
+	var buf []byte
 	for _, h := range hs {
 		if ctx.Err() != nil {
 			break
@@ -187,43 +201,119 @@ func (t *fileTier) Lookup(ctx context.Context, hs []resources.Hash) (map[resourc
 		rw, hasRow := rows[h]
 		size := rw.size
 		if !hasRow {
-			// A file without a row was never recorded complete (a crash
-			// between rename and commit, or someone else's file): not ours
-			// to trust.
-			if err := os.Remove(p); err == nil {
-				t.log.Warn("blob file without a cache row removed; fetching again", "hash", h.Short())
-			}
+			// A file without a row is not recorded complete: a miss. It
+			// may be one the store is placing right now, so it is left
+			// alone; the next Open adopts it if it verifies.
 			continue
 		}
-		if err := t.verify(p, h, size, buf); err != nil {
+		if fi, err := os.Stat(p); err == nil && rw.fp != "" && fi.Size() == size && fingerprint(fi) == rw.fp {
+			hits[h] = Blob{Hash: h, Size: size, Source: SourceBlob, used: rw.used, open: t.openChecked(p, h, size)}
+			continue
+		}
+		if buf == nil {
+			buf = make([]byte, 256<<10)
+		}
+		t.rehashes.Add(1)
+		fp, err := t.verify(p, h, size, buf)
+		if err != nil {
 			t.log.Warn("corrupt blob cache entry; fetching again", "hash", h.Short(), "err", err)
 			os.Remove(p)
 			bad = append(bad, h)
 			continue
+		}
+		if fp != rw.fp && fp != "" {
+			rehashed, fps = append(rehashed, h), append(fps, fp)
 		}
 		hits[h] = Blob{Hash: h, Size: size, Source: SourceBlob, open: func() (Content, error) { return os.Open(p) }, used: rw.used}
 	}
 	if len(bad) > 0 {
 		t.store.enqueue(op{kind: opDeleteFile, hashes: bad})
 	}
+	if len(rehashed) > 0 {
+		t.store.enqueue(op{kind: opFingerprint, hashes: rehashed, fps: fps})
+	}
 	return hits, ctx.Err()
 }
 
-func (t *fileTier) verify(p string, h resources.Hash, size int64, buf []byte) error {
+// openChecked opens a blob file that was not re-hashed at lookup: its
+// bytes are verified on the first read, before any is returned; a
+// mismatch drops the entry so it is fetched again.
+func (t *fileTier) openChecked(p string, h resources.Hash, size int64) func() (Content, error) {
+	return func() (Content, error) {
+		f, err := os.Open(p)
+		if err != nil {
+			return nil, err
+		}
+		return &checkedContent{f: f, hash: h, size: size, bad: t.drop}, nil
+	}
+}
+
+// drop removes a blob file found corrupt after it was looked up.
+func (t *fileTier) drop(h resources.Hash, why error) {
+	t.log.Warn("corrupt blob cache entry found while reading; it is fetched again next time", "hash", h.Short(), "err", why)
+	os.Remove(blobPath(t.dir, h))
+	t.store.enqueue(op{kind: opDeleteFile, hashes: []resources.Hash{h}})
+}
+
+// checkedContent verifies the whole file against its hash on the first
+// ReadAt, and returns no byte unless it matches.
+type checkedContent struct {
+	f    *os.File
+	hash resources.Hash
+	size int64
+	bad  func(resources.Hash, error)
+
+	once sync.Once
+	err  error // set by once
+}
+
+func (c *checkedContent) ReadAt(p []byte, off int64) (int, error) {
+	c.once.Do(func() {
+		if err := verifyReader(c.f, c.size, c.hash, make([]byte, 256<<10)); err != nil {
+			c.err = fmt.Errorf("read blob %s: %w", c.hash.Short(), err)
+			c.bad(c.hash, err)
+		}
+	})
+	if c.err != nil {
+		return 0, c.err
+	}
+	return c.f.ReadAt(p, off)
+}
+
+func (c *checkedContent) Close() error { return c.f.Close() }
+
+// readAllChecked reads and verifies the whole blob in one pass.
+func (c *checkedContent) readAll() ([]byte, error) {
+	out := make([]byte, c.size)
+	n, err := io.ReadFull(c.f, out)
+	if err != nil && !(errors.Is(err, io.EOF) && c.size == 0) {
+		err = fmt.Errorf("%d of %d bytes: %w", n, c.size, ErrSizeMismatch)
+	} else if resources.Sum(out) != c.hash {
+		err = ErrHashMismatch
+	} else {
+		return out, nil
+	}
+	c.bad(c.hash, err)
+	return nil, fmt.Errorf("read blob %s: %w", c.hash.Short(), err)
+}
+
+// verify re-hashes the file at p and returns its fingerprint from before
+// it was read.
+func (t *fileTier) verify(p string, h resources.Hash, size int64, buf []byte) (string, error) {
 	f, err := os.Open(p)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return errors.New("row without a file")
+			return "", errors.New("row without a file")
 		}
-		return err
+		return "", err
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return err
+		return "", err
 	}
 	if fi.Size() != size {
-		return ErrSizeMismatch
+		return "", ErrSizeMismatch
 	}
-	return verifyReader(f, size, h, buf)
+	return fingerprint(fi), verifyReader(f, size, h, buf)
 }

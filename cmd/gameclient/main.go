@@ -93,6 +93,9 @@ func main() {
 }
 
 func run() int {
+	if len(os.Args) > 1 && os.Args[1] == "cache" {
+		return runCache(os.Args[2:])
+	}
 	var (
 		server      = flag.String("server", "ws://127.0.0.1:30000/ws", "server WebSocket URL")
 		cacheDir    = flag.String("cache", "Cache", "cache directory")
@@ -159,7 +162,7 @@ func run() int {
 	defer cache.Close()
 
 	out := newReporter(os.Stderr, *untilSynced)
-	syncer := session.NewSyncer(session.SyncOptions{URL: *server, Cache: cache, Token: *token, Logger: log, OnEvent: out.event})
+	syncer := session.NewSyncer(session.SyncOptions{URL: *server, Cache: cache, Token: *token, Logger: log, OnEvent: nameLoaded(cache, out.event)})
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -1,0 +1,77 @@
+package assetsmgr
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"syscall"
+
+	"modernc.org/sqlite"
+)
+
+// Sentinels for disk conditions a player has to act on (errors.Is).
+var (
+	ErrNotWritable = errors.New("cache directory is not writable")
+	ErrDiskFull    = errors.New("disk holding the cache is full")
+)
+
+// sqlite primary result codes for disk conditions.
+const (
+	sqliteReadOnly = 8
+	sqliteFull     = 13
+	sqliteCantOpen = 14
+)
+
+// diskError wraps a disk condition so its message says what happened and
+// what to do, keeping the cause for errors.Is/As.
+type diskError struct {
+	kind  error // ErrNotWritable or ErrDiskFull
+	dir   string
+	cause error
+}
+
+func (e *diskError) Error() string {
+	switch e.kind {
+	case ErrNotWritable:
+		return fmt.Sprintf("cache directory %s is not writable (%v): make it writable for this user (or mount it read-write), or use another cache directory", e.dir, e.cause)
+	default:
+		return fmt.Sprintf("disk holding the cache %s is full (%v): free some space, or give the cache a smaller size cap", e.dir, e.cause)
+	}
+}
+
+func (e *diskError) Unwrap() []error { return []error{e.kind, e.cause} }
+
+// classifyDiskError returns err wrapped as a not-writable or disk-full
+// error if that is what it is, and err unchanged otherwise.
+func classifyDiskError(dir string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var de *diskError
+	if errors.As(err, &de) {
+		return err
+	}
+	if kind := diskErrorKind(err); kind != nil {
+		return &diskError{kind: kind, dir: dir, cause: err}
+	}
+	return err
+}
+
+func diskErrorKind(err error) error {
+	switch {
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		return ErrDiskFull
+	case errors.Is(err, syscall.EROFS), errors.Is(err, fs.ErrPermission):
+		return ErrNotWritable
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() & 0xff {
+		case sqliteFull:
+			return ErrDiskFull
+		case sqliteReadOnly, sqliteCantOpen:
+			return ErrNotWritable
+		}
+	}
+	return nil
+}

@@ -1,0 +1,348 @@
+package assetsmgr
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/voxsync/voxsync/resources"
+)
+
+// TierStats counts one cache tier.
+type TierStats struct {
+	Entries   int64     `json:"entries"`
+	Bytes     int64     `json:"bytes"`
+	OldestUse time.Time `json:"oldest_use,omitzero"`
+	NewestUse time.Time `json:"newest_use,omitzero"`
+}
+
+// Stats describes the cache's contents.
+type Stats struct {
+	Dir    string    `json:"dir"`
+	Inline TierStats `json:"inline"`
+	Blob   TierStats `json:"blob"`
+	// MaxBytes is the size cap Trim applies (negative: none).
+	MaxBytes      int64 `json:"max_bytes"`
+	DatabaseBytes int64 `json:"database_bytes"` // db.sqlite3 and its WAL
+	PageSize      int64 `json:"page_size"`
+	Pages         int64 `json:"pages"`
+	FreePages     int64 `json:"free_pages"`
+	Names         int64 `json:"names"` // recorded type and domain:key names
+	// SetAside lists damaged databases moved aside by earlier repairs.
+	SetAside []string `json:"set_aside,omitempty"`
+}
+
+// Stats counts entries and bytes per tier, with their oldest and newest use.
+func (c *Cache) Stats(ctx context.Context) (Stats, error) {
+	st := Stats{Dir: c.dir, MaxBytes: c.maxBytes}
+	for _, t := range []struct {
+		table string
+		out   *TierStats
+	}{{"inline_blobs", &st.Inline}, {"file_blobs", &st.Blob}} {
+		var oldest, newest sql.NullInt64
+		err := c.db.QueryRowContext(ctx, "SELECT count(*), coalesce(sum(size), 0), min(last_used), max(last_used) FROM "+t.table).
+			Scan(&t.out.Entries, &t.out.Bytes, &oldest, &newest)
+		if err != nil {
+			c.markDamaged(err)
+			return st, fmt.Errorf("count %s: %w", t.table, err)
+		}
+		if oldest.Valid {
+			t.out.OldestUse, t.out.NewestUse = time.Unix(oldest.Int64, 0).UTC(), time.Unix(newest.Int64, 0).UTC()
+		}
+	}
+	err := c.db.QueryRowContext(ctx, `SELECT (SELECT page_size FROM pragma_page_size), (SELECT page_count FROM pragma_page_count),
+		(SELECT freelist_count FROM pragma_freelist_count), (SELECT count(*) FROM blob_names)`).Scan(&st.PageSize, &st.Pages, &st.FreePages, &st.Names)
+	if err != nil {
+		return st, fmt.Errorf("measure cache database: %w", err)
+	}
+	db := filepath.Join(c.dir, dbName)
+	st.DatabaseBytes = fileSizes(db, db+"-wal")
+	aside, _ := filepath.Glob(db + ".corrupt-*")
+	for _, a := range aside {
+		if !strings.HasSuffix(a, "-wal") {
+			st.SetAside = append(st.SetAside, filepath.Base(a))
+		}
+	}
+	return st, nil
+}
+
+// BadEntry is a corrupt entry Verify found and dropped.
+type BadEntry struct {
+	Hash   resources.Hash `json:"hash"`
+	Source Source         `json:"tier"`
+	Size   int64          `json:"size"`
+	Reason string         `json:"reason"`
+}
+
+// VerifyReport is what Verify checked and found.
+type VerifyReport struct {
+	Inline   int64      `json:"inline_checked"`
+	Blob     int64      `json:"blob_checked"`
+	Bytes    int64      `json:"bytes_checked"`
+	Bad      []BadEntry `json:"bad,omitempty"`
+	Database string     `json:"database"` // "ok", or what integrity_check found
+}
+
+// Clean reports whether nothing was wrong.
+func (r VerifyReport) Clean() bool { return len(r.Bad) == 0 && r.Database == "ok" }
+
+// Verify re-hashes every inline and blob entry and drops those that do
+// not match (a row without its file, a short file, other bytes), and runs
+// the database's full integrity_check; a damaged database is marked so
+// the next Open rebuilds it.
+func (c *Cache) Verify(ctx context.Context) (VerifyReport, error) {
+	var rep VerifyReport
+	rep.Database = "ok"
+	rows, err := c.db.QueryContext(ctx, "PRAGMA integrity_check")
+	if err != nil {
+		c.markDamaged(err)
+		rep.Database = err.Error()
+	} else {
+		var problems []string
+		for rows.Next() {
+			var s string
+			if rows.Scan(&s) == nil && s != "ok" && len(problems) < 5 {
+				problems = append(problems, s)
+			}
+		}
+		rerr := rows.Err()
+		rows.Close()
+		if rerr != nil {
+			problems = append(problems, rerr.Error())
+		}
+		if len(problems) > 0 {
+			rep.Database = strings.Join(problems, "; ")
+			c.markDamaged(fmt.Errorf("%w: %s", errDamaged, rep.Database))
+		}
+	}
+
+	var badInline, badFile []resources.Hash
+	// Inline rows, a page at a time in hash order.
+	after := []byte{} // not nil: nil would bind as NULL
+	for {
+		n := 0
+		err := func() error {
+			rows, err := c.db.QueryContext(ctx, "SELECT hash, size, data FROM inline_blobs WHERE hash > ? ORDER BY hash LIMIT 256", after)
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var hb, data []byte
+				var size int64
+				if err := rows.Scan(&hb, &size, &data); err != nil {
+					return err
+				}
+				n++
+				after = hb
+				h, ok := scanHash(hb)
+				if !ok {
+					continue
+				}
+				rep.Inline++
+				rep.Bytes += int64(len(data))
+				switch {
+				case int64(len(data)) != size:
+					rep.Bad = append(rep.Bad, BadEntry{h, SourceInline, size, fmt.Sprintf("%d bytes stored, %d recorded", len(data), size)})
+					badInline = append(badInline, h)
+				case resources.Sum(data) != h:
+					rep.Bad = append(rep.Bad, BadEntry{h, SourceInline, size, "content does not match its hash"})
+					badInline = append(badInline, h)
+				}
+			}
+			return rows.Err()
+		}()
+		if err != nil {
+			c.markDamaged(err)
+			return rep, fmt.Errorf("verify inline entries: %w", err)
+		}
+		if n == 0 {
+			break
+		}
+	}
+
+	// Blob files.
+	type fileRow struct {
+		h    resources.Hash
+		size int64
+	}
+	var files []fileRow
+	frows, err := c.db.QueryContext(ctx, "SELECT hash, size FROM file_blobs")
+	if err != nil {
+		c.markDamaged(err)
+		return rep, fmt.Errorf("verify blob files: %w", err)
+	}
+	for frows.Next() {
+		var hb []byte
+		var fr fileRow
+		if err := frows.Scan(&hb, &fr.size); err != nil {
+			frows.Close()
+			return rep, fmt.Errorf("verify blob files: %w", err)
+		}
+		if h, ok := scanHash(hb); ok {
+			fr.h = h
+			files = append(files, fr)
+		}
+	}
+	frows.Close()
+	if err := frows.Err(); err != nil {
+		c.markDamaged(err)
+		return rep, fmt.Errorf("verify blob files: %w", err)
+	}
+	ft := c.tiers[len(c.tiers)-1].(*fileTier)
+	buf := make([]byte, 256<<10)
+	for _, fr := range files {
+		if err := ctx.Err(); err != nil {
+			return rep, err
+		}
+		rep.Blob++
+		rep.Bytes += fr.size
+		if _, err := ft.verify(blobPath(ft.dir, fr.h), fr.h, fr.size, buf); err != nil {
+			reason := err.Error()
+			if errors.Is(err, ErrSizeMismatch) {
+				reason = "file size does not match"
+			}
+			rep.Bad = append(rep.Bad, BadEntry{fr.h, SourceBlob, fr.size, reason})
+			badFile = append(badFile, fr.h)
+		}
+	}
+
+	if len(badInline) > 0 {
+		c.store.enqueue(op{kind: opDeleteInline, hashes: badInline})
+	}
+	if len(badFile) > 0 {
+		errc := make(chan error, 1)
+		c.store.enqueue(op{kind: opDeleteFile, hashes: badFile, done: func(err error) { errc <- err }})
+		if err := <-errc; err != nil {
+			return rep, fmt.Errorf("drop corrupt blob files: %w", err)
+		}
+		for _, h := range badFile {
+			os.Remove(blobPath(ft.dir, h))
+		}
+	}
+	if err := c.Flush(ctx); err != nil {
+		return rep, fmt.Errorf("drop corrupt entries: %w", err)
+	}
+	for _, b := range rep.Bad {
+		c.log.Warn("corrupt cache entry dropped", "hash", b.Hash.Short(), "tier", b.Source, "reason", b.Reason)
+	}
+	return rep, nil
+}
+
+// Entry is one cached blob, for listing.
+type Entry struct {
+	Hash     resources.Hash  `json:"hash"`
+	Source   Source          `json:"tier"`
+	Size     int64           `json:"size"`
+	LastUsed time.Time       `json:"last_used"`
+	Names    []resources.Loc `json:"names,omitempty"`
+}
+
+// List returns the cached blobs (inline and blob tiers), most recently
+// used first, with the names they were loaded under. With match, only
+// blobs with a name it accepts are listed; blobs never named are then
+// left out.
+func (c *Cache) List(ctx context.Context, match func(resources.Loc) bool) ([]Entry, error) {
+	names := make(map[resources.Hash][]resources.Loc)
+	rows, err := c.db.QueryContext(ctx, "SELECT hash, type, ref FROM blob_names ORDER BY type, ref")
+	if err != nil {
+		c.markDamaged(err)
+		return nil, fmt.Errorf("list cache: %w", err)
+	}
+	for rows.Next() {
+		var hb []byte
+		var ts, rs string
+		if err := rows.Scan(&hb, &ts, &rs); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("list cache: %w", err)
+		}
+		h, ok := scanHash(hb)
+		t, terr := resources.ParseType(ts)
+		r, rerr := resources.ParseRef(rs)
+		if ok && terr == nil && rerr == nil {
+			names[h] = append(names[h], resources.Loc{Type: t, Ref: r})
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list cache: %w", err)
+	}
+
+	rows, err = c.db.QueryContext(ctx, `SELECT hash, size, last_used, 0 FROM inline_blobs
+		UNION ALL SELECT hash, size, last_used, 1 FROM file_blobs`)
+	if err != nil {
+		c.markDamaged(err)
+		return nil, fmt.Errorf("list cache: %w", err)
+	}
+	defer rows.Close()
+	var out []Entry
+	for rows.Next() {
+		var hb []byte
+		var e Entry
+		var used int64
+		var file bool
+		if err := rows.Scan(&hb, &e.Size, &used, &file); err != nil {
+			return nil, fmt.Errorf("list cache: %w", err)
+		}
+		h, ok := scanHash(hb)
+		if !ok {
+			continue
+		}
+		e.Hash, e.LastUsed, e.Names, e.Source = h, time.Unix(used, 0).UTC(), names[h], SourceInline
+		if file {
+			e.Source = SourceBlob
+		}
+		if match != nil && !anyMatch(e.Names, match) {
+			continue
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list cache: %w", err)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].LastUsed.Equal(out[j].LastUsed) {
+			return out[i].LastUsed.After(out[j].LastUsed)
+		}
+		return out[i].Hash.String() < out[j].Hash.String()
+	})
+	return out, nil
+}
+
+func anyMatch(ls []resources.Loc, match func(resources.Loc) bool) bool {
+	for _, l := range ls {
+		if match(l) {
+			return true
+		}
+	}
+	return false
+}
+
+// GCReport is what GC did.
+type GCReport struct {
+	Evicted      int   `json:"evicted"`
+	EvictedBytes int64 `json:"evicted_bytes"`
+	CompactResult
+}
+
+// GC applies the size cap now (evicting least recently used blobs; none
+// is protected, as no server binds anything) and gives the database's
+// free pages back.
+func (c *Cache) GC(ctx context.Context) (GCReport, error) {
+	var rep GCReport
+	var err error
+	db := filepath.Join(c.dir, dbName)
+	before := fileSizes(db, db+"-wal")
+	if rep.Evicted, rep.EvictedBytes, err = c.Trim(ctx, nil); err != nil {
+		return rep, err
+	}
+	rep.CompactResult, err = c.Compact(ctx)
+	rep.BytesBefore = before // Trim may have compacted already
+	return rep, err
+}

@@ -1,0 +1,271 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/voxsync/voxsync/assetsmgr"
+	"github.com/voxsync/voxsync/resources"
+	"github.com/voxsync/voxsync/session"
+)
+
+// Exit codes of the cache commands.
+const (
+	cacheExitOK      = 0
+	cacheExitFailed  = 1 // the command failed; for verify: corrupt entries were found and dropped
+	cacheExitUsage   = 2
+	cacheExitNotRun  = 3 // verify only: the cache could not be checked
+	cacheUsageFormat = `usage: gameclient cache <command> [-cache DIR] [-json] [arguments]
+
+commands:
+  stats             entries and bytes per tier, oldest and newest use
+  verify            re-hash every entry, drop what is corrupt, report it
+                    (exit 0: all good; 1: corrupt entries dropped; 3: could not check)
+  gc                apply the size cap now and give the database's free pages back
+                    (-cache-max-mib N, default %d)
+  ls [PATTERN...]   list cached blobs, most recently used first; a PATTERN is
+                    <type>/*, <domain>:<glob> or <type>/<domain>:<glob>
+                    (e.g. texture/*, default:blocks/*)
+`
+)
+
+// runCache runs "gameclient cache ..." with the arguments after "cache".
+func runCache(args []string) int {
+	usage := func() { fmt.Fprintf(os.Stderr, cacheUsageFormat, assetsmgr.DefaultMaxBytes>>20) }
+	if len(args) == 0 || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" {
+		usage()
+		if len(args) == 0 {
+			return cacheExitUsage
+		}
+		return cacheExitOK
+	}
+	cmd := args[0]
+	fs := flag.NewFlagSet("gameclient cache "+cmd, flag.ContinueOnError)
+	fs.SetOutput(os.Stderr)
+	dir := fs.String("cache", "Cache", "cache directory")
+	jsonOut := fs.Bool("json", false, "print the result as JSON on stdout")
+	logLevel := fs.String("log-level", "warn", "debug, info, warn or error")
+	var cacheMax *int64
+	switch cmd {
+	case "stats", "verify", "ls":
+	case "gc":
+		cacheMax = fs.Int64("cache-max-mib", assetsmgr.DefaultMaxBytes>>20, "evict least recently used blobs past this many MiB; negative for no limit")
+	default:
+		fmt.Fprintf(os.Stderr, "gameclient cache: unknown command %q\n", cmd)
+		usage()
+		return cacheExitUsage
+	}
+	// Flags may come before, between or after the arguments.
+	var positional []string
+	for rest := args[1:]; ; {
+		if err := fs.Parse(rest); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return cacheExitOK
+			}
+			return cacheExitUsage
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		positional = append(positional, fs.Arg(0))
+		rest = fs.Args()[1:]
+	}
+	var patterns []resources.Pattern
+	for _, a := range positional {
+		if cmd != "ls" {
+			fmt.Fprintf(os.Stderr, "gameclient cache %s: unexpected argument %q\n", cmd, a)
+			return cacheExitUsage
+		}
+		p, err := resources.ParsePattern(a)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "gameclient cache ls: %v\n", err)
+			return cacheExitUsage
+		}
+		patterns = append(patterns, p)
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintln(os.Stderr, "gameclient cache: -log-level:", err)
+		return cacheExitUsage
+	}
+	// A cache command that cannot run is a failure, except for verify,
+	// whose exit code 1 means it found corrupt entries.
+	failed := cacheExitFailed
+	if cmd == "verify" {
+		failed = cacheExitNotRun
+	}
+	if _, err := os.Stat(*dir); err != nil {
+		fmt.Fprintf(os.Stderr, "gameclient cache %s: no cache at %s: %v\n", cmd, *dir, err)
+		return failed
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	opts := assetsmgr.Options{Dir: *dir, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))}
+	if cacheMax != nil {
+		opts.MaxBytes = *cacheMax << 20
+		if *cacheMax < 0 {
+			opts.MaxBytes = -1
+		}
+	}
+	cache, err := assetsmgr.Open(ctx, opts)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "gameclient cache %s: %v\n", cmd, err)
+		return failed
+	}
+	defer cache.Close()
+
+	var out any
+	var text func(io.Writer)
+	code := cacheExitOK
+	switch cmd {
+	case "stats":
+		st, err := cache.Stats(ctx)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "gameclient cache stats: %v\n", err)
+			return failed
+		}
+		out, text = st, func(w io.Writer) { printStats(w, st) }
+	case "verify":
+		rep, err := cache.Verify(ctx)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "gameclient cache verify: %v\n", err)
+			return failed
+		}
+		res := verifyResult{VerifyReport: rep, OpenReport: cache.Opened()}
+		res.Clean = rep.Clean() && res.DatabaseMovedAside == "" && res.RemovedFiles == 0
+		if !res.Clean {
+			code = cacheExitFailed
+		}
+		out, text = res, func(w io.Writer) { printVerify(w, res) }
+	case "gc":
+		rep, err := cache.GC(ctx)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "gameclient cache gc: %v\n", err)
+			return failed
+		}
+		out, text = rep, func(w io.Writer) {
+			fmt.Fprintf(w, "evicted %d blobs (%s); database %s → %s\n", rep.Evicted, humanBytes(rep.EvictedBytes), humanBytes(rep.BytesBefore), humanBytes(rep.BytesAfter))
+		}
+	case "ls":
+		var match func(resources.Loc) bool
+		if len(patterns) > 0 {
+			match = func(l resources.Loc) bool {
+				for _, p := range patterns {
+					if p.Match(l) {
+						return true
+					}
+				}
+				return false
+			}
+		}
+		entries, err := cache.List(ctx, match)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "gameclient cache ls: %v\n", err)
+			return failed
+		}
+		list := make([]lsEntry, 0, len(entries))
+		for _, e := range entries {
+			le := lsEntry{Hash: e.Hash.String(), Tier: e.Source.String(), Size: e.Size, LastUsed: e.LastUsed, Names: []string{}}
+			for _, n := range e.Names {
+				le.Names = append(le.Names, n.String())
+			}
+			list = append(list, le)
+		}
+		out, text = list, func(w io.Writer) {
+			for _, e := range list {
+				fmt.Fprintf(w, "%s  %-6s %10s  %s  %s\n", e.Hash[:16], e.Tier, humanBytes(e.Size), e.LastUsed.Format(time.DateTime), strings.Join(e.Names, " "))
+			}
+		}
+	}
+	if *jsonOut {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(out)
+	} else {
+		text(os.Stdout)
+	}
+	return code
+}
+
+type verifyResult struct {
+	assetsmgr.VerifyReport
+	assetsmgr.OpenReport
+	Clean bool `json:"clean"`
+}
+
+type lsEntry struct {
+	Hash     string    `json:"hash"`
+	Tier     string    `json:"tier"`
+	Size     int64     `json:"size"`
+	LastUsed time.Time `json:"last_used"`
+	Names    []string  `json:"names"` // type/domain:key
+}
+
+func printStats(w io.Writer, st assetsmgr.Stats) {
+	fmt.Fprintf(w, "cache %s\n", st.Dir)
+	for _, t := range []struct {
+		name string
+		s    assetsmgr.TierStats
+	}{{"inline", st.Inline}, {"blob", st.Blob}} {
+		used := "never used"
+		if t.s.Entries > 0 {
+			used = "used " + t.s.OldestUse.Local().Format(time.DateTime) + " … " + t.s.NewestUse.Local().Format(time.DateTime)
+		}
+		fmt.Fprintf(w, "  %-6s %7d entries %10s  %s\n", t.name, t.s.Entries, humanBytes(t.s.Bytes), used)
+	}
+	limit := "no size cap"
+	if st.MaxBytes >= 0 {
+		limit = "size cap " + humanBytes(st.MaxBytes)
+	}
+	fmt.Fprintf(w, "  database %s, %d of %d pages free; %d names; %s\n", humanBytes(st.DatabaseBytes), st.FreePages, st.Pages, st.Names, limit)
+	for _, a := range st.SetAside {
+		fmt.Fprintf(w, "  damaged database kept aside: %s\n", a)
+	}
+}
+
+func printVerify(w io.Writer, r verifyResult) {
+	if r.DatabaseMovedAside != "" {
+		fmt.Fprintf(w, "database was damaged: moved aside to %s and rebuilt from the blob files\n", r.DatabaseMovedAside)
+	}
+	if r.Adopted > 0 {
+		fmt.Fprintf(w, "adopted %d complete blob files that had no record\n", r.Adopted)
+	}
+	if r.RemovedFiles > 0 {
+		fmt.Fprintf(w, "removed %d unrecorded blob files that did not match their name\n", r.RemovedFiles)
+	}
+	if r.Database != "ok" {
+		fmt.Fprintf(w, "database integrity check failed (%s): it will be rebuilt the next time the cache is opened\n", r.Database)
+	}
+	for _, b := range r.Bad {
+		fmt.Fprintf(w, "corrupt %s entry %s (%s): %s; dropped\n", b.Source, b.Hash, humanBytes(b.Size), b.Reason)
+	}
+	fmt.Fprintf(w, "checked %d inline and %d blob entries (%s): ", r.Inline, r.Blob, humanBytes(r.VerifyReport.Bytes))
+	if r.Clean {
+		fmt.Fprintln(w, "all good")
+	} else {
+		fmt.Fprintf(w, "%d corrupt entries dropped; they are fetched again when a server binds them\n", len(r.Bad))
+	}
+}
+
+// nameLoaded wraps a syncer's event handler so every resource loaded from
+// the cache or the network has its name recorded in the cache, for
+// "gameclient cache ls".
+func nameLoaded(cache *assetsmgr.Cache, next func(session.Event)) func(session.Event) {
+	return func(e session.Event) {
+		if l, ok := e.(session.Loaded); ok && l.Source != assetsmgr.SourcePack {
+			cache.Name(l.Binding.Hash, resources.Loc{Type: l.Binding.Type, Ref: l.Binding.Ref})
+		}
+		next(e)
+	}
+}

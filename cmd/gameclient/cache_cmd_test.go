@@ -1,0 +1,170 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// cacheCmd runs "gameclient cache args..." and returns its exit code,
+// stdout and stderr.
+func cacheCmd(t *testing.T, args ...string) (int, []byte, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, clientBin, append([]string{"cache"}, args...)...)
+	// The race detector otherwise sleeps a second at exit; a data race
+	// still fails the command (exit 66).
+	cmd.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0 "+os.Getenv("GORACE"))
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("gameclient cache %v did not finish in 2 minutes", args)
+	}
+	return cmd.ProcessState.ExitCode(), stdout.Bytes(), stderr.String()
+}
+
+func cacheJSON(t *testing.T, wantCode int, v any, args ...string) {
+	t.Helper()
+	code, out, stderr := cacheCmd(t, append(args, "-json")...)
+	if code != wantCode {
+		t.Fatalf("gameclient cache %v: exit %d, want %d\nstdout: %s\nstderr: %s", args, code, wantCode, out, stderr)
+	}
+	if err := json.Unmarshal(out, v); err != nil {
+		t.Fatalf("gameclient cache %v: output is not JSON: %v: %s", args, err, out)
+	}
+}
+
+type tierJSON struct {
+	Entries int64 `json:"entries"`
+	Bytes   int64 `json:"bytes"`
+}
+
+type statsJSON struct {
+	Inline, Blob tierJSON
+}
+
+type lsJSON []struct {
+	Hash  string   `json:"hash"`
+	Tier  string   `json:"tier"`
+	Size  int64    `json:"size"`
+	Names []string `json:"names"`
+}
+
+func TestCacheCommands(t *testing.T) {
+	pack, _ := makePack(t)
+	url := startServer(t, "-packs", pack)
+	cache := t.TempDir()
+	cold := syncOnce(t, url, cache)
+
+	var st statsJSON
+	cacheJSON(t, 0, &st, "stats", "-cache", cache)
+	if st.Blob.Entries != 2 || st.Blob.Bytes != 1_800_000 || st.Inline.Entries == 0 || st.Inline.Bytes+st.Blob.Bytes > cold.BytesReceived {
+		t.Fatalf("stats after a cold sync of %d bytes: %+v", cold.BytesReceived, st)
+	}
+
+	// ls by type and by domain:key pattern.
+	tests := []struct {
+		patterns []string
+		check    func(ls lsJSON) bool
+	}{
+		{[]string{"model/e2e:*"}, func(ls lsJSON) bool {
+			return len(ls) == 1 && ls[0].Tier == "blob" && ls[0].Size == 1_500_000 && strings.Join(ls[0].Names, ",") == "model/e2e:big2.b3d"
+		}},
+		{[]string{"texture/*"}, func(ls lsJSON) bool {
+			n := 0
+			for _, e := range ls {
+				for _, name := range e.Names {
+					if strings.HasPrefix(name, "texture/e2e:t") {
+						n++
+					}
+				}
+			}
+			return n == 40
+		}},
+		{[]string{"e2e:*"}, func(ls lsJSON) bool { return len(ls) == 42 }},
+		{[]string{"sound/e2e:*", "model/e2e:*"}, func(ls lsJSON) bool { return len(ls) == 2 }},
+		{[]string{"font/nosuch:*"}, func(ls lsJSON) bool { return len(ls) == 0 }},
+		{nil, func(ls lsJSON) bool { return int64(len(ls)) == st.Inline.Entries+st.Blob.Entries }},
+	}
+	for _, tc := range tests {
+		var ls lsJSON
+		cacheJSON(t, 0, &ls, append([]string{"ls", "-cache", cache}, tc.patterns...)...)
+		if !tc.check(ls) {
+			t.Errorf("ls %v: %+v", tc.patterns, ls)
+		}
+	}
+
+	// verify: clean, then damaged (exit 1, dropped), then clean again.
+	var v struct {
+		Clean bool `json:"clean"`
+		Bad   []struct {
+			Hash string `json:"hash"`
+			Tier string `json:"tier"`
+		} `json:"bad"`
+	}
+	cacheJSON(t, 0, &v, "verify", "-cache", cache)
+	if !v.Clean {
+		t.Fatalf("verify of a fresh cache: %+v", v)
+	}
+	blobs, _ := filepath.Glob(filepath.Join(cache, "blobs", "*", "*"))
+	b, _ := os.ReadFile(blobs[0])
+	b[1000] ^= 0xff
+	os.WriteFile(blobs[0], b, 0o644)
+	db, err := sql.Open("sqlite", filepath.Join(cache, "db.sqlite3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, db, "UPDATE inline_blobs SET data = zeroblob(size) WHERE hash = (SELECT hash FROM inline_blobs ORDER BY hash LIMIT 1)")
+	db.Close()
+	cacheJSON(t, 1, &v, "verify", "-cache", cache)
+	if v.Clean || len(v.Bad) != 2 {
+		t.Fatalf("verify of a damaged cache: %+v", v)
+	}
+	code, out, _ := cacheCmd(t, "verify", "-cache", cache)
+	if code != 0 || !strings.Contains(string(out), "all good") {
+		t.Fatalf("verify after dropping: exit %d: %s", code, out)
+	}
+	if r := syncOnce(t, url, cache); r.FromNetwork != 2 {
+		t.Fatalf("after verify dropped 2 entries: %+v", r)
+	}
+
+	// gc applies a cap now.
+	var gc struct {
+		Evicted      int   `json:"evicted"`
+		EvictedBytes int64 `json:"evicted_bytes"`
+	}
+	cacheJSON(t, 0, &gc, "gc", "-cache", cache, "-cache-max-mib", "1")
+	cacheJSON(t, 0, &st, "stats", "-cache", cache)
+	if gc.Evicted == 0 || st.Inline.Bytes+st.Blob.Bytes > 1<<20 {
+		t.Fatalf("gc to 1 MiB: %+v, then %+v", gc, st)
+	}
+}
+
+func TestCacheCommandUsageErrors(t *testing.T) {
+	cache := t.TempDir()
+	syncOnce(t, startServer(t), cache)
+	for _, args := range [][]string{
+		{},
+		{"bogus"},
+		{"ls", "-cache", cache, "not a pattern"},
+		{"verify", "-cache", cache, "-nope"},
+		{"stats", "-cache", cache, "extra"},
+	} {
+		code, _, stderr := cacheCmd(t, args...)
+		if code != 2 || stderr == "" {
+			t.Errorf("cache %v: exit %d, stderr %q; want 2 and a message", args, code, stderr)
+		}
+	}
+	if code, _, stderr := cacheCmd(t, "verify", "-cache", filepath.Join(cache, "missing")); code != 3 || !strings.Contains(stderr, "no cache at") {
+		t.Errorf("verify of a missing cache: exit %d, %q", code, stderr)
+	}
+}
