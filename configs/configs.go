@@ -61,6 +61,9 @@ type Server struct {
 	AuthToken          string   `toml:"auth_token"`
 	HotReload          bool     `toml:"hot_reload"`
 	ReloadDebounce     Duration `toml:"reload_debounce"`
+	// AdminListen is the operators' address for /metrics, /healthz and
+	// /readyz; empty turns the admin listener off.
+	AdminListen string `toml:"admin_listen"`
 }
 
 // DefaultServer returns the built-in defaults (configs/server.toml).
@@ -147,7 +150,7 @@ func (s *Server) Validate() error {
 			return bad("preload", "%v", err)
 		}
 	}
-	return nil
+	return s.validateListeners()
 }
 
 // World is the demo world's definition (configs/world.toml).

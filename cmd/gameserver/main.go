@@ -52,7 +52,8 @@ func main() {
 func run() error {
 	var (
 		configPath = flag.String("config", "", "config file (default: built-in defaults, as in configs/server.toml)")
-		listen     = flag.String("listen", "", "listen address host:port (overrides listen)")
+		listen     = flag.String("listen", "", "game port host:port, WebSocket at /ws only (overrides listen)")
+		adminAddr  = flag.String("admin-listen", "", "operators' host:port for /metrics, /healthz, /readyz; \"none\" for none (overrides admin_listen)")
 		worldPath  = flag.String("world", "", "world file (overrides world)")
 		hotReload  = flag.Bool("hot-reload", false, "watch pack directories and re-bind changed resources (overrides hot_reload)")
 		logLevel   = flag.String("log-level", "info", "debug, info, warn or error")
@@ -81,6 +82,11 @@ func run() error {
 		switch f.Name {
 		case "listen":
 			cfg.Listen = *listen
+		case "admin-listen":
+			cfg.AdminListen = *adminAddr
+			if *adminAddr == "none" {
+				cfg.AdminListen = ""
+			}
 		case "world":
 			cfg.World = *worldPath
 		case "hot-reload":
@@ -98,6 +104,21 @@ func run() error {
 	}
 	if err := cfg.Validate(); err != nil {
 		return err
+	}
+
+	// The admin listener comes first, so /healthz answers and /readyz
+	// says "loading" while packs are hashed.
+	admin := &adminSwitch{}
+	if cfg.AdminListen != "" {
+		ln, err := net.Listen("tcp", cfg.AdminListen)
+		if err != nil {
+			return fmt.Errorf("listen on %s (setting admin_listen): %w", cfg.AdminListen, err)
+		}
+		adminSrv := &http.Server{Handler: admin, ReadHeaderTimeout: 10 * time.Second}
+		go adminSrv.Serve(ln)
+		defer adminSrv.Close()
+		base := "http://" + ln.Addr().String()
+		log.Info("admin listening", "admin", base, "metrics", base+"/metrics")
 	}
 
 	worldDef, err := configs.LoadWorld(cfg.World)
@@ -131,12 +152,14 @@ func run() error {
 		return err
 	}
 	stopWatching := func() {}
+	admin.serve(srv)
 	if cfg.HotReload {
 		if len(cfg.Packs) == 0 {
 			log.Warn("hot_reload is on but no pack directories are configured; only the built-in pack is served")
 		}
 		watcher, err := packs.NewWatcher(view, packs.WatchOptions{
-			Load: opts, Debounce: cfg.ReloadDebounce.Duration, Logger: log, Apply: srv.SetView,
+			Load: opts, Debounce: cfg.ReloadDebounce.Duration, Apply: srv.SetView,
+			Logger: slog.New(reloadFailures{log.Handler(), srv}),
 		})
 		if err != nil {
 			srv.Close()
@@ -153,7 +176,7 @@ func run() error {
 		return fmt.Errorf("listen on %s (setting listen): %w", cfg.Listen, err)
 	}
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	log.Info("gameserver listening", "ws", "ws://"+ln.Addr().String()+"/ws", "metrics", "http://"+ln.Addr().String()+"/metrics")
+	log.Info("gameserver listening", "ws", "ws://"+ln.Addr().String()+"/ws")
 
 	if *debugAddr != "" {
 		go func() {
