@@ -75,17 +75,14 @@ func DefaultServer() Server {
 	return s
 }
 
-// LoadServer reads path over the defaults and validates the result.
+// LoadServer reads path over the defaults and validates the result; the
+// error lists every problem (Problems), each with its line.
 func LoadServer(path string) (Server, error) {
-	s := DefaultServer()
-	data, err := os.ReadFile(path)
+	s, src, err := ReadServer(path)
 	if err != nil {
-		return s, fmt.Errorf("read config: %w", err)
-	}
-	if err := decode(string(data), path, &s); err != nil {
 		return s, err
 	}
-	return s, s.Validate()
+	return s, src.Check(s)
 }
 
 func decode(data, name string, v any) error {

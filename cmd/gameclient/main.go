@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/voxsync/voxsync/assetsmgr"
+	"github.com/voxsync/voxsync/internal/buildinfo"
 	"github.com/voxsync/voxsync/resources"
 	"github.com/voxsync/voxsync/session"
 )
@@ -104,11 +105,16 @@ func run() int {
 		token       = flag.String("token", "", "auth token, if the server wants one")
 		logLevel    = flag.String("log-level", "warn", "debug, info, warn or error")
 		cacheMax    = flag.Int64("cache-max-mib", assetsmgr.DefaultMaxBytes>>20, "evict least recently used blobs past this many MiB (bound ones are kept); negative for no limit")
+		version     = flag.Bool("version", false, "print the version and exit")
 		localPacks  listFlag
 	)
 	flag.Var(&localPacks, "packs", "local resource pack directory; repeat or comma-separate")
 	flag.Parse()
 
+	if *version {
+		fmt.Println(buildinfo.String("gameclient"))
+		return exitOK
+	}
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "gameclient: unexpected argument %q; every setting is a flag (see -help)\n", flag.Arg(0))
 		return exitUsage

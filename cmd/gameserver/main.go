@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/voxsync/voxsync/configs"
+	"github.com/voxsync/voxsync/internal/buildinfo"
 	"github.com/voxsync/voxsync/packs"
 	"github.com/voxsync/voxsync/resources"
 	"github.com/voxsync/voxsync/session"
@@ -43,71 +44,80 @@ func (l *listFlag) Set(s string) error {
 }
 
 func main() {
-	if err := run(); err != nil {
+	err := run()
+	var usage usageError
+	switch {
+	case errors.As(err, &usage):
 		fmt.Fprintln(os.Stderr, "gameserver:", err)
+		os.Exit(2)
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "gameserver:", configError(err))
 		os.Exit(1)
 	}
 }
 
+// usageError is a mistake on the command line; the exit code is 2.
+type usageError string
+
+func (e usageError) Error() string { return string(e) }
+
 func run() error {
 	var (
-		configPath = flag.String("config", "", "config file (default: built-in defaults, as in configs/server.toml)")
-		listen     = flag.String("listen", "", "game port host:port, WebSocket at /ws only (overrides listen)")
-		adminAddr  = flag.String("admin-listen", "", "operators' host:port for /metrics, /healthz, /readyz; \"none\" for none (overrides admin_listen)")
-		worldPath  = flag.String("world", "", "world file (overrides world)")
-		hotReload  = flag.Bool("hot-reload", false, "watch pack directories and re-bind changed resources (overrides hot_reload)")
-		logLevel   = flag.String("log-level", "info", "debug, info, warn or error")
-		debugAddr  = flag.String("debug-listen", "", "serve Go's pprof profiles on this separate address (off when empty; never expose it publicly)")
-		packsFlag  listFlag
-		preload    listFlag
+		configPath  = flag.String("config", "", "config file (default: built-in defaults, as in configs/server.toml)")
+		listen      = flag.String("listen", "", "game port host:port, WebSocket at /ws only (overrides listen)")
+		adminAddr   = flag.String("admin-listen", "", "operators' host:port for /metrics, /healthz, /readyz; \"none\" for none (overrides admin_listen)")
+		worldPath   = flag.String("world", "", "world file, or \"none\" for no world content (overrides world)")
+		hotReload   = flag.Bool("hot-reload", false, "watch pack directories and re-bind changed resources (overrides hot_reload)")
+		logLevel    = flag.String("log-level", "info", "debug, info, warn or error")
+		debugAddr   = flag.String("debug-listen", "", "serve Go's pprof profiles on this separate address (off when empty; never expose it publicly)")
+		checkConfig = flag.Bool("check-config", false, "check the configuration, packs' pack.toml and the world file, print the effective configuration, and exit")
+		version     = flag.Bool("version", false, "print the version and exit")
+		packsFlag   listFlag
+		preload     listFlag
 	)
 	flag.Var(&packsFlag, "packs", "pack directory; repeat or comma-separate (replaces packs)")
 	flag.Var(&preload, "preload", "preload pattern; repeat or comma-separate (replaces preload; \"none\" for none)")
 	flag.Parse()
+	if *version {
+		fmt.Println(buildinfo.String("gameserver"))
+		return nil
+	}
+	if flag.NArg() > 0 {
+		return usageError(fmt.Sprintf("unexpected argument %q; every setting is a flag or in the -config file (see -help)", flag.Arg(0)))
+	}
 
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return fmt.Errorf("-log-level: %w", err)
+		return usageError(fmt.Sprintf("-log-level: %v", err))
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
-	cfg := configs.DefaultServer()
-	if *configPath != "" {
-		var err error
-		if cfg, err = configs.LoadServer(*configPath); err != nil {
-			return err
-		}
-	}
-	flag.Visit(func(f *flag.Flag) {
-		switch f.Name {
-		case "listen":
-			cfg.Listen = *listen
-		case "admin-listen":
-			cfg.AdminListen = *adminAddr
-			if *adminAddr == "none" {
-				cfg.AdminListen = ""
-			}
-		case "world":
-			cfg.World = *worldPath
-		case "hot-reload":
-			cfg.HotReload = *hotReload
-		}
+	cfg, worldDef, err := loadConfig(*configPath, overrides{
+		listen: listen, adminListen: adminAddr, world: worldPath, hotReload: hotReload, packs: &packsFlag, preload: &preload,
 	})
-	if packsFlag.set {
-		cfg.Packs = packsFlag.vals
-	}
-	if preload.set {
-		cfg.Preload = preload.vals
-		if len(preload.vals) == 1 && preload.vals[0] == "none" {
-			cfg.Preload = nil
-		}
-	}
-	if err := cfg.Validate(); err != nil {
+	if err != nil {
 		return err
 	}
+	if *checkConfig {
+		if err := printConfig(os.Stdout, cfg); err != nil {
+			return err
+		}
+		fmt.Fprintln(os.Stderr, "gameserver: configuration OK")
+		return nil
+	}
 
-	// The admin listener comes first, so /healthz answers and /readyz
-	// says "loading" while packs are hashed.
+	// Listeners are opened before anything slow, so a taken port is an
+	// error at once. The admin listener serves from the start: /healthz
+	// answers and /readyz says "loading" while packs are hashed.
+	if *debugAddr != "" {
+		ln, err := net.Listen("tcp", *debugAddr)
+		if err != nil {
+			return fmt.Errorf("listen on %s (flag -debug-listen): %w", *debugAddr, err)
+		}
+		go http.Serve(ln, http.DefaultServeMux)
+		defer ln.Close()
+		log.Info("pprof listening", "addr", ln.Addr().String())
+	}
 	admin := &adminSwitch{}
 	if cfg.AdminListen != "" {
 		ln, err := net.Listen("tcp", cfg.AdminListen)
@@ -121,13 +131,11 @@ func run() error {
 		log.Info("admin listening", "admin", base, "metrics", base+"/metrics")
 	}
 
-	worldDef, err := configs.LoadWorld(cfg.World)
-	if err != nil {
-		return err
-	}
-	w, err := world.New(worldDef)
-	if err != nil {
-		return err
+	var w *world.World
+	if worldDef != nil {
+		if w, err = world.New(*worldDef); err != nil {
+			return err
+		}
 	}
 
 	ids := packs.NewIDs()
@@ -145,7 +153,9 @@ func run() error {
 	}
 	log.Info("packs loaded", "packs", len(view.Packs()), "resources", view.Len(), "bytes", view.TotalSize(),
 		"skipped", len(view.Problems), "took", time.Since(start).Round(time.Millisecond))
-	warnMissingWorldResources(log, worldDef, view)
+	if worldDef != nil {
+		warnMissingWorldResources(log, *worldDef, cfg.World == "", view)
+	}
 
 	srv, err := session.NewServer(session.ServerOptions{Config: cfg, View: view, IDs: ids, World: w, Logger: log})
 	if err != nil {
@@ -178,15 +188,6 @@ func run() error {
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	log.Info("gameserver listening", "ws", "ws://"+ln.Addr().String()+"/ws")
 
-	if *debugAddr != "" {
-		go func() {
-			log.Info("pprof listening", "addr", *debugAddr)
-			if err := http.ListenAndServe(*debugAddr, http.DefaultServeMux); err != nil {
-				log.Error("pprof listener", "err", err)
-			}
-		}()
-	}
-
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	serveErr := make(chan error, 1)
@@ -213,7 +214,10 @@ func run() error {
 
 // warnMissingWorldResources names world resources no pack provides, so an
 // operator sees a typo in world.toml instead of silently missing content.
-func warnMissingWorldResources(log *slog.Logger, def configs.World, v *packs.View) {
+// The built-in demo world's resources are in the built-in pack; without it
+// one line says so, and how to turn the demo world off.
+func warnMissingWorldResources(log *slog.Logger, def configs.World, demo bool, v *packs.View) {
+	var missing []string
 	for _, n := range def.Nodes {
 		for _, r := range n.Resources {
 			l, err := resources.ParseLoc(r)
@@ -221,8 +225,15 @@ func warnMissingWorldResources(log *slog.Logger, def configs.World, v *packs.Vie
 				continue // validated already
 			}
 			if _, ok := v.Lookup(l); !ok {
-				log.Warn("world resource not in any pack", "node", n.Name, "resource", r)
+				missing = append(missing, r)
+				if !demo {
+					log.Warn("world resource not in any pack", "node", n.Name, "resource", r)
+				}
 			}
 		}
+	}
+	if demo && len(missing) > 0 {
+		log.Warn("the built-in demo world uses resources no pack provides; set world = \"none\" (or -world none) to turn it off",
+			"missing", len(missing), "first", missing[0])
 	}
 }
