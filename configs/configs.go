@@ -61,8 +61,8 @@ type Server struct {
 	AuthToken          string   `toml:"auth_token"`
 	HotReload          bool     `toml:"hot_reload"`
 	ReloadDebounce     Duration `toml:"reload_debounce"`
-	// AdminListen is the operators' address for /metrics, /healthz and
-	// /readyz; empty turns the admin listener off.
+	// AdminListen is the operators' address for /metrics, /status,
+	// /healthz and /readyz; empty turns the admin listener off.
 	AdminListen string `toml:"admin_listen"`
 }
 

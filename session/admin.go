@@ -182,13 +182,16 @@ func (s *Server) serveTrackedWS(w http.ResponseWriter, r *http.Request) {
 
 // AdminHandler returns the admin listener's handler, for operators and
 // never the public: /metrics (Prometheus), /healthz (the process answers),
-// and /readyz (packs are loaded and the server is not shutting down).
+// /readyz (packs are loaded and the server is not shutting down), and the
+// status page at /status (HTML) and /status.json.
 func (s *Server) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
+	mux.HandleFunc("GET /status", s.serveStatus)
+	mux.HandleFunc("GET /status.json", s.serveStatusJSON)
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		closed, n, np := s.closed, s.view.Len(), len(s.view.Packs())

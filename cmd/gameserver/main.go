@@ -65,7 +65,7 @@ func run() error {
 	var (
 		configPath  = flag.String("config", "", "config file (default: built-in defaults, as in configs/server.toml)")
 		listen      = flag.String("listen", "", "game port host:port, WebSocket at /ws only (overrides listen)")
-		adminAddr   = flag.String("admin-listen", "", "operators' host:port for /metrics, /healthz, /readyz; \"none\" for none (overrides admin_listen)")
+		adminAddr   = flag.String("admin-listen", "", "operators' host:port for /metrics, /status, /healthz, /readyz; \"none\" for none (overrides admin_listen)")
 		worldPath   = flag.String("world", "", "world file, or \"none\" for no world content (overrides world)")
 		hotReload   = flag.Bool("hot-reload", false, "watch pack directories and re-bind changed resources (overrides hot_reload)")
 		logLevel    = flag.String("log-level", "info", "debug, info, warn or error")
@@ -128,7 +128,7 @@ func run() error {
 		go adminSrv.Serve(ln)
 		defer adminSrv.Close()
 		base := "http://" + ln.Addr().String()
-		log.Info("admin listening", "admin", base, "metrics", base+"/metrics")
+		log.Info("admin listening", "admin", base, "status", base+"/status", "metrics", base+"/metrics")
 	}
 
 	var w *world.World
