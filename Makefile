@@ -21,10 +21,11 @@ test: fmt-check tools ## vet, then every test with the race detector
 
 # What the tests need beyond Go, as command:Debian-package. The race
 # detector needs cgo and so a C compiler; the full-disk test mounts a tmpfs;
-# promtool checks /metrics; Chromium shows /status. Installed from Debian when missing, with one
+# promtool checks /metrics; Chromium shows /status; tmux is the terminal
+# the progress line is checked in. Installed from Debian when missing, with one
 # apt-get update. Where that is impossible (no root) the tests that need a
 # tool skip with a message, and fail under CI=true.
-TOOLS := gcc:gcc mount:mount promtool:prometheus chromium:chromium
+TOOLS := gcc:gcc mount:mount promtool:prometheus chromium:chromium tmux:tmux
 
 tools:
 	@missing=""; for t in $(TOOLS); do command -v $${t%%:*} >/dev/null || missing="$$missing $${t#*:}"; done; \

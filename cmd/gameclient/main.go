@@ -16,7 +16,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -124,7 +123,11 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "gameclient: -log-level:", err)
 		return exitUsage
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	// Log lines go through the progress display, which prints them above
+	// its line.
+	out := newReporter(os.Stderr, *untilSynced)
+	defer out.finish(session.Stats{}) // on an early return; a no-op after the one below
+	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level}))
 	start := time.Now()
 
 	// The first SIGINT or SIGTERM stops the run; which one decides the
@@ -164,7 +167,6 @@ func run() int {
 	}
 	defer cache.Close()
 
-	out := newReporter(os.Stderr, *untilSynced)
 	syncer := session.NewSyncer(session.SyncOptions{URL: *server, Cache: cache, Token: *token, Logger: log, OnEvent: out.event})
 
 	runCtx, cancel := context.WithCancel(ctx)
@@ -219,7 +221,7 @@ func run() int {
 	if _, _, err := cache.Trim(context.Background(), func(h resources.Hash) bool { return bound[h] }); err != nil {
 		log.Warn("cache trim failed", "err", err)
 	}
-	out.finish()
+	out.finish(syncer.Stats())
 
 	st := syncer.Stats()
 	word, code := outcome(result, s, *untilSynced)
@@ -257,77 +259,6 @@ func walkWorld(ctx context.Context, s *session.Syncer, every time.Duration) {
 			x += 16
 			s.Move(x, 0, 0)
 		}
-	}
-}
-
-// reporter shows progress: a bar redrawn in place on a terminal, plain
-// lines otherwise; without -until-synced it also prints every Bind, Lost
-// and replacement.
-type reporter struct {
-	w        io.Writer
-	tty      bool
-	quietEvs bool
-	last     time.Time
-	drawn    bool
-}
-
-func newReporter(w *os.File, quietEvents bool) *reporter {
-	fi, err := w.Stat()
-	return &reporter{w: w, tty: err == nil && fi.Mode()&os.ModeCharDevice != 0, quietEvs: quietEvents}
-}
-
-func (r *reporter) event(e session.Event) {
-	switch e := e.(type) {
-	case session.Progress:
-		r.progress(e.Stats)
-	case session.Loaded:
-		if !e.Replaces.IsZero() {
-			r.line(fmt.Sprintf("replaced %s %s: %s → %s", e.Binding.Type, e.Binding.Ref, e.Replaces.Short(), e.Binding.Hash.Short()))
-		} else if !r.quietEvs {
-			r.line(fmt.Sprintf("loaded %s %s (%s)", e.Binding.Type, e.Binding.Ref, e.Source))
-		}
-	case session.Lost:
-		if !r.quietEvs {
-			r.line(fmt.Sprintf("lost %s %s", e.Binding.Type, e.Binding.Ref))
-		}
-	case session.BindsDone:
-		if e.Complete && !r.quietEvs {
-			r.line(fmt.Sprintf("server's bindings complete: %d bound", e.Bound))
-		}
-	case session.Failed:
-		r.line(fmt.Sprintf("FAILED %s %s: %v", e.Binding.Type, e.Binding.Ref, e.Err))
-	}
-}
-
-func (r *reporter) line(s string) {
-	if r.drawn {
-		fmt.Fprint(r.w, "\r\033[K")
-		r.drawn = false
-	}
-	fmt.Fprintln(r.w, s)
-}
-
-func (r *reporter) progress(st session.Stats) {
-	if r.tty {
-		const width = 30
-		frac := 1.0
-		if st.Bound > 0 {
-			frac = float64(st.Loaded) / float64(st.Bound)
-		}
-		n := int(frac * width)
-		fmt.Fprintf(r.w, "\r\033[K[%s%s] %d/%d %s", strings.Repeat("#", n), strings.Repeat(".", width-n), st.Loaded, st.Bound, humanBytes(st.BytesReceived))
-		r.drawn = true
-		return
-	}
-	if time.Since(r.last) >= time.Second {
-		r.last = time.Now()
-		fmt.Fprintf(r.w, "progress: %d/%d loaded, %s received\n", st.Loaded, st.Bound, humanBytes(st.BytesReceived))
-	}
-}
-
-func (r *reporter) finish() {
-	if r.drawn {
-		fmt.Fprintln(r.w)
 	}
 }
 
