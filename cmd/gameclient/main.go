@@ -16,6 +16,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -103,6 +104,7 @@ func run() int {
 		timeout     = flag.Duration("timeout", 5*time.Minute, "with -until-synced: give up after this long")
 		token       = flag.String("token", "", "auth token, if the server wants one")
 		logLevel    = flag.String("log-level", "warn", "debug, info, warn or error")
+		logFormat   = flag.String("log-format", "text", "text (key=value lines) or json (one object a line)")
 		cacheMax    = flag.Int64("cache-max-mib", assetsmgr.DefaultMaxBytes>>20, "evict least recently used blobs past this many MiB (bound ones are kept); negative for no limit")
 		version     = flag.Bool("version", false, "print the version and exit")
 		localPacks  listFlag
@@ -125,9 +127,14 @@ func run() int {
 	}
 	// Log lines go through the progress display, which prints them above
 	// its line.
+	if _, err := logHandler(io.Discard, *logFormat, level); err != nil {
+		fmt.Fprintln(os.Stderr, "gameclient:", err)
+		return exitUsage
+	}
 	out := newReporter(os.Stderr, *untilSynced)
 	defer out.finish(session.Stats{}) // on an early return; a no-op after the one below
-	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level}))
+	handler, _ := logHandler(out, *logFormat, level)
+	log := slog.New(handler)
 	start := time.Now()
 
 	// The first SIGINT or SIGTERM stops the run; which one decides the
@@ -272,4 +279,16 @@ func humanBytes(n int64) string {
 		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+// logHandler returns the slog handler for -log-format.
+func logHandler(w io.Writer, format string, level slog.Level) (slog.Handler, error) {
+	opts := &slog.HandlerOptions{Level: level}
+	switch format {
+	case "text":
+		return slog.NewTextHandler(w, opts), nil
+	case "json":
+		return slog.NewJSONHandler(w, opts), nil
+	}
+	return nil, fmt.Errorf("-log-format: %q is neither text nor json", format)
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -69,6 +70,7 @@ func run() error {
 		worldPath   = flag.String("world", "", "world file, or \"none\" for no world content (overrides world)")
 		hotReload   = flag.Bool("hot-reload", false, "watch pack directories and re-bind changed resources (overrides hot_reload)")
 		logLevel    = flag.String("log-level", "info", "debug, info, warn or error")
+		logFormat   = flag.String("log-format", "text", "text (key=value lines) or json (one object a line)")
 		debugAddr   = flag.String("debug-listen", "", "serve Go's pprof profiles on this separate address (off when empty; never expose it publicly)")
 		checkConfig = flag.Bool("check-config", false, "check the configuration, packs' pack.toml and the world file, print the effective configuration, and exit")
 		version     = flag.Bool("version", false, "print the version and exit")
@@ -90,7 +92,11 @@ func run() error {
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return usageError(fmt.Sprintf("-log-level: %v", err))
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	handler, err := logHandler(os.Stderr, *logFormat, level)
+	if err != nil {
+		return usageError(err.Error())
+	}
+	log := slog.New(handler)
 
 	cfg, worldDef, err := loadConfig(*configPath, overrides{
 		listen: listen, adminListen: adminAddr, world: worldPath, hotReload: hotReload, packs: &packsFlag, preload: &preload,
@@ -236,4 +242,16 @@ func warnMissingWorldResources(log *slog.Logger, def configs.World, demo bool, v
 		log.Warn("the built-in demo world uses resources no pack provides; set world = \"none\" (or -world none) to turn it off",
 			"missing", len(missing), "first", missing[0])
 	}
+}
+
+// logHandler returns the slog handler for -log-format.
+func logHandler(w io.Writer, format string, level slog.Level) (slog.Handler, error) {
+	opts := &slog.HandlerOptions{Level: level}
+	switch format {
+	case "text":
+		return slog.NewTextHandler(w, opts), nil
+	case "json":
+		return slog.NewJSONHandler(w, opts), nil
+	}
+	return nil, fmt.Errorf("-log-format: %q is neither text nor json", format)
 }
