@@ -60,11 +60,21 @@ bench: ## run every benchmark BENCHCOUNT times; bench.txt has the runs, benchsta
 	$(GO) test -run='^$$' -bench=. -benchtime=$(BENCHTIME) -count=$(BENCHCOUNT) -timeout 60m $(PKGS) | tee bench.txt
 	$(BENCHSTAT) bench.txt
 
-run: build ## start the game server on its built-in pack
-	$(BIN)/gameserver
+# Overrides for run and run-client, e.g.
+#   make run PORT=31000 PACKS=path/to/pack ARGS=-hot-reload
+#   make run-client PORT=31000 CACHE=/tmp/cache ARGS=-json
+HOST       ?= 127.0.0.1
+PORT       ?= 30000
+ADMIN_PORT ?= 30001
+PACKS      ?=
+CACHE      ?= Cache
+ARGS       ?=
 
-run-client: build ## sync a client against a local server
-	$(BIN)/gameclient -server ws://127.0.0.1:30000/ws -until-synced
+run: build ## start the game server (PORT, ADMIN_PORT, PACKS=dir[,dir], ARGS=more flags)
+	$(BIN)/gameserver -listen $(HOST):$(PORT) -admin-listen $(HOST):$(ADMIN_PORT)$(if $(PACKS), -packs $(PACKS)) $(ARGS)
+
+run-client: build ## sync a client against a server (HOST, PORT, CACHE, PACKS=the player's packs, ARGS)
+	$(BIN)/gameclient -server ws://$(HOST):$(PORT)/ws -cache $(CACHE) -until-synced$(if $(PACKS), -packs $(PACKS)) $(ARGS)
 
 clean: ## remove build output
 	rm -rf $(BIN)
