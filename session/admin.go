@@ -44,8 +44,12 @@ type packReload struct {
 // ReloadRecord is one hot reload as the status page shows it.
 type ReloadRecord struct {
 	At      time.Time `json:"at"`
-	Outcome string    `json:"outcome"` // ReloadApplied or ReloadFailed
+	Outcome string    `json:"outcome"` // ReloadApplied, ReloadPartial or ReloadFailed
 	Error   string    `json:"error,omitempty"`
+	// Problems are what the new view skipped that the old one did not,
+	// e.g. "pack /srv/p: parse /srv/p/pack.toml: …" (at most
+	// maxChangedNames).
+	Problems []string `json:"problems,omitempty"`
 	// Added, Changed and Removed count resources; the Names slices hold the
 	// first few of each as type/domain:key.
 	Added        int      `json:"added"`
@@ -66,9 +70,22 @@ func (a *adminState) init(v *packs.View) {
 	}
 }
 
-// reloaded records an applied reload: what changed between old and v.
-func (a *adminState) reloaded(old, v *packs.View) {
+// reloaded records an applied reload, what changed between old and v, and
+// returns its outcome.
+func (a *adminState) reloaded(old, v *packs.View) string {
 	r := ReloadRecord{At: time.Now(), Outcome: ReloadApplied, Resources: v.Len()}
+	had := make(map[packs.Problem]bool, len(old.Problems))
+	for _, p := range old.Problems {
+		had[p] = true
+	}
+	for _, p := range v.Problems {
+		if !had[p] {
+			r.Outcome = ReloadPartial
+			if len(r.Problems) < maxChangedNames {
+				r.Problems = append(r.Problems, p.String())
+			}
+		}
+	}
 	touched := make(map[string]bool)
 	name := func(e *packs.Entry) string { return e.Type.String() + "/" + e.Ref.String() }
 	for _, e := range v.Entries() {
@@ -104,14 +121,15 @@ func (a *adminState) reloaded(old, v *packs.View) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for p := range touched {
-		a.packSeen[p] = packReload{r.At, ReloadApplied}
+		a.packSeen[p] = packReload{r.At, r.Outcome}
 	}
 	for _, p := range v.Packs() {
 		if _, ok := a.packSeen[p.String()]; !ok {
-			a.packSeen[p.String()] = packReload{r.At, ReloadApplied}
+			a.packSeen[p.String()] = packReload{r.At, r.Outcome}
 		}
 	}
 	a.addLocked(r)
+	return r.Outcome
 }
 
 func (a *adminState) addLocked(r ReloadRecord) {

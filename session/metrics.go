@@ -30,7 +30,11 @@ type ServerMetrics struct {
 // Reload outcomes, the values of pack_reloads_total's outcome label.
 const (
 	ReloadApplied = "applied" // a new pack view was swapped in
-	ReloadFailed  = "failed"  // building the new view failed; the old one stays
+	// ReloadPartial: a new view was swapped in, but files or whole packs
+	// that were fine before are skipped now (e.g. a pack.toml broken by
+	// an edit takes its pack out of service).
+	ReloadPartial = "partial"
+	ReloadFailed  = "failed" // building the new view failed; the old one stays
 )
 
 // Sources of a served stream, the values of hashes_served_total's source
@@ -51,7 +55,7 @@ func newServerMetrics() *ServerMetrics {
 		losts:           prometheus.NewCounter(prometheus.CounterOpts{Namespace: "voxsync", Subsystem: "server", Name: "lost_entries_total", Help: "Lost entries sent."}),
 		resourceErrors:  prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "voxsync", Subsystem: "server", Name: "resource_errors_total", Help: "ResourceError packets sent, by code."}, []string{"code"}),
 		disconnects:     prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "voxsync", Subsystem: "server", Name: "disconnects_total", Help: "Sessions ended by the server, by reason code."}, []string{"code"}),
-		reloads:         prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "voxsync", Subsystem: "server", Name: "pack_reloads_total", Help: "Hot reloads of the pack directories, by outcome (applied, failed)."}, []string{"outcome"}),
+		reloads:         prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "voxsync", Subsystem: "server", Name: "pack_reloads_total", Help: "Hot reloads of the pack directories, by outcome (applied, partial, failed)."}, []string{"outcome"}),
 		reloadResources: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "voxsync", Subsystem: "server", Name: "resources", Help: "Resources in the current pack view."}),
 		hashesRequested: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "voxsync", Subsystem: "server", Name: "hashes_requested_total", Help: "Hashes asked for in ResourceRequest packets."}),
 		hashesServed:    prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "voxsync", Subsystem: "server", Name: "hashes_served_total", Help: "Streams started, by where their bytes came from (memory, disk)."}, []string{"source"}),
@@ -71,7 +75,7 @@ func newServerMetrics() *ServerMetrics {
 	for c := packets.DisconnectNormal; c <= packets.DisconnectAuthFailed; c++ {
 		m.disconnects.WithLabelValues(c.String())
 	}
-	for _, o := range []string{ReloadApplied, ReloadFailed} {
+	for _, o := range []string{ReloadApplied, ReloadPartial, ReloadFailed} {
 		m.reloads.WithLabelValues(o)
 	}
 	for _, s := range []string{sourceMemory, sourceDisk} {

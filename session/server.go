@@ -186,8 +186,7 @@ func (s *Server) SetView(v *packs.View) {
 	}
 	s.mu.Unlock()
 	s.metrics.reloadResources.Set(float64(v.Len()))
-	s.metrics.reloads.WithLabelValues(ReloadApplied).Inc()
-	s.admin.reloaded(old, v)
+	s.metrics.reloads.WithLabelValues(s.admin.reloaded(old, v)).Inc()
 	old.Close()
 }
 

@@ -34,6 +34,7 @@ type StatusTotals struct {
 	StreamsSent     int64 `json:"streams_sent"`
 	HashesRequested int64 `json:"hashes_requested"`
 	ReloadsApplied  int64 `json:"reloads_applied"`
+	ReloadsPartial  int64 `json:"reloads_partial"`
 	ReloadsFailed   int64 `json:"reloads_failed"`
 }
 
@@ -143,6 +144,7 @@ func (s *Server) Status() Status {
 		StreamsSent:     int64(metricValue(m.resourcesSent)),
 		HashesRequested: int64(metricValue(m.hashesRequested)),
 		ReloadsApplied:  int64(metricValue(m.reloads.WithLabelValues(ReloadApplied))),
+		ReloadsPartial:  int64(metricValue(m.reloads.WithLabelValues(ReloadPartial))),
 		ReloadsFailed:   int64(metricValue(m.reloads.WithLabelValues(ReloadFailed))),
 	}
 	return st

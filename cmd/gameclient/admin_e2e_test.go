@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -77,4 +78,27 @@ func requireTool(t *testing.T, name, pkg string) string {
 	}
 	t.Skipf("%s not found; install the Debian package %s, or run `make test`", name, pkg)
 	return ""
+}
+
+// A hot reload that takes a pack out of service (here: its pack.toml
+// broken while the server runs) is counted as partial and shown on the
+// status page with the reason.
+func TestPartialHotReloadIsCountedAndShown(t *testing.T) {
+	pack := filepath.Join(t.TempDir(), "p")
+	os.MkdirAll(filepath.Join(pack, "assets", "m", "texture"), 0o755)
+	os.WriteFile(filepath.Join(pack, "assets", "m", "texture", "a.png"), []byte("a"), 0o644)
+	_, admin, _ := startServerAdmin(t, "-packs", pack, "-hot-reload")
+
+	os.WriteFile(filepath.Join(pack, "pack.toml"), []byte("priority = = 3\n"), 0o644)
+	waitStatus(t, admin, func(s statusJSON) bool { return len(s.Reloads) == 1 })
+	_, body := httpGet(t, admin+"/status.json")
+	if !strings.Contains(body, `"outcome": "partial"`) || !strings.Contains(body, filepath.Join(pack, "pack.toml")) {
+		t.Errorf("/status.json does not show the partial reload and its cause:\n%s", body)
+	}
+	_, metrics := httpGet(t, admin+"/metrics")
+	for _, want := range []string{`voxsync_server_pack_reloads_total{outcome="partial"} 1`, `voxsync_server_pack_reloads_total{outcome="applied"} 0`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 }
