@@ -137,3 +137,26 @@ func TestCheckPack(t *testing.T) {
 		t.Errorf("assets/ given: %v does not suggest the pack", got)
 	}
 }
+
+func TestLoadWorldNamesUnknownSettingsWithLines(t *testing.T) {
+	p := writeFile(t, t.TempDir(), "world.toml", strings.Join([]string{
+		`seed = 1`,
+		`region_sise = 16`,
+		`nodes_per_region = 2`,
+		``,
+		`[[node]]`,
+		`name = "stone"`,
+		`wieght = 1`,
+		`resources = ["texture/default:blocks/stone.png"]`,
+	}, "\n"))
+	_, err := LoadWorld(p)
+	want := p + ":2: region_sise: unknown setting; did you mean region_size?\n" +
+		p + ":7: node.wieght: unknown setting; did you mean weight?"
+	if err == nil || err.Error() != want || !errors.Is(err, ErrInvalid) {
+		t.Errorf("err =\n%v\nwant\n%s", err, want)
+	}
+	p = writeFile(t, t.TempDir(), "world.toml", "region_size = 0\nnodes_per_region = 1\n[[node]]\nname = \"x\"\nweight = 1\n")
+	if _, err := LoadWorld(p); err == nil || err.Error() != p+":1: region_size: 0 not in 1..65536" {
+		t.Errorf("err = %v", err)
+	}
+}

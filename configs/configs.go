@@ -166,6 +166,7 @@ type NodeType struct {
 }
 
 // LoadWorld reads a world file; an empty path gives the built-in world.
+// Its problems come as Problems, with lines.
 func LoadWorld(path string) (World, error) {
 	data, name := defaultWorld, "built-in world.toml"
 	if path != "" {
@@ -175,11 +176,7 @@ func LoadWorld(path string) (World, error) {
 		}
 		data, name = string(b), path
 	}
-	var w World
-	if err := decode(data, name, &w); err != nil {
-		return World{}, err
-	}
-	return w, w.Validate()
+	return decodeWorld(data, name)
 }
 
 // Validate checks the world definition.

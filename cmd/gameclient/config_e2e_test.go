@@ -39,6 +39,8 @@ func TestServerRefusesBadConfigurationAtOnce(t *testing.T) {
 	badPack := filepath.Join(root, "badpack")
 	os.MkdirAll(filepath.Join(badPack, "assets"), 0o755)
 	os.WriteFile(filepath.Join(badPack, "pack.toml"), []byte("name = \"bad\"\npriorty = 2\n"), 0o644)
+	world := filepath.Join(root, "world.toml")
+	os.WriteFile(world, []byte("region_size = 16\nnodes_per_region = 1\n[[node]]\nname = \"x\"\nwieght = 1\n"), 0o644)
 	config := writeConfig(t, "chunk_sise = 4096\nmax_clients = 0\npacks = [\""+filepath.Join(root, "mypak")+"\"]\n")
 
 	tests := []struct {
@@ -58,6 +60,8 @@ func TestServerRefusesBadConfigurationAtOnce(t *testing.T) {
 			"  " + config + ":1: chunk_sise: unknown setting; did you mean chunk_size?",
 			"  " + config + ":2: max_clients: 0 must be positive",
 			"  " + config + ":3: packs: " + filepath.Join(root, "mypak") + ": pack directory does not exist"}},
+		{"typo in the world file", []string{"-world", world}, 1, []string{
+			"gameserver: " + world + ":5: node.wieght: unknown setting; did you mean weight?"}},
 		{"a stray argument", []string{"-packs", pack, "extra"}, 2, []string{
 			`gameserver: unexpected argument "extra"; every setting is a flag or in the -config file (see -help)`}},
 	}

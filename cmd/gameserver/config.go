@@ -73,7 +73,11 @@ func loadConfig(path string, o overrides) (configs.Server, *configs.World, error
 	var world *configs.World
 	if cfg.World != configs.NoWorld {
 		w, err := configs.LoadWorld(cfg.World)
-		if err != nil {
+		var wps configs.Problems
+		switch {
+		case errors.As(err, &wps):
+			ps = append(ps, wps...)
+		case err != nil:
 			file, line := src.Where("world")
 			ps = append(ps, configs.Problem{File: file, Line: line, Setting: "world", Msg: fmt.Sprintf("%v (world = %q turns world content off)", err, configs.NoWorld)})
 		}
