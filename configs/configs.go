@@ -64,6 +64,9 @@ type Server struct {
 	// Per-address limits (an IPv6 address counts as its /64).
 	MaxClientsPerAddress  int `toml:"max_clients_per_address"`
 	AuthFailuresPerMinute int `toml:"auth_failures_per_minute"`
+	// AdminListen is the operators' address for /metrics, /status,
+	// /healthz and /readyz; empty turns the admin listener off.
+	AdminListen string `toml:"admin_listen"`
 }
 
 // DefaultServer returns the built-in defaults (configs/server.toml).
@@ -75,17 +78,14 @@ func DefaultServer() Server {
 	return s
 }
 
-// LoadServer reads path over the defaults and validates the result.
+// LoadServer reads path over the defaults and validates the result; the
+// error lists every problem (Problems), each with its line.
 func LoadServer(path string) (Server, error) {
-	s := DefaultServer()
-	data, err := os.ReadFile(path)
+	s, src, err := ReadServer(path)
 	if err != nil {
-		return s, fmt.Errorf("read config: %w", err)
-	}
-	if err := decode(string(data), path, &s); err != nil {
 		return s, err
 	}
-	return s, s.Validate()
+	return s, src.Check(s)
 }
 
 func decode(data, name string, v any) error {
@@ -154,7 +154,7 @@ func (s *Server) Validate() error {
 			return bad("preload", "%v", err)
 		}
 	}
-	return nil
+	return s.validateListeners()
 }
 
 // World is the demo world's definition (configs/world.toml).
@@ -173,6 +173,7 @@ type NodeType struct {
 }
 
 // LoadWorld reads a world file; an empty path gives the built-in world.
+// Its problems come as Problems, with lines.
 func LoadWorld(path string) (World, error) {
 	data, name := defaultWorld, "built-in world.toml"
 	if path != "" {
@@ -182,11 +183,7 @@ func LoadWorld(path string) (World, error) {
 		}
 		data, name = string(b), path
 	}
-	var w World
-	if err := decode(data, name, &w); err != nil {
-		return World{}, err
-	}
-	return w, w.Validate()
+	return decodeWorld(data, name)
 }
 
 // Validate checks the world definition.

@@ -26,6 +26,7 @@ import (
 type testServer struct {
 	*Server
 	http    *httptest.Server
+	admin   *httptest.Server // the admin listener: /metrics, /status, …
 	url     string
 	watcher *packs.Watcher
 }
@@ -84,7 +85,7 @@ func startServer(t testing.TB, setup serverSetup) *testServer {
 		hs.Listener = ln
 	}
 	hs.Start()
-	ts := &testServer{Server: s, http: hs, url: "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"}
+	ts := &testServer{Server: s, http: hs, admin: httptest.NewServer(s.AdminHandler()), url: "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"}
 	if setup.hotReload {
 		ts.watcher, err = packs.NewWatcher(v, packs.WatchOptions{Load: loadOpts, Debounce: cfg.ReloadDebounce.Duration, Logger: log, Apply: s.SetView})
 		if err != nil {
@@ -102,6 +103,7 @@ func (ts *testServer) stop() {
 	}
 	ts.Server.Close()
 	ts.http.Close()
+	ts.admin.Close()
 }
 
 // rawClient speaks the protocol packet by packet, for tests that need to

@@ -1,7 +1,10 @@
 package session
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/voxsync/voxsync/packets"
 )
 
@@ -17,9 +20,29 @@ type ServerMetrics struct {
 	losts           prometheus.Counter
 	resourceErrors  *prometheus.CounterVec
 	disconnects     *prometheus.CounterVec
-	reloads         prometheus.Counter
+	reloads         *prometheus.CounterVec
 	reloadResources prometheus.Gauge
+	hashesRequested prometheus.Counter
+	hashesServed    *prometheus.CounterVec
+	streamSeconds   prometheus.Histogram
 }
+
+// Reload outcomes, the values of pack_reloads_total's outcome label.
+const (
+	ReloadApplied = "applied" // a new pack view was swapped in
+	// ReloadPartial: a new view was swapped in, but files or whole packs
+	// that were fine before are skipped now (e.g. a pack.toml broken by
+	// an edit takes its pack out of service).
+	ReloadPartial = "partial"
+	ReloadFailed  = "failed" // building the new view failed; the old one stays
+)
+
+// Sources of a served stream, the values of hashes_served_total's source
+// label: the bytes were in the server's memory, or read from the pack file.
+const (
+	sourceMemory = "memory"
+	sourceDisk   = "disk"
+)
 
 func newServerMetrics() *ServerMetrics {
 	m := &ServerMetrics{
@@ -32,10 +55,19 @@ func newServerMetrics() *ServerMetrics {
 		losts:           prometheus.NewCounter(prometheus.CounterOpts{Namespace: "voxsync", Subsystem: "server", Name: "lost_entries_total", Help: "Lost entries sent."}),
 		resourceErrors:  prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "voxsync", Subsystem: "server", Name: "resource_errors_total", Help: "ResourceError packets sent, by code."}, []string{"code"}),
 		disconnects:     prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "voxsync", Subsystem: "server", Name: "disconnects_total", Help: "Sessions ended by the server, by reason code."}, []string{"code"}),
-		reloads:         prometheus.NewCounter(prometheus.CounterOpts{Namespace: "voxsync", Subsystem: "server", Name: "pack_reloads_total", Help: "Pack views swapped in by hot reload."}),
+		reloads:         prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "voxsync", Subsystem: "server", Name: "pack_reloads_total", Help: "Hot reloads of the pack directories, by outcome (applied, partial, failed)."}, []string{"outcome"}),
 		reloadResources: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "voxsync", Subsystem: "server", Name: "resources", Help: "Resources in the current pack view."}),
+		hashesRequested: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "voxsync", Subsystem: "server", Name: "hashes_requested_total", Help: "Hashes asked for in ResourceRequest packets."}),
+		hashesServed:    prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "voxsync", Subsystem: "server", Name: "hashes_served_total", Help: "Streams started, by where their bytes came from (memory, disk)."}, []string{"source"}),
+		streamSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "voxsync", Subsystem: "server", Name: "stream_duration_seconds",
+			Help:    "Time from a stream's first write to its last chunk.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10), // 0.5 ms .. ~131 s
+		}),
 	}
-	m.Registry.MustRegister(m.clients, m.sessions, m.bytesSent, m.resourcesSent, m.binds, m.losts, m.resourceErrors, m.disconnects, m.reloads, m.reloadResources)
+	m.Registry.MustRegister(m.clients, m.sessions, m.bytesSent, m.resourcesSent, m.binds, m.losts, m.resourceErrors,
+		m.disconnects, m.reloads, m.reloadResources, m.hashesRequested, m.hashesServed, m.streamSeconds,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Create every label series up front so dashboards see zeros, not gaps.
 	for c := packets.ErrorUnknownHash; c <= packets.ErrorInternal; c++ {
 		m.resourceErrors.WithLabelValues(c.String())
@@ -43,5 +75,26 @@ func newServerMetrics() *ServerMetrics {
 	for c := packets.DisconnectNormal; c <= packets.DisconnectAuthFailed; c++ {
 		m.disconnects.WithLabelValues(c.String())
 	}
+	for _, o := range []string{ReloadApplied, ReloadPartial, ReloadFailed} {
+		m.reloads.WithLabelValues(o)
+	}
+	for _, s := range []string{sourceMemory, sourceDisk} {
+		m.hashesServed.WithLabelValues(s)
+	}
 	return m
+}
+
+// streamStarted counts a stream by where its bytes come from.
+func (m *ServerMetrics) streamStarted(inMemory bool) {
+	src := sourceDisk
+	if inMemory {
+		src = sourceMemory
+	}
+	m.hashesServed.WithLabelValues(src).Inc()
+}
+
+// streamDone records a stream sent to completion.
+func (m *ServerMetrics) streamDone(began time.Time) {
+	m.resourcesSent.Inc()
+	m.streamSeconds.Observe(time.Since(began).Seconds())
 }

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/voxsync/voxsync/configs"
 	"github.com/voxsync/voxsync/packets"
 	"github.com/voxsync/voxsync/packs"
@@ -46,7 +45,8 @@ type Server struct {
 	upgrader websocket.Upgrader
 	limits   packets.Limits
 	addrs    *addrLimits
-	bufs     sync.Pool // *[]byte packet buffers of a chunk's size, for writers
+	bufs     sync.Pool  // *[]byte packet buffers of a chunk's size, for writers
+	admin    adminState // for the admin listener: connections, reload history
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -112,17 +112,18 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	s.preloadSet = s.matchPreload(opts.View)
 	s.bg.Go(s.watchProgress)
 	s.metrics.reloadResources.Set(float64(opts.View.Len()))
+	s.admin.init(opts.View)
 	return s, nil
 }
 
 // Metrics returns the server's metrics.
 func (s *Server) Metrics() *ServerMetrics { return s.metrics }
 
-// Handler returns the HTTP handler: /ws for sessions, /metrics for Prometheus.
+// Handler returns the game port's HTTP handler: /ws for sessions and
+// nothing else. Metrics and status are on AdminHandler.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/ws", s.ServeWS)
-	mux.Handle("/metrics", promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/ws", s.serveTrackedWS)
 	return mux
 }
 
@@ -192,7 +193,7 @@ func (s *Server) SetView(v *packs.View) {
 	}
 	s.mu.Unlock()
 	s.metrics.reloadResources.Set(float64(v.Len()))
-	s.metrics.reloads.Inc()
+	s.metrics.reloads.WithLabelValues(s.admin.reloaded(old, v)).Inc()
 	old.Close()
 }
 

@@ -104,6 +104,7 @@ type stream struct {
 	content   packs.Content
 	next, end uint64
 	started   bool
+	began     time.Time // first write, for the stream-duration metric
 }
 
 func newClient(s *Server, conn *websocket.Conn, remote string) *Client {
@@ -440,6 +441,7 @@ func (c *Client) request(p *packets.ResourceRequest) {
 			"ResourceRequest with %d hashes; the limit announced in Welcome is %d", len(p.Wants), c.srv.cfg.MaxRequestHashes))
 		return
 	}
+	c.srv.metrics.hashesRequested.Add(float64(len(p.Wants)))
 	c.mu.Lock()
 	defer c.poke()
 	defer c.mu.Unlock()
@@ -855,7 +857,7 @@ func (c *Client) sendChunk(buf *[]byte) (more bool, err error) {
 		}
 		c.mu.Unlock()
 		closeContent(s)
-		c.srv.metrics.resourcesSent.Inc()
+		c.srv.metrics.streamDone(s.began)
 	}
 	return true, nil
 }
@@ -873,7 +875,8 @@ func (c *Client) writeStreamChunk(s *stream, buf *[]byte) (last bool, err error)
 	e := s.entry
 	write := func() error { return c.writeMessage(*buf) }
 	if !s.started {
-		s.started = true
+		s.started, s.began = true, time.Now()
+		c.srv.metrics.streamStarted(e.InMemory())
 		s.next, s.end = 0, uint64(e.Size)
 		if s.rng != nil {
 			s.next, s.end = s.rng.off, s.rng.off+s.rng.n

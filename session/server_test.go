@@ -55,17 +55,23 @@ func TestServerSyncsBuiltinPack(t *testing.T) {
 		t.Fatal("re-request not served")
 	}
 
-	// The operator sees it in /metrics. The server counts a stream as sent
-	// just after its last write, so the client can be a moment ahead.
+	// The operator sees it in /metrics on the admin listener. The server
+	// counts a stream as sent just after its last write, so the client can
+	// be a moment ahead.
 	wants := []string{
 		"voxsync_server_clients 1",
 		fmt.Sprintf("voxsync_server_resources_sent_total %d", len(want)+1),
 		fmt.Sprintf("voxsync_server_bind_entries_total %d", total),
 		`voxsync_server_resource_errors_total{code="unknown hash"} 0`,
+		fmt.Sprintf("voxsync_server_hashes_requested_total %d", len(want)+1),
+		fmt.Sprintf("voxsync_server_stream_duration_seconds_count %d", len(want)+1),
+		`voxsync_server_pack_reloads_total{outcome="failed"} 0`,
+		"go_goroutines ",
+		"process_resident_memory_bytes ",
 	}
 	var missing []string
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		resp, err := http.Get(ts.http.URL + "/metrics")
+		resp, err := http.Get(ts.admin.URL + "/metrics")
 		if err != nil {
 			t.Fatal(err)
 		}

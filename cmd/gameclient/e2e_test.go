@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -60,7 +61,26 @@ func startServer(t testing.TB, args ...string) string {
 // startServerCmd also returns the process, for measuring it.
 func startServerCmd(t testing.TB, args ...string) (string, *exec.Cmd) {
 	t.Helper()
-	cmd := exec.Command(serverBin, append([]string{"-listen", "127.0.0.1:0"}, args...)...)
+	url, _, cmd := startServerAdmin(t, args...)
+	return url, cmd
+}
+
+// startServerAdmin also returns the admin listener's base URL
+// (http://host:port), where /metrics and /status are.
+func startServerAdmin(t testing.TB, args ...string) (string, string, *exec.Cmd) {
+	t.Helper()
+	url, cmd, log := startServerLog(t, args...)
+	admin := ""
+	if m := regexp.MustCompile(`admin=(http://\S+)`).FindStringSubmatch(log()); m != nil {
+		admin = m[1]
+	}
+	return url, admin, cmd
+}
+
+// startServerLog also returns what the server has logged so far.
+func startServerLog(t testing.TB, args ...string) (string, *exec.Cmd, func() string) {
+	t.Helper()
+	cmd := exec.Command(serverBin, append([]string{"-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0"}, args...)...)
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -69,11 +89,23 @@ func startServerCmd(t testing.TB, args ...string) (string, *exec.Cmd) {
 		cmd.Process.Signal(syscall.SIGTERM)
 		cmd.Wait()
 	})
+	var (
+		mu  sync.Mutex // guards log
+		log strings.Builder
+	)
+	logged := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return log.String()
+	}
 	re := regexp.MustCompile(`ws=(ws://\S+/ws)`)
 	sc := bufio.NewScanner(stderr)
 	urlc := make(chan string, 1)
 	go func() {
 		for sc.Scan() {
+			mu.Lock()
+			log.WriteString(sc.Text() + "\n")
+			mu.Unlock()
 			if m := re.FindStringSubmatch(sc.Text()); m != nil {
 				urlc <- m[1]
 			}
@@ -84,10 +116,10 @@ func startServerCmd(t testing.TB, args ...string) (string, *exec.Cmd) {
 	}()
 	select {
 	case u := <-urlc:
-		return u, cmd
+		return u, cmd, logged
 	case <-time.After(60 * time.Second):
-		t.Fatal("gameserver did not start listening")
-		return "", nil
+		t.Fatalf("gameserver did not start listening:\n%s", logged())
+		return "", nil, nil
 	}
 }
 

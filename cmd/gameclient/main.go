@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/voxsync/voxsync/assetsmgr"
+	"github.com/voxsync/voxsync/internal/buildinfo"
 	"github.com/voxsync/voxsync/resources"
 	"github.com/voxsync/voxsync/session"
 )
@@ -106,12 +107,18 @@ func run() int {
 		timeout     = flag.Duration("timeout", 5*time.Minute, "with -until-synced: give up after this long")
 		token       = flag.String("token", "", "auth token, if the server wants one")
 		logLevel    = flag.String("log-level", "warn", "debug, info, warn or error")
+		logFormat   = flag.String("log-format", "text", "text (key=value lines) or json (one object a line)")
 		cacheMax    = flag.Int64("cache-max-mib", assetsmgr.DefaultMaxBytes>>20, "evict least recently used blobs past this many MiB (bound ones are kept); negative for no limit")
+		version     = flag.Bool("version", false, "print the version and exit")
 		localPacks  listFlag
 	)
 	flag.Var(&localPacks, "packs", "local resource pack directory; repeat or comma-separate")
 	flag.Parse()
 
+	if *version {
+		fmt.Println(buildinfo.String("gameclient"))
+		return exitOK
+	}
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "gameclient: unexpected argument %q; every setting is a flag (see -help)\n", flag.Arg(0))
 		return exitUsage
@@ -121,7 +128,16 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "gameclient: -log-level:", err)
 		return exitUsage
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	// Log lines go through the progress display, which prints them above
+	// its line.
+	if _, err := logHandler(io.Discard, *logFormat, level); err != nil {
+		fmt.Fprintln(os.Stderr, "gameclient:", err)
+		return exitUsage
+	}
+	out := newReporter(os.Stderr, *untilSynced)
+	defer out.finish(session.Stats{}) // on an early return; a no-op after the one below
+	handler, _ := logHandler(out, *logFormat, level)
+	log := slog.New(handler)
 	start := time.Now()
 
 	// The first SIGINT or SIGTERM stops the run; which one decides the
@@ -161,7 +177,6 @@ func run() int {
 	}
 	defer cache.Close()
 
-	out := newReporter(os.Stderr, *untilSynced)
 	syncer := session.NewSyncer(session.SyncOptions{URL: *server, Cache: cache, Token: *token, Logger: log, OnEvent: nameLoaded(cache, out.event)})
 
 	runCtx, cancel := context.WithCancel(ctx)
@@ -216,7 +231,7 @@ func run() int {
 	if _, _, err := cache.Trim(context.Background(), func(h resources.Hash) bool { return bound[h] }); err != nil {
 		log.Warn("cache trim failed", "err", err)
 	}
-	out.finish()
+	out.finish(syncer.Stats())
 
 	st := syncer.Stats()
 	word, code := outcome(result, s, *untilSynced)
@@ -257,77 +272,6 @@ func walkWorld(ctx context.Context, s *session.Syncer, every time.Duration) {
 	}
 }
 
-// reporter shows progress: a bar redrawn in place on a terminal, plain
-// lines otherwise; without -until-synced it also prints every Bind, Lost
-// and replacement.
-type reporter struct {
-	w        io.Writer
-	tty      bool
-	quietEvs bool
-	last     time.Time
-	drawn    bool
-}
-
-func newReporter(w *os.File, quietEvents bool) *reporter {
-	fi, err := w.Stat()
-	return &reporter{w: w, tty: err == nil && fi.Mode()&os.ModeCharDevice != 0, quietEvs: quietEvents}
-}
-
-func (r *reporter) event(e session.Event) {
-	switch e := e.(type) {
-	case session.Progress:
-		r.progress(e.Stats)
-	case session.Loaded:
-		if !e.Replaces.IsZero() {
-			r.line(fmt.Sprintf("replaced %s %s: %s → %s", e.Binding.Type, e.Binding.Ref, e.Replaces.Short(), e.Binding.Hash.Short()))
-		} else if !r.quietEvs {
-			r.line(fmt.Sprintf("loaded %s %s (%s)", e.Binding.Type, e.Binding.Ref, e.Source))
-		}
-	case session.Lost:
-		if !r.quietEvs {
-			r.line(fmt.Sprintf("lost %s %s", e.Binding.Type, e.Binding.Ref))
-		}
-	case session.BindsDone:
-		if e.Complete && !r.quietEvs {
-			r.line(fmt.Sprintf("server's bindings complete: %d bound", e.Bound))
-		}
-	case session.Failed:
-		r.line(fmt.Sprintf("FAILED %s %s: %v", e.Binding.Type, e.Binding.Ref, e.Err))
-	}
-}
-
-func (r *reporter) line(s string) {
-	if r.drawn {
-		fmt.Fprint(r.w, "\r\033[K")
-		r.drawn = false
-	}
-	fmt.Fprintln(r.w, s)
-}
-
-func (r *reporter) progress(st session.Stats) {
-	if r.tty {
-		const width = 30
-		frac := 1.0
-		if st.Bound > 0 {
-			frac = float64(st.Loaded) / float64(st.Bound)
-		}
-		n := int(frac * width)
-		fmt.Fprintf(r.w, "\r\033[K[%s%s] %d/%d %s", strings.Repeat("#", n), strings.Repeat(".", width-n), st.Loaded, st.Bound, humanBytes(st.BytesReceived))
-		r.drawn = true
-		return
-	}
-	if time.Since(r.last) >= time.Second {
-		r.last = time.Now()
-		fmt.Fprintf(r.w, "progress: %d/%d loaded, %s received\n", st.Loaded, st.Bound, humanBytes(st.BytesReceived))
-	}
-}
-
-func (r *reporter) finish() {
-	if r.drawn {
-		fmt.Fprintln(r.w)
-	}
-}
-
 func humanBytes(n int64) string {
 	switch {
 	case n >= 1<<30:
@@ -338,4 +282,16 @@ func humanBytes(n int64) string {
 		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+// logHandler returns the slog handler for -log-format.
+func logHandler(w io.Writer, format string, level slog.Level) (slog.Handler, error) {
+	opts := &slog.HandlerOptions{Level: level}
+	switch format {
+	case "text":
+		return slog.NewTextHandler(w, opts), nil
+	case "json":
+		return slog.NewJSONHandler(w, opts), nil
+	}
+	return nil, fmt.Errorf("-log-format: %q is neither text nor json", format)
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/voxsync/voxsync/configs"
+	"github.com/voxsync/voxsync/internal/buildinfo"
 	"github.com/voxsync/voxsync/packs"
 	"github.com/voxsync/voxsync/resources"
 	"github.com/voxsync/voxsync/session"
@@ -43,70 +45,103 @@ func (l *listFlag) Set(s string) error {
 }
 
 func main() {
-	if err := run(); err != nil {
+	err := run()
+	var usage usageError
+	switch {
+	case errors.As(err, &usage):
 		fmt.Fprintln(os.Stderr, "gameserver:", err)
+		os.Exit(2)
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "gameserver:", configError(err))
 		os.Exit(1)
 	}
 }
 
+// usageError is a mistake on the command line; the exit code is 2.
+type usageError string
+
+func (e usageError) Error() string { return string(e) }
+
 func run() error {
 	var (
-		configPath = flag.String("config", "", "config file (default: built-in defaults, as in configs/server.toml)")
-		listen     = flag.String("listen", "", "listen address host:port (overrides listen)")
-		worldPath  = flag.String("world", "", "world file (overrides world)")
-		hotReload  = flag.Bool("hot-reload", false, "watch pack directories and re-bind changed resources (overrides hot_reload)")
-		logLevel   = flag.String("log-level", "info", "debug, info, warn or error")
-		debugAddr  = flag.String("debug-listen", "", "serve Go's pprof profiles on this separate address (off when empty; never expose it publicly)")
-		packsFlag  listFlag
-		preload    listFlag
+		configPath  = flag.String("config", "", "config file (default: built-in defaults, as in configs/server.toml)")
+		listen      = flag.String("listen", "", "game port host:port, WebSocket at /ws only (overrides listen)")
+		adminAddr   = flag.String("admin-listen", "", "operators' host:port for /metrics, /status, /healthz, /readyz; \"none\" for none (overrides admin_listen)")
+		worldPath   = flag.String("world", "", "world file, or \"none\" for no world content (overrides world)")
+		hotReload   = flag.Bool("hot-reload", false, "watch pack directories and re-bind changed resources (overrides hot_reload)")
+		logLevel    = flag.String("log-level", "info", "debug, info, warn or error")
+		logFormat   = flag.String("log-format", "text", "text (key=value lines) or json (one object a line)")
+		debugAddr   = flag.String("debug-listen", "", "serve Go's pprof profiles on this separate address (off when empty; never expose it publicly)")
+		checkConfig = flag.Bool("check-config", false, "check the configuration, packs' pack.toml and the world file, print the effective configuration, and exit")
+		version     = flag.Bool("version", false, "print the version and exit")
+		packsFlag   listFlag
+		preload     listFlag
 	)
 	flag.Var(&packsFlag, "packs", "pack directory; repeat or comma-separate (replaces packs)")
 	flag.Var(&preload, "preload", "preload pattern; repeat or comma-separate (replaces preload; \"none\" for none)")
 	flag.Parse()
+	if *version {
+		fmt.Println(buildinfo.String("gameserver"))
+		return nil
+	}
+	if flag.NArg() > 0 {
+		return usageError(fmt.Sprintf("unexpected argument %q; every setting is a flag or in the -config file (see -help)", flag.Arg(0)))
+	}
 
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return fmt.Errorf("-log-level: %w", err)
+		return usageError(fmt.Sprintf("-log-level: %v", err))
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	handler, err := logHandler(os.Stderr, *logFormat, level)
+	if err != nil {
+		return usageError(err.Error())
+	}
+	log := slog.New(handler)
 
-	cfg := configs.DefaultServer()
-	if *configPath != "" {
-		var err error
-		if cfg, err = configs.LoadServer(*configPath); err != nil {
+	cfg, worldDef, err := loadConfig(*configPath, overrides{
+		listen: listen, adminListen: adminAddr, world: worldPath, hotReload: hotReload, packs: &packsFlag, preload: &preload,
+	})
+	if err != nil {
+		return err
+	}
+	if *checkConfig {
+		if err := printConfig(os.Stdout, cfg); err != nil {
 			return err
 		}
-	}
-	flag.Visit(func(f *flag.Flag) {
-		switch f.Name {
-		case "listen":
-			cfg.Listen = *listen
-		case "world":
-			cfg.World = *worldPath
-		case "hot-reload":
-			cfg.HotReload = *hotReload
-		}
-	})
-	if packsFlag.set {
-		cfg.Packs = packsFlag.vals
-	}
-	if preload.set {
-		cfg.Preload = preload.vals
-		if len(preload.vals) == 1 && preload.vals[0] == "none" {
-			cfg.Preload = nil
-		}
-	}
-	if err := cfg.Validate(); err != nil {
-		return err
+		fmt.Fprintln(os.Stderr, "gameserver: configuration OK")
+		return nil
 	}
 
-	worldDef, err := configs.LoadWorld(cfg.World)
-	if err != nil {
-		return err
+	// Listeners are opened before anything slow, so a taken port is an
+	// error at once. The admin listener serves from the start: /healthz
+	// answers and /readyz says "loading" while packs are hashed.
+	if *debugAddr != "" {
+		ln, err := net.Listen("tcp", *debugAddr)
+		if err != nil {
+			return fmt.Errorf("listen on %s (flag -debug-listen): %w", *debugAddr, err)
+		}
+		go http.Serve(ln, http.DefaultServeMux)
+		defer ln.Close()
+		log.Info("pprof listening", "addr", ln.Addr().String())
 	}
-	w, err := world.New(worldDef)
-	if err != nil {
-		return err
+	admin := &adminSwitch{}
+	if cfg.AdminListen != "" {
+		ln, err := net.Listen("tcp", cfg.AdminListen)
+		if err != nil {
+			return fmt.Errorf("listen on %s (setting admin_listen): %w", cfg.AdminListen, err)
+		}
+		adminSrv := &http.Server{Handler: admin, ReadHeaderTimeout: 10 * time.Second}
+		go adminSrv.Serve(ln)
+		defer adminSrv.Close()
+		base := "http://" + ln.Addr().String()
+		log.Info("admin listening", "admin", base, "status", base+"/status", "metrics", base+"/metrics")
+	}
+
+	var w *world.World
+	if worldDef != nil {
+		if w, err = world.New(*worldDef); err != nil {
+			return err
+		}
 	}
 
 	ids := packs.NewIDs()
@@ -124,19 +159,23 @@ func run() error {
 	}
 	log.Info("packs loaded", "packs", len(view.Packs()), "resources", view.Len(), "bytes", view.TotalSize(),
 		"skipped", len(view.Problems), "took", time.Since(start).Round(time.Millisecond))
-	warnMissingWorldResources(log, worldDef, view)
+	if worldDef != nil {
+		warnMissingWorldResources(log, *worldDef, cfg.World == "", view)
+	}
 
 	srv, err := session.NewServer(session.ServerOptions{Config: cfg, View: view, IDs: ids, World: w, Logger: log})
 	if err != nil {
 		return err
 	}
 	stopWatching := func() {}
+	admin.serve(srv)
 	if cfg.HotReload {
 		if len(cfg.Packs) == 0 {
 			log.Warn("hot_reload is on but no pack directories are configured; only the built-in pack is served")
 		}
 		watcher, err := packs.NewWatcher(view, packs.WatchOptions{
-			Load: opts, Debounce: cfg.ReloadDebounce.Duration, Logger: log, Apply: srv.SetView,
+			Load: opts, Debounce: cfg.ReloadDebounce.Duration, Apply: srv.SetView,
+			Logger: slog.New(reloadFailures{log.Handler(), srv}),
 		})
 		if err != nil {
 			srv.Close()
@@ -153,16 +192,7 @@ func run() error {
 		return fmt.Errorf("listen on %s (setting listen): %w", cfg.Listen, err)
 	}
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	log.Info("gameserver listening", "ws", "ws://"+ln.Addr().String()+"/ws", "metrics", "http://"+ln.Addr().String()+"/metrics")
-
-	if *debugAddr != "" {
-		go func() {
-			log.Info("pprof listening", "addr", *debugAddr)
-			if err := http.ListenAndServe(*debugAddr, http.DefaultServeMux); err != nil {
-				log.Error("pprof listener", "err", err)
-			}
-		}()
-	}
+	log.Info("gameserver listening", "ws", "ws://"+ln.Addr().String()+"/ws")
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -190,7 +220,10 @@ func run() error {
 
 // warnMissingWorldResources names world resources no pack provides, so an
 // operator sees a typo in world.toml instead of silently missing content.
-func warnMissingWorldResources(log *slog.Logger, def configs.World, v *packs.View) {
+// The built-in demo world's resources are in the built-in pack; without it
+// one line says so, and how to turn the demo world off.
+func warnMissingWorldResources(log *slog.Logger, def configs.World, demo bool, v *packs.View) {
+	var missing []string
 	for _, n := range def.Nodes {
 		for _, r := range n.Resources {
 			l, err := resources.ParseLoc(r)
@@ -198,8 +231,27 @@ func warnMissingWorldResources(log *slog.Logger, def configs.World, v *packs.Vie
 				continue // validated already
 			}
 			if _, ok := v.Lookup(l); !ok {
-				log.Warn("world resource not in any pack", "node", n.Name, "resource", r)
+				missing = append(missing, r)
+				if !demo {
+					log.Warn("world resource not in any pack", "node", n.Name, "resource", r)
+				}
 			}
 		}
 	}
+	if demo && len(missing) > 0 {
+		log.Warn("the built-in demo world uses resources no pack provides; set world = \"none\" (or -world none) to turn it off",
+			"missing", len(missing), "first", missing[0])
+	}
+}
+
+// logHandler returns the slog handler for -log-format.
+func logHandler(w io.Writer, format string, level slog.Level) (slog.Handler, error) {
+	opts := &slog.HandlerOptions{Level: level}
+	switch format {
+	case "text":
+		return slog.NewTextHandler(w, opts), nil
+	case "json":
+		return slog.NewJSONHandler(w, opts), nil
+	}
+	return nil, fmt.Errorf("-log-format: %q is neither text nor json", format)
 }

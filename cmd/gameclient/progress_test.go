@@ -1,0 +1,39 @@
+package main
+
+import (
+	"io"
+	"testing"
+	"time"
+
+	"github.com/voxsync/voxsync/resources"
+	"github.com/voxsync/voxsync/session"
+)
+
+func TestProgressDetailsFitTheirWidth(t *testing.T) {
+	r := &reporter{w: io.Discard, quietEvs: true, bound: make(map[resources.Key]resources.Binding), loaded: make(map[resources.Key]bool)}
+	small := resources.Binding{Type: resources.TypeTexture, ID: 1, Ref: resources.Ref{Domain: "d", Key: "small.png"}, Size: 1 << 20}
+	big := resources.Binding{Type: resources.TypeTexture, ID: 2, Ref: resources.Ref{Domain: "d", Key: "big.png"}, Size: 3 << 20}
+	r.event(session.Bound{Binding: small})
+	r.event(session.Bound{Binding: big})
+	r.event(session.Loaded{Binding: small})
+	now := time.Now()
+	r.rate.add(now, 0)
+	r.rate.add(now.Add(time.Second), 1<<20)
+	r.stats = session.Stats{Bound: 2, Loaded: 1}
+
+	tests := []struct {
+		name  string
+		width int
+		want  string
+	}{
+		{"wide", 200, "1.0 MiB/4.0 MiB · 1.0 MiB/s · ETA 3s · largest: d:big.png 3.0 MiB"},
+		{"no room for the largest", 45, "1.0 MiB/4.0 MiB · 1.0 MiB/s · ETA 3s"},
+		{"bytes only", 20, "1.0 MiB/4.0 MiB"},
+		{"nothing fits", 5, ""},
+	}
+	for _, tc := range tests {
+		if got := r.details(tc.width); got != tc.want {
+			t.Errorf("%s: details(%d) = %q, want %q", tc.name, tc.width, got, tc.want)
+		}
+	}
+}

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+	"github.com/voxsync/voxsync/configs"
+)
+
+// overrides are the flags that replace settings of the config file.
+type overrides struct {
+	listen, adminListen, world *string
+	hotReload                  *bool
+	packs, preload             *listFlag
+}
+
+// loadConfig reads the config file (or the defaults), applies the flags
+// over it, and checks everything an operator can get wrong before anything
+// starts: every setting, every pack directory and its pack.toml, and the
+// world file. All problems are returned together, as configs.Problems. The
+// world is nil when world = "none".
+func loadConfig(path string, o overrides) (configs.Server, *configs.World, error) {
+	cfg, src := configs.DefaultServer(), configs.DefaultSource()
+	if path != "" {
+		var err error
+		if cfg, src, err = configs.ReadServer(path); err != nil {
+			return cfg, nil, err
+		}
+	}
+	flag.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "listen":
+			cfg.Listen = *o.listen
+			src.SetByFlag("listen", "-listen")
+		case "admin-listen":
+			cfg.AdminListen = *o.adminListen
+			if cfg.AdminListen == "none" {
+				cfg.AdminListen = ""
+			}
+			src.SetByFlag("admin_listen", "-admin-listen")
+		case "world":
+			cfg.World = *o.world
+			src.SetByFlag("world", "-world")
+		case "hot-reload":
+			cfg.HotReload = *o.hotReload
+			src.SetByFlag("hot_reload", "-hot-reload")
+		case "packs":
+			cfg.Packs = o.packs.vals
+			src.SetByFlag("packs", "-packs")
+		case "preload":
+			cfg.Preload = o.preload.vals
+			if len(cfg.Preload) == 1 && cfg.Preload[0] == "none" {
+				cfg.Preload = nil
+			}
+			src.SetByFlag("preload", "-preload")
+		}
+	})
+
+	var ps configs.Problems
+	if err := src.Check(cfg); err != nil && !errors.As(err, &ps) {
+		return cfg, nil, err
+	}
+	file, line := src.Where("packs")
+	for _, dir := range cfg.Packs {
+		if dir != "" {
+			ps = append(ps, configs.CheckPack(dir, file, line)...)
+		}
+	}
+	var world *configs.World
+	if cfg.World != configs.NoWorld {
+		w, err := configs.LoadWorld(cfg.World)
+		var wps configs.Problems
+		switch {
+		case errors.As(err, &wps):
+			ps = append(ps, wps...)
+		case err != nil:
+			file, line := src.Where("world")
+			ps = append(ps, configs.Problem{File: file, Line: line, Setting: "world", Msg: fmt.Sprintf("%v (world = %q turns world content off)", err, configs.NoWorld)})
+		}
+		world = &w
+	}
+	if len(ps) > 0 {
+		return cfg, nil, ps
+	}
+	return cfg, world, nil
+}
+
+// printConfig writes the effective configuration as a server.toml.
+func printConfig(w io.Writer, cfg configs.Server) error {
+	fmt.Fprintln(w, "# effective gameserver configuration: the file (or the built-in defaults) with flags applied")
+	return toml.NewEncoder(w).Encode(cfg)
+}
+
+// configError formats configuration problems for the terminal: one on its
+// line, several as a list under a count.
+func configError(err error) string {
+	var ps configs.Problems
+	if !errors.As(err, &ps) || len(ps) == 1 {
+		return err.Error()
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d configuration problems:", len(ps))
+	for _, p := range ps {
+		b.WriteString("\n  " + p.Error())
+	}
+	return b.String()
+}

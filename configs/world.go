@@ -1,0 +1,77 @@
+package configs
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+// NoWorld as the world setting turns world content off: clients use only
+// what preload gives them (and what a game server adds with Client.Use).
+const NoWorld = "none"
+
+// decodeWorld decodes and validates a world file. Every unknown setting is
+// a Problem with its line and the setting probably meant; a value of the
+// wrong type or an invalid one is reported as well.
+func decodeWorld(data, file string) (World, error) {
+	var w World
+	md, err := toml.Decode(data, &w)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return World{}, Problems{{File: file, Line: pe.Position.Line, Msg: pe.Message}}
+		}
+		return World{}, Problems{{File: file, Msg: err.Error()}}
+	}
+	lines := strings.Split(data, "\n")
+	var ps Problems
+	for _, k := range md.Undecoded() {
+		known, table := settingNames(reflect.TypeFor[World]()), ""
+		if len(k) == 2 && k[0] == "node" {
+			known, table = settingNames(reflect.TypeFor[NodeType]()), "node"
+		}
+		name := k[len(k)-1]
+		msg := "unknown setting"
+		if guess := didYouMean(name, known); guess != "" {
+			msg += fmt.Sprintf("; did you mean %s?", guess)
+		}
+		ps = append(ps, Problem{File: file, Line: keyLineIn(lines, table, name), Setting: k.String(), Msg: msg})
+	}
+	if len(ps) > 0 {
+		return World{}, ps
+	}
+	if err := w.Validate(); err != nil {
+		m := strings.TrimSuffix(strings.TrimPrefix(err.Error(), "world: "), ": "+ErrInvalid.Error())
+		setting, msg, _ := strings.Cut(m, ": ")
+		return World{}, Problems{{File: file, Line: keyLineIn(lines, "", setting), Setting: setting, Msg: msg}}
+	}
+	return w, nil
+}
+
+func settingNames(t reflect.Type) []string {
+	var out []string
+	for k := range settingFields(t) {
+		out = append(out, k)
+	}
+	return out
+}
+
+// keyLineIn finds the first line setting key, at the top level (table "")
+// or inside a [table] or [[table]]; 0 if there is none.
+func keyLineIn(lines []string, table, key string) int {
+	in := ""
+	for i, l := range lines {
+		t := strings.TrimSpace(l)
+		if strings.HasPrefix(t, "[") {
+			in = strings.Trim(t, "[] ")
+			continue
+		}
+		if m := keyLine.FindStringSubmatch(l); m != nil && in == table && m[2] == key {
+			return i + 1
+		}
+	}
+	return 0
+}
