@@ -208,7 +208,9 @@ func (w *Watcher) run(ctx context.Context) {
 			held := w.unsettled(lastWrite)
 			n, stillOpen := w.reload(ctx, held)
 			if n >= 0 {
-				w.log.Info("packs reloaded", "changed_paths", len(dirty), "resources", n, "held_back", len(held)+stillOpen)
+				// Counted from the views, not the events: a file held back
+				// while written is applied on a later tick, with no event.
+				w.log.Info("packs reloaded", "changed_resources", n, "held_back", len(held)+stillOpen)
 			} else if len(held)+stillOpen > 0 {
 				w.log.Debug("files still being written; holding them back", "files", len(held)+stillOpen)
 			}
@@ -245,9 +247,10 @@ func (w *Watcher) unsettled(lastWrite map[string]time.Time) map[string]bool {
 	return held
 }
 
-// reload builds a view from the current one and applies it. It returns the
-// new view's size, or -1 if nothing was applied, and how many files were
-// held back because they are still open for writing.
+// reload builds a view from the current one and applies it. It returns how
+// many resources changed (added, removed or re-hashed), or -1 if nothing
+// was applied, and how many files were held back because they are still
+// open for writing.
 func (w *Watcher) reload(ctx context.Context, held map[string]bool) (int, int) {
 	w.mu.Lock()
 	prev := w.current
@@ -270,13 +273,14 @@ func (w *Watcher) reload(ctx context.Context, held map[string]bool) (int, int) {
 		v.Close()
 		return -1, v.held
 	}
+	changed := len(v.ChangedFrom(prev)) // before Apply, which may close prev
 	w.mu.Lock()
 	w.current = v
 	w.reloads++
 	w.mu.Unlock()
 	w.opts.Apply(v)
 	w.log.Debug("pack view rebuilt", "took", time.Since(start))
-	return v.Len(), v.held
+	return changed, v.held
 }
 
 // sameContent reports whether two views serve the same hash at every

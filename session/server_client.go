@@ -76,6 +76,9 @@ type Client struct {
 	moved     bool                // a Move has arrived
 	moveSeq   uint32              // the newest Move's seq
 	bye       *packets.Disconnect // set once: the writer sends it and stops
+	// end is why the session ended, from its first cause (a Disconnect
+	// either way, a slow socket, a read error), for the one log line.
+	end string
 	// ending mirrors bye != nil for the reader, which stops acting on a
 	// client's packets once the session is ending.
 	ending atomic.Bool
@@ -232,7 +235,8 @@ func (c *Client) serve() {
 		return
 	}
 	defer c.srv.leave(c)
-	c.log.Info("client joined", "client", c.hello.Client)
+	joined := time.Now()
+	c.log.Info("client connected", "client", c.hello.Client, "version", c.hello.Version)
 	if c.srv.onJoin != nil {
 		c.srv.onJoin(c)
 	}
@@ -245,7 +249,13 @@ func (c *Client) serve() {
 	c.conn.NetConn().SetWriteDeadline(time.Now().Add(time.Second))
 	<-c.writerDone
 	c.closeStreams()
-	c.log.Info("client left", "reason", err)
+	c.mu.Lock()
+	end := c.end
+	c.mu.Unlock()
+	if end == "" {
+		end = "connection ended: " + err.Error()
+	}
+	c.log.Info("client disconnected", "reason", end, "after", time.Since(joined).Round(time.Millisecond))
 }
 
 // refuse ends a session that never started: the client gets a Disconnect
@@ -406,7 +416,6 @@ func (c *Client) readLoop() error {
 		}
 		p, err := packets.Decode(buf.Bytes())
 		if err != nil {
-			c.log.Info("malformed packet", "err", err)
 			c.Disconnect(packets.DisconnectProtocolError, err.Error())
 			continue
 		}
@@ -428,7 +437,11 @@ func (c *Client) handle(p packets.Packet) {
 	case *packets.Move:
 		c.move(p)
 	case *packets.Disconnect:
-		c.log.Info("client disconnects", "code", p.Code, "reason", p.Reason)
+		c.mu.Lock()
+		if c.end == "" {
+			c.end = "client sent " + p.Code.String() + ": " + p.Reason
+		}
+		c.mu.Unlock()
 		c.Disconnect(packets.DisconnectNormal, "goodbye")
 	default:
 		c.Disconnect(packets.DisconnectProtocolError, fmt.Sprintf("unexpected %s from a client", p.Type()))
@@ -511,6 +524,9 @@ func (c *Client) liveLocked(q queued) bool {
 }
 
 func (c *Client) byeLocked(code packets.DisconnectCode, reason string) {
+	if c.end == "" {
+		c.end = "server sent " + code.String() + ": " + reason
+	}
 	if c.bye == nil {
 		c.bye = &packets.Disconnect{Code: code, Reason: packets.TruncateMessage(reason)}
 		c.ending.Store(true)
@@ -664,13 +680,16 @@ func (c *Client) endWrites(err error) {
 	switch {
 	case errors.As(err, &bye):
 		c.srv.metrics.disconnects.WithLabelValues(bye.d.Code.String()).Inc()
-		c.log.Info("disconnecting client", "code", bye.d.Code, "reason", bye.d.Reason)
 		c.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
 		// Let the reader see the peer's close, or give up after a second.
 		c.conn.SetReadDeadline(time.Now().Add(time.Second))
 	case isTimeout(err):
 		c.srv.metrics.disconnects.WithLabelValues(packets.DisconnectSlowClient.String()).Inc()
-		c.log.Warn("disconnecting slow client", "reason", "client not reading: write timed out", "write_timeout", c.srv.cfg.WriteTimeout.Duration)
+		c.mu.Lock()
+		if c.end == "" {
+			c.end = fmt.Sprintf("slow client: took no bytes for write_timeout (%s)", c.srv.cfg.WriteTimeout.Duration)
+		}
+		c.mu.Unlock()
 		c.conn.Close() // the socket is full: no Disconnect can get through
 	default:
 		c.log.Debug("write failed", "err", err)

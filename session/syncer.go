@@ -808,8 +808,7 @@ func (s *Syncer) handle(ctx context.Context, out *outbox, p packets.Packet) erro
 		if p.Code.Permanent() {
 			err = fmt.Errorf("%w: %w", ErrRefused, err)
 		}
-		s.log.Info("server disconnected", "code", p.Code, "reason", p.Reason)
-		return err
+		return err // logged once, by Run or the caller
 	default:
 		return protocolError("unexpected " + p.Type().String() + " from server")
 	}
