@@ -25,5 +25,5 @@ func (c *Cache) Name(h resources.Hash, loc resources.Loc) {
 	}
 	c.named[n] = true
 	c.namesMu.Unlock()
-	c.store.enqueue(op{kind: opName, names: []blobName{n}})
+	c.store.name(n)
 }

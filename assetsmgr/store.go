@@ -66,6 +66,12 @@ type store struct {
 	closed bool
 	ops    chan op
 	exited chan struct{}
+
+	// Names wait here rather than in ops: Name is called from done
+	// callbacks, which run on the store's own goroutine, where a send on a
+	// full ops would never be received.
+	namesMu sync.Mutex // guards names
+	names   []blobName
 }
 
 func newStore(db *sql.DB, cacheDir string, log *slog.Logger, now func() time.Time) *store {
@@ -90,6 +96,21 @@ func (s *store) enqueue(o op) {
 		return
 	}
 	s.ops <- o
+	s.mu.RUnlock()
+}
+
+// name queues n for the next batch without ever blocking.
+func (s *store) name(n blobName) {
+	s.namesMu.Lock()
+	s.names = append(s.names, n)
+	s.namesMu.Unlock()
+	s.mu.RLock()
+	if !s.closed {
+		select {
+		case s.ops <- op{kind: opName}: // wake an idle store
+		default: // a busy one takes the names with its next batch
+		}
+	}
 	s.mu.RUnlock()
 }
 
@@ -132,6 +153,13 @@ func (s *store) run() {
 				break drain
 			}
 		}
+		s.namesMu.Lock()
+		if len(s.names) > 0 {
+			// Last in the batch: after the rows of the blobs they name.
+			batch = append(batch, op{kind: opName, names: s.names})
+			s.names = nil
+		}
+		s.namesMu.Unlock()
 		s.apply(batch)
 	}
 }

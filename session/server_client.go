@@ -872,7 +872,7 @@ func (c *Client) sendChunk(buf *[]byte) (more bool, err error) {
 			c.active = slices.Delete(c.active, i, i+1)
 		}
 		if c.liveLocked(s.queued) {
-			delete(c.pending, s.entry.Hash)
+			delete(c.pending, s.entry.Hash) // a read error ended it; the last chunk's write already freed it otherwise
 		}
 		c.mu.Unlock()
 		closeContent(s)
@@ -931,6 +931,16 @@ func (c *Client) writeStreamChunk(s *stream, buf *[]byte) (last bool, err error)
 		c.queueError(e.Hash, packets.ErrorInternal, "server could not read the resource; retry later")
 		c.mu.Unlock()
 		return true, nil
+	}
+	if last {
+		// No longer outstanding from the moment the last chunk can reach
+		// the client: once it has it, the client may ask for another in
+		// its place, and that request must find the room free.
+		c.mu.Lock()
+		if c.liveLocked(s.queued) {
+			delete(c.pending, e.Hash)
+		}
+		c.mu.Unlock()
 	}
 	if err := write(); err != nil {
 		return false, err

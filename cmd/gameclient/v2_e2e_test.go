@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -349,4 +350,49 @@ func TestInterruptedAndFailedExits(t *testing.T) {
 			t.Errorf("took %s after the failure to exit", took)
 		}
 	})
+}
+
+// A cold sync of more resources than the server's max pending (1,024) and
+// the cache's write queue (1,024 operations) holds at once: the client keeps
+// within the limit (one session, no 'limit exceeded') and the cache's
+// callbacks never wait on the cache's own full queue (they once did, and
+// the client hung).
+func TestColdSyncPastThePendingLimit(t *testing.T) {
+	pack := t.TempDir()
+	for i := range 3000 {
+		p := filepath.Join(pack, "assets", "many", "texture", fmt.Sprintf("d%02d", i%30), fmt.Sprintf("f%04d.png", i))
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		b := make([]byte, 200+(i*37)%3000)
+		for j := range b {
+			b[j] = byte(i*7 + j)
+		}
+		os.WriteFile(p, b, 0o644)
+	}
+	url := startServer(t, "-packs", pack, "-preload", "many:*")
+	for range 3 {
+		cmd := exec.Command(clientBin, "-server", url, "-cache", t.TempDir(), "-until-synced", "-json", "-timeout", "60s")
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		done := make(chan error, 1)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("gameclient: %v\n%s", err, stderr.String())
+			}
+		case <-time.After(90 * time.Second):
+			cmd.Process.Kill()
+			t.Fatalf("gameclient hung\n%s", stderr.String())
+		}
+		var r result
+		json.Unmarshal(stdout.Bytes(), &r)
+		var sum map[string]any
+		json.Unmarshal(stdout.Bytes(), &sum)
+		if r.Bound < 3000 || r.Loaded != r.Bound || sum["sessions"] != 1.0 {
+			t.Fatalf("summary %s\n%s", stdout.String(), stderr.String())
+		}
+	}
 }
