@@ -186,32 +186,44 @@ func LoadWorld(path string) (World, error) {
 	return decodeWorld(data, name)
 }
 
-// Validate checks the world definition.
+// Validate checks the world definition, naming the first bad setting.
 func (w *World) Validate() error {
-	bad := func(setting, format string, args ...any) error {
-		return fmt.Errorf("world: %s: %s: %w", setting, fmt.Sprintf(format, args...), ErrInvalid)
+	if ps := w.problems(); len(ps) > 0 {
+		return fmt.Errorf("world: %s: %s: %w", ps[0].setting, ps[0].msg, ErrInvalid)
+	}
+	return nil
+}
+
+type worldProblem struct{ setting, msg string }
+
+// problems lists every bad setting of the world definition, so a person
+// fixing the file sees them all at once.
+func (w *World) problems() []worldProblem {
+	var ps []worldProblem
+	bad := func(setting, format string, args ...any) {
+		ps = append(ps, worldProblem{setting, fmt.Sprintf(format, args...)})
 	}
 	if w.RegionSize < 1 || w.RegionSize > 1<<16 {
-		return bad("region_size", "%d not in 1..65536", w.RegionSize)
+		bad("region_size", "%d not in 1..65536", w.RegionSize)
 	}
 	if w.NodesPerRegion < 1 || w.NodesPerRegion > 64 {
-		return bad("nodes_per_region", "%d not in 1..64", w.NodesPerRegion)
+		bad("nodes_per_region", "%d not in 1..64", w.NodesPerRegion)
 	}
 	if len(w.Nodes) == 0 {
-		return bad("node", "no node types")
+		bad("node", "no node types")
 	}
 	for i, n := range w.Nodes {
 		if n.Name == "" {
-			return bad(fmt.Sprintf("node[%d].name", i), "empty")
+			bad(fmt.Sprintf("node[%d].name", i), "empty")
 		}
 		if n.Weight < 1 {
-			return bad(fmt.Sprintf("node %q weight", n.Name), "%d must be positive", n.Weight)
+			bad(fmt.Sprintf("node %q weight", n.Name), "%d must be positive", n.Weight)
 		}
 		for _, r := range n.Resources {
 			if _, err := resources.ParseLoc(r); err != nil {
-				return bad(fmt.Sprintf("node %q resources", n.Name), "%v", err)
+				bad(fmt.Sprintf("node %q resources", n.Name), "%v", err)
 			}
 		}
 	}
-	return nil
+	return ps
 }

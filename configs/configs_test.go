@@ -85,3 +85,15 @@ func TestWorldValidation(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// Every bad value in a world file is reported at once, each with its line.
+func TestWorldReportsEveryBadValue(t *testing.T) {
+	_, err := decodeWorld("region_size = 0\nnodes_per_region = 99\n[[node]]\nname = \"x\"\nweight = 0\n", "w.toml")
+	var ps Problems
+	if !errors.As(err, &ps) || len(ps) != 3 {
+		t.Fatalf("problems %v, want region_size, nodes_per_region and the node's weight", err)
+	}
+	if ps[0].Line != 1 || ps[1].Line != 2 {
+		t.Errorf("lines %d and %d, want 1 and 2", ps[0].Line, ps[1].Line)
+	}
+}

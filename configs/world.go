@@ -43,10 +43,11 @@ func decodeWorld(data, file string) (World, error) {
 	if len(ps) > 0 {
 		return World{}, ps
 	}
-	if err := w.Validate(); err != nil {
-		m := strings.TrimSuffix(strings.TrimPrefix(err.Error(), "world: "), ": "+ErrInvalid.Error())
-		setting, msg, _ := strings.Cut(m, ": ")
-		return World{}, Problems{{File: file, Line: keyLineIn(lines, "", setting), Setting: setting, Msg: msg}}
+	for _, p := range w.problems() {
+		ps = append(ps, Problem{File: file, Line: keyLineIn(lines, "", p.setting), Setting: p.setting, Msg: p.msg})
+	}
+	if len(ps) > 0 {
+		return World{}, ps
 	}
 	return w, nil
 }
