@@ -7,6 +7,8 @@ import (
 	"html/template"
 	"net/http"
 	"time"
+
+	"github.com/voxsync/voxsync/internal/bytesize"
 )
 
 //go:embed status.html
@@ -15,7 +17,7 @@ var statusHTML string
 // statusPage renders Status for people: plain HTML with inline CSS and no
 // scripts, refreshing itself every two seconds.
 var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
-	"bytes": humanBytes,
+	"bytes": bytesize.Format,
 	"stamp": func(t time.Time) string {
 		if t.IsZero() {
 			return ""
@@ -56,18 +58,6 @@ func (s *Server) serveStatusJSON(w http.ResponseWriter, r *http.Request) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	enc.Encode(s.Status())
-}
-
-func humanBytes(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }
 
 func humanDuration(d time.Duration) string {

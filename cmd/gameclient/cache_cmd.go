@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/voxsync/voxsync/assetsmgr"
+	"github.com/voxsync/voxsync/internal/bytesize"
 	"github.com/voxsync/voxsync/resources"
 	"github.com/voxsync/voxsync/session"
 )
@@ -155,7 +156,7 @@ func runCache(args []string) int {
 			return failed
 		}
 		out, text = rep, func(w io.Writer) {
-			fmt.Fprintf(w, "evicted %d blobs (%s); database %s → %s\n", rep.Evicted, humanBytes(rep.EvictedBytes), humanBytes(rep.BytesBefore), humanBytes(rep.BytesAfter))
+			fmt.Fprintf(w, "evicted %d blobs (%s); database %s → %s\n", rep.Evicted, bytesize.Format(rep.EvictedBytes), bytesize.Format(rep.BytesBefore), bytesize.Format(rep.BytesAfter))
 		}
 	case "ls":
 		var match func(resources.Loc) bool
@@ -184,7 +185,7 @@ func runCache(args []string) int {
 		}
 		out, text = list, func(w io.Writer) {
 			for _, e := range list {
-				fmt.Fprintf(w, "%s  %-6s %10s  %s  %s\n", e.Hash[:16], e.Tier, humanBytes(e.Size), e.LastUsed.Format(time.DateTime), strings.Join(e.Names, " "))
+				fmt.Fprintf(w, "%s  %-6s %10s  %s  %s\n", e.Hash[:16], e.Tier, bytesize.Format(e.Size), e.LastUsed.Format(time.DateTime), strings.Join(e.Names, " "))
 			}
 		}
 	}
@@ -222,13 +223,13 @@ func printStats(w io.Writer, st assetsmgr.Stats) {
 		if t.s.Entries > 0 {
 			used = "used " + t.s.OldestUse.Local().Format(time.DateTime) + " … " + t.s.NewestUse.Local().Format(time.DateTime)
 		}
-		fmt.Fprintf(w, "  %-6s %7d entries %10s  %s\n", t.name, t.s.Entries, humanBytes(t.s.Bytes), used)
+		fmt.Fprintf(w, "  %-6s %7d entries %10s  %s\n", t.name, t.s.Entries, bytesize.Format(t.s.Bytes), used)
 	}
 	limit := "no size cap"
 	if st.MaxBytes >= 0 {
-		limit = "size cap " + humanBytes(st.MaxBytes)
+		limit = "size cap " + bytesize.Format(st.MaxBytes)
 	}
-	fmt.Fprintf(w, "  database %s, %d of %d pages free; %d names; %s\n", humanBytes(st.DatabaseBytes), st.FreePages, st.Pages, st.Names, limit)
+	fmt.Fprintf(w, "  database %s, %d of %d pages free; %d names; %s\n", bytesize.Format(st.DatabaseBytes), st.FreePages, st.Pages, st.Names, limit)
 	for _, a := range st.SetAside {
 		fmt.Fprintf(w, "  damaged database kept aside: %s\n", a)
 	}
@@ -248,9 +249,9 @@ func printVerify(w io.Writer, r verifyResult) {
 		fmt.Fprintf(w, "database integrity check failed (%s): it will be rebuilt the next time the cache is opened\n", r.Database)
 	}
 	for _, b := range r.Bad {
-		fmt.Fprintf(w, "corrupt %s entry %s (%s): %s; dropped\n", b.Source, b.Hash, humanBytes(b.Size), b.Reason)
+		fmt.Fprintf(w, "corrupt %s entry %s (%s): %s; dropped\n", b.Source, b.Hash, bytesize.Format(b.Size), b.Reason)
 	}
-	fmt.Fprintf(w, "checked %d inline and %d blob entries (%s): ", r.Inline, r.Blob, humanBytes(r.VerifyReport.Bytes))
+	fmt.Fprintf(w, "checked %d inline and %d blob entries (%s): ", r.Inline, r.Blob, bytesize.Format(r.VerifyReport.Bytes))
 	if r.Clean {
 		fmt.Fprintln(w, "all good")
 	} else {

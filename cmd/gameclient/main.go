@@ -26,6 +26,8 @@ import (
 
 	"github.com/voxsync/voxsync/assetsmgr"
 	"github.com/voxsync/voxsync/internal/buildinfo"
+	"github.com/voxsync/voxsync/internal/bytesize"
+	"github.com/voxsync/voxsync/internal/logformat"
 	"github.com/voxsync/voxsync/resources"
 	"github.com/voxsync/voxsync/session"
 )
@@ -130,13 +132,13 @@ func run() int {
 	}
 	// Log lines go through the progress display, which prints them above
 	// its line.
-	if _, err := logHandler(io.Discard, *logFormat, level); err != nil {
+	if _, err := logformat.Handler(io.Discard, *logFormat, level); err != nil {
 		fmt.Fprintln(os.Stderr, "gameclient:", err)
 		return exitUsage
 	}
 	out := newReporter(os.Stderr, *untilSynced)
 	defer out.finish(session.Stats{}) // on an early return; a no-op after the one below
-	handler, _ := logHandler(out, *logFormat, level)
+	handler, _ := logformat.Handler(out, *logFormat, level)
 	log := slog.New(handler)
 	start := time.Now()
 
@@ -243,7 +245,7 @@ func run() int {
 		json.NewEncoder(os.Stdout).Encode(sum)
 	} else {
 		fmt.Printf("%d bound, %d loaded (%d pack, %d inline, %d blob, %d network), %d failed, %s received in %.2fs\n",
-			st.Bound, st.Loaded, st.FromPack, st.FromInline, st.FromBlob, st.FromNetwork, st.Failed, humanBytes(st.BytesReceived), sum.Seconds)
+			st.Bound, st.Loaded, st.FromPack, st.FromInline, st.FromBlob, st.FromNetwork, st.Failed, bytesize.Format(st.BytesReceived), sum.Seconds)
 	}
 	if result != nil && code != exitOK {
 		fmt.Fprintln(os.Stderr, "gameclient:", result)
@@ -270,28 +272,4 @@ func walkWorld(ctx context.Context, s *session.Syncer, every time.Duration) {
 			s.Move(x, 0, 0)
 		}
 	}
-}
-
-func humanBytes(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
-}
-
-// logHandler returns the slog handler for -log-format.
-func logHandler(w io.Writer, format string, level slog.Level) (slog.Handler, error) {
-	opts := &slog.HandlerOptions{Level: level}
-	switch format {
-	case "text":
-		return slog.NewTextHandler(w, opts), nil
-	case "json":
-		return slog.NewJSONHandler(w, opts), nil
-	}
-	return nil, fmt.Errorf("-log-format: %q is neither text nor json", format)
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
 
+	"github.com/voxsync/voxsync/internal/bytesize"
 	"github.com/voxsync/voxsync/resources"
 	"github.com/voxsync/voxsync/session"
 )
@@ -166,10 +167,10 @@ func (r *reporter) details(width int) string {
 			largest = b
 		}
 	}
-	parts := []string{humanBytes(done) + "/" + humanBytes(total)}
+	parts := []string{bytesize.Format(done) + "/" + bytesize.Format(total)}
 	bps := r.rate.perSecond()
 	if bps > 0 {
-		parts = append(parts, humanBytes(int64(bps))+"/s")
+		parts = append(parts, bytesize.Format(int64(bps))+"/s")
 	}
 	switch {
 	case done >= total:
@@ -179,7 +180,7 @@ func (r *reporter) details(width int) string {
 		parts = append(parts, "ETA ?")
 	}
 	if largest.Size > 0 {
-		parts = append(parts, fmt.Sprintf("largest: %s %s", largest.Ref, humanBytes(int64(largest.Size))))
+		parts = append(parts, fmt.Sprintf("largest: %s %s", largest.Ref, bytesize.Format(int64(largest.Size))))
 	}
 	out := ""
 	for i, p := range parts {

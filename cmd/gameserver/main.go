@@ -8,7 +8,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/voxsync/voxsync/configs"
 	"github.com/voxsync/voxsync/internal/buildinfo"
+	"github.com/voxsync/voxsync/internal/logformat"
 	"github.com/voxsync/voxsync/packs"
 	"github.com/voxsync/voxsync/resources"
 	"github.com/voxsync/voxsync/session"
@@ -92,7 +92,7 @@ func run() error {
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return usageError(fmt.Sprintf("-log-level: %v", err))
 	}
-	handler, err := logHandler(os.Stderr, *logFormat, level)
+	handler, err := logformat.Handler(os.Stderr, *logFormat, level)
 	if err != nil {
 		return usageError(err.Error())
 	}
@@ -242,16 +242,4 @@ func warnMissingWorldResources(log *slog.Logger, def configs.World, demo bool, v
 		log.Warn("the built-in demo world uses resources no pack provides; set world = \"none\" (or -world none) to turn it off",
 			"missing", len(missing), "first", missing[0])
 	}
-}
-
-// logHandler returns the slog handler for -log-format.
-func logHandler(w io.Writer, format string, level slog.Level) (slog.Handler, error) {
-	opts := &slog.HandlerOptions{Level: level}
-	switch format {
-	case "text":
-		return slog.NewTextHandler(w, opts), nil
-	case "json":
-		return slog.NewJSONHandler(w, opts), nil
-	}
-	return nil, fmt.Errorf("-log-format: %q is neither text nor json", format)
 }
