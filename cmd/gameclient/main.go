@@ -224,7 +224,7 @@ func run() int {
 	}
 	s := signaled()
 	if s != nil && *untilSynced {
-		result = fmt.Errorf("interrupted by %s before everything was loaded", s)
+		result = fmt.Errorf("stopped by %s before everything was loaded", signalName(s))
 	}
 	if err := cache.Flush(context.Background()); err != nil && result == nil {
 		result = err
@@ -251,6 +251,17 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "gameclient:", result)
 	}
 	return code
+}
+
+// signalName is how a person knows the signals gameclient stops on.
+func signalName(s os.Signal) string {
+	switch s {
+	case os.Interrupt:
+		return "SIGINT (Ctrl-C)"
+	case syscall.SIGTERM:
+		return "SIGTERM"
+	}
+	return s.String()
 }
 
 // timeoutError reads as its message and matches context.DeadlineExceeded.

@@ -11,6 +11,7 @@ import (
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
 
+	"github.com/voxsync/voxsync/assetsmgr"
 	"github.com/voxsync/voxsync/internal/bytesize"
 	"github.com/voxsync/voxsync/resources"
 	"github.com/voxsync/voxsync/session"
@@ -34,10 +35,15 @@ type reporter struct {
 	mu     sync.Mutex // guards everything below: events arrive on the syncer's goroutine, mpb draws on its own
 	bound  map[resources.Key]resources.Binding
 	loaded map[resources.Key]bool
-	stats  session.Stats
-	rate   rateMeter
-	last   time.Time // of the last plain progress line
-	done   bool
+	// fetched holds the hashes loaded from the network and netBytes their
+	// sizes: what of BytesReceived is finished. The rest is in flight and
+	// counts as done too, so a large download moves the line as it arrives.
+	fetched  map[resources.Hash]bool
+	netBytes int64
+	stats    session.Stats
+	rate     rateMeter
+	last     time.Time // of the last plain progress line
+	done     bool
 }
 
 func newReporter(w *os.File, quietEvents bool) *reporter {
@@ -45,6 +51,7 @@ func newReporter(w *os.File, quietEvents bool) *reporter {
 	r := &reporter{
 		w: w, tty: err == nil && fi.Mode()&os.ModeCharDevice != 0, quietEvs: quietEvents,
 		bound: make(map[resources.Key]resources.Binding), loaded: make(map[resources.Key]bool),
+		fetched: make(map[resources.Hash]bool),
 	}
 	if r.tty {
 		r.p = mpb.New(mpb.WithOutput(w), mpb.WithRefreshRate(100*time.Millisecond))
@@ -97,6 +104,10 @@ func (r *reporter) event(e session.Event) {
 	case session.Loaded:
 		r.mu.Lock()
 		r.loaded[resources.Key{Type: e.Binding.Type, ID: e.Binding.ID}] = true
+		if e.Source == assetsmgr.SourceNetwork && !r.fetched[e.Binding.Hash] {
+			r.fetched[e.Binding.Hash] = true
+			r.netBytes += int64(e.Binding.Size)
+		}
 		r.mu.Unlock()
 		if !e.Replaces.IsZero() {
 			r.line(fmt.Sprintf("replaced %s %s: %s → %s", e.Binding.Type, e.Binding.Ref, e.Replaces.Short(), e.Binding.Hash.Short()))
@@ -166,6 +177,9 @@ func (r *reporter) details(width int) string {
 		} else if b.Size > largest.Size {
 			largest = b
 		}
+	}
+	if inFlight := r.stats.BytesReceived - r.netBytes; inFlight > 0 {
+		done = min(done+inFlight, total)
 	}
 	parts := []string{bytesize.Format(done) + "/" + bytesize.Format(total)}
 	bps := r.rate.perSecond()
