@@ -1,0 +1,190 @@
+// Package manifest describes a large resource as a list of content-defined
+// chunks, each named by its SHA-256, so that a receiver can verify every
+// chunk as it arrives, copy chunks it already holds from other resources,
+// and resume from the chunks it has.
+//
+// A manifest says nothing about the whole resource's hash: that is the
+// Bind's, and a receiver checks the assembled bytes against it. A manifest
+// that lies about its chunks is caught then, and never before a chunk that
+// does not match its own hash is stored.
+//
+// This package must never trust a count or length before checking it
+// against the caps below.
+package manifest
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/voxsync/voxsync/resources"
+)
+
+// Caps every manifest obeys, part of the wire protocol.
+const (
+	// MaxChunkLen caps one chunk's length.
+	MaxChunkLen = 1 << 20
+	// MaxChunks caps the chunks of one manifest: 16 GiB at 64 KiB chunks.
+	MaxChunks = 1 << 18
+)
+
+// ErrInvalid is wrapped by every validation failure.
+var ErrInvalid = errors.New("invalid manifest")
+
+// Chunk is one chunk of a resource: Length bytes at Offset, whose SHA-256
+// is Hash.
+type Chunk struct {
+	Offset uint64
+	Length uint32
+	Hash   resources.Hash
+}
+
+// End is the offset just past the chunk.
+func (c Chunk) End() uint64 { return c.Offset + uint64(c.Length) }
+
+// Manifest is a resource of Size bytes cut into Chunks, which are in order,
+// contiguous, non-empty and cover [0, Size) exactly.
+type Manifest struct {
+	Size   uint64
+	Chunks []Chunk
+}
+
+// New validates chunk lengths and hashes read from the wire or a database
+// and returns the manifest they describe.
+func New(size uint64, lengths []uint32, hashes []resources.Hash) (*Manifest, error) {
+	if len(lengths) != len(hashes) {
+		return nil, fmt.Errorf("%w: %d lengths for %d hashes", ErrInvalid, len(lengths), len(hashes))
+	}
+	if err := checkCount(size, len(lengths)); err != nil {
+		return nil, err
+	}
+	m := &Manifest{Size: size, Chunks: make([]Chunk, len(lengths))}
+	var off uint64
+	for i, n := range lengths {
+		if n == 0 || n > MaxChunkLen {
+			return nil, fmt.Errorf("%w: chunk %d has length %d, not in 1..%d", ErrInvalid, i, n, MaxChunkLen)
+		}
+		if uint64(n) > size-off {
+			return nil, fmt.Errorf("%w: chunk %d at %d+%d runs past the resource's %d bytes", ErrInvalid, i, off, n, size)
+		}
+		m.Chunks[i] = Chunk{Offset: off, Length: n, Hash: hashes[i]}
+		off += uint64(n)
+	}
+	if off != size {
+		return nil, fmt.Errorf("%w: chunks add up to %d bytes, the resource has %d", ErrInvalid, off, size)
+	}
+	return m, nil
+}
+
+// checkCount checks a chunk count against the caps and the size it must
+// cover, before anything is allocated for it.
+func checkCount(size uint64, n int) error {
+	switch {
+	case n < 0 || n > MaxChunks:
+		return fmt.Errorf("%w: %d chunks, limit %d", ErrInvalid, n, MaxChunks)
+	case size == 0 && n != 0:
+		return fmt.Errorf("%w: %d chunks for an empty resource", ErrInvalid, n)
+	case size > 0 && n == 0:
+		return fmt.Errorf("%w: no chunks for %d bytes", ErrInvalid, size)
+	case size > uint64(n)*MaxChunkLen:
+		return fmt.Errorf("%w: %d chunks of at most %d bytes cannot cover %d bytes", ErrInvalid, n, MaxChunkLen, size)
+	case uint64(n) > size:
+		return fmt.Errorf("%w: %d chunks for %d bytes", ErrInvalid, n, size)
+	}
+	return nil
+}
+
+// CheckHeader checks a manifest's announced size and chunk count, so a
+// receiver can refuse one before collecting its parts.
+func CheckHeader(size uint64, n uint32) error { return checkCount(size, int(min(n, MaxChunks+1))) }
+
+// Single is the manifest of a resource sent as one chunk.
+func Single(size uint64, h resources.Hash) *Manifest {
+	if size == 0 {
+		return &Manifest{}
+	}
+	return &Manifest{Size: size, Chunks: []Chunk{{Length: uint32(size), Hash: h}}}
+}
+
+// Find returns the index of the chunk that starts at off and is n bytes
+// long.
+func (m *Manifest) Find(off uint64, n uint64) (int, bool) {
+	i := sort.Search(len(m.Chunks), func(i int) bool { return m.Chunks[i].Offset >= off })
+	if i < len(m.Chunks) && m.Chunks[i].Offset == off && uint64(m.Chunks[i].Length) == n {
+		return i, true
+	}
+	return 0, false
+}
+
+// Digest identifies the manifest: the SHA-256 of its size and every
+// chunk's length and hash. Two manifests with the same digest cut the same
+// resource the same way.
+func (m *Manifest) Digest() resources.Hash {
+	d := sha256.New()
+	var b [8 + 4 + 32]byte
+	binary.LittleEndian.PutUint64(b[:8], m.Size)
+	d.Write(b[:8])
+	for _, c := range m.Chunks {
+		binary.LittleEndian.PutUint32(b[:4], c.Length)
+		copy(b[4:], c.Hash[:])
+		d.Write(b[:36])
+	}
+	var h resources.Hash
+	d.Sum(h[:0])
+	return h
+}
+
+// Lengths and Hashes return the manifest's columns, as New takes them.
+func (m *Manifest) Lengths() []uint32 {
+	out := make([]uint32, len(m.Chunks))
+	for i, c := range m.Chunks {
+		out[i] = c.Length
+	}
+	return out
+}
+
+func (m *Manifest) Hashes() []resources.Hash {
+	out := make([]resources.Hash, len(m.Chunks))
+	for i, c := range m.Chunks {
+		out[i] = c.Hash
+	}
+	return out
+}
+
+// Encode returns a compact encoding for storage: u64 size | u32 n | n ×
+// {u32 length | [32]byte hash}, little-endian.
+func (m *Manifest) Encode() []byte {
+	b := make([]byte, 12, 12+36*len(m.Chunks))
+	binary.LittleEndian.PutUint64(b, m.Size)
+	binary.LittleEndian.PutUint32(b[8:], uint32(len(m.Chunks)))
+	for _, c := range m.Chunks {
+		b = binary.LittleEndian.AppendUint32(b, c.Length)
+		b = append(b, c.Hash[:]...)
+	}
+	return b
+}
+
+// Decode parses what Encode wrote, checking every cap before allocating.
+func Decode(b []byte) (*Manifest, error) {
+	if len(b) < 12 {
+		return nil, fmt.Errorf("%w: %d bytes, header needs 12", ErrInvalid, len(b))
+	}
+	size := binary.LittleEndian.Uint64(b)
+	n := binary.LittleEndian.Uint32(b[8:])
+	if err := CheckHeader(size, n); err != nil {
+		return nil, err
+	}
+	if uint64(len(b)-12) != 36*uint64(n) {
+		return nil, fmt.Errorf("%w: %d bytes of entries for %d chunks", ErrInvalid, len(b)-12, n)
+	}
+	lengths := make([]uint32, n)
+	hashes := make([]resources.Hash, n)
+	for i := range lengths {
+		e := b[12+36*i:]
+		lengths[i] = binary.LittleEndian.Uint32(e)
+		copy(hashes[i][:], e[4:36])
+	}
+	return New(size, lengths, hashes)
+}
