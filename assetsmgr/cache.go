@@ -57,6 +57,12 @@ type Cache struct {
 	namesMu sync.Mutex // guards named
 	named   map[blobName]bool
 
+	partialsMu sync.Mutex                  // guards partials
+	partials   map[resources.Hash]*Partial // open partials; nil: claimed (opening, or being removed)
+	// partialFlushed, if set (tests, before OpenPartial), is called after
+	// each durability flush of a partial with its recorded chunk count.
+	partialFlushed func(h resources.Hash, durable int)
+
 	opened OpenReport
 }
 
@@ -104,6 +110,10 @@ func Open(ctx context.Context, opts Options) (*Cache, error) {
 	}
 	opened.DatabaseMovedAside = aside
 	if opened.Adopted, opened.RemovedFiles, err = adoptBlobFiles(ctx, db, blobs, opts.Logger); err != nil {
+		db.Close()
+		return nil, classifyDiskError(opts.Dir, fmt.Errorf("open cache %s: %w", opts.Dir, err))
+	}
+	if opened.RemovedPartials, err = cleanPartials(ctx, db, opts.Dir, opts.Logger); err != nil {
 		db.Close()
 		return nil, classifyDiskError(opts.Dir, fmt.Errorf("open cache %s: %w", opts.Dir, err))
 	}
@@ -186,6 +196,9 @@ type OpenReport struct {
 	Adopted int `json:"adopted_files"`
 	// RemovedFiles had no row and did not hash to their name.
 	RemovedFiles int `json:"removed_files"`
+	// RemovedPartials were partial files without rows, or rows without
+	// their partial file.
+	RemovedPartials int `json:"removed_partials,omitempty"`
 }
 
 // Opened returns what Open repaired.
@@ -342,10 +355,14 @@ func (p *Pending) Abort() {
 // Flush waits until every write queued so far is durable.
 func (c *Cache) Flush(ctx context.Context) error { return c.store.flush(ctx) }
 
-// Close flushes pending writes and closes the database.
+// Close closes the open partials (keeping them, as Partial.Close does),
+// flushes pending writes and closes the database.
 func (c *Cache) Close() error {
 	var err error
 	c.closeOnce.Do(func() {
+		for _, p := range c.openPartials() {
+			p.Close()
+		}
 		if c.store != nil {
 			c.store.close()
 		}

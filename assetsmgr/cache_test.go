@@ -279,7 +279,7 @@ func TestOpenRemovesTempFilesAndChecksSchema(t *testing.T) {
 	}
 	var v int
 	c.db.QueryRow("PRAGMA user_version").Scan(&v)
-	if v != 3 {
+	if v != 4 {
 		t.Fatalf("schema version %d", v)
 	}
 	var mode string

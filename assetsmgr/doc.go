@@ -18,6 +18,17 @@
 // hashes to its name is adopted rather than fetched again. Only inline
 // entries are lost with a damaged database.
 //
+// A large resource sent as the chunks of a manifest (package manifest) is
+// assembled in a partial (partial.go): Cache/partial/<64 hex>, written in
+// place chunk by chunk, each chunk verified against its hash before it is
+// written and recorded in sqlite only after the file was synced, so it
+// resumes after a reconnect or a crash with only the missing chunks.
+// Chunks it shares with cached blobs (the chunk index) or other partials
+// are copied locally, verified first. A partial is never a hit: it becomes
+// a blob only when its whole hash matches. Partials count toward the size
+// cap and are evicted like blobs; files without rows are removed at Open,
+// never adopted.
+//
 // One process at a time has a cache directory open: Open takes an flock on
 // Cache/lock (which holds the pid) and a second Open fails at once with an
 // *InUseError. The kernel drops the lock when the holder exits, even by

@@ -13,11 +13,13 @@ import (
 // Options.MaxBytes says otherwise.
 const DefaultMaxBytes = 4 << 30
 
-// Size returns the bytes held by the inline and blob tiers.
+// Size returns the bytes held by the inline and blob tiers, and reserved
+// by partials (their whole size: it is reserved on disk at OpenPartial).
 func (c *Cache) Size(ctx context.Context) (int64, error) {
 	var n int64
 	err := c.db.QueryRowContext(ctx,
-		"SELECT (SELECT coalesce(sum(size), 0) FROM inline_blobs) + (SELECT coalesce(sum(size), 0) FROM file_blobs)").Scan(&n)
+		`SELECT (SELECT coalesce(sum(size), 0) FROM inline_blobs) + (SELECT coalesce(sum(size), 0) FROM file_blobs)
+			+ (SELECT coalesce(sum(size), 0) FROM partials)`).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("measure cache: %w", err)
 	}
@@ -26,11 +28,13 @@ func (c *Cache) Size(ctx context.Context) (int64, error) {
 
 // Trim evicts the least recently used blobs until the cache holds at most
 // 90% of its MaxBytes, if it holds more than MaxBytes; hashes for which
-// keep returns true (those bound right now) are never evicted. It returns
-// the number of blobs and bytes removed. Rows go first and files after, so
-// a crash in between leaves only an orphan file, which the next Open
-// adopts (as least recently used). When evicted inline rows leave a
-// quarter or more of the database's pages free, it is compacted.
+// keep returns true (those bound right now) are never evicted. Partials
+// count and are evicted like blobs, by their last use, except those open.
+// It returns the number of blobs and partials and the bytes removed. Rows
+// go first and files after, so a crash in between leaves only an orphan
+// file, which the next Open adopts (as least recently used) or, for a
+// partial, removes. When evicted inline rows leave a quarter or more of
+// the database's pages free, it is compacted.
 func (c *Cache) Trim(ctx context.Context, keep func(resources.Hash) bool) (int, int64, error) {
 	if c.maxBytes < 0 {
 		return 0, 0, nil
@@ -44,12 +48,18 @@ func (c *Cache) Trim(ctx context.Context, keep func(resources.Hash) bool) (int, 
 	if err != nil {
 		return 0, 0, err
 	}
-	var inline, files []resources.Hash
+	var inline, files, partials []resources.Hash
 	var freed int64
+	sizes := make(map[resources.Hash]int64)
 	for _, v := range victims {
-		if v.file {
+		switch v.kind {
+		case victimFile:
 			files = append(files, v.hash)
-		} else {
+		case victimPartial:
+			partials = append(partials, v.hash)
+			sizes[v.hash] = v.size
+			continue // counted once removed
+		default:
 			inline = append(inline, v.hash)
 		}
 		freed += v.size
@@ -63,7 +73,17 @@ func (c *Cache) Trim(ctx context.Context, keep func(resources.Hash) bool) (int, 
 	for _, h := range files {
 		os.Remove(blobPath(filepath.Join(c.dir, "blobs"), h))
 	}
-	c.log.Info("cache trimmed", "blobs", len(victims), "bytes", freed, "limit", c.maxBytes)
+	var removed []resources.Hash
+	if len(partials) > 0 {
+		if removed, err = c.removePartials(ctx, partials); err != nil {
+			return 0, 0, fmt.Errorf("trim cache: %w", err)
+		}
+		for _, h := range removed {
+			freed += sizes[h]
+		}
+	}
+	evicted := len(inline) + len(files) + len(removed)
+	c.log.Info("cache trimmed", "blobs", len(inline)+len(files), "partials", len(removed), "bytes", freed, "limit", c.maxBytes)
 	if len(inline) > 0 {
 		// Evicted inline rows leave free pages; give them back.
 		if share, err := c.freeShare(ctx); err == nil && share >= compactThreshold {
@@ -74,21 +94,31 @@ func (c *Cache) Trim(ctx context.Context, keep func(resources.Hash) bool) (int, 
 			}
 		}
 	}
-	return len(victims), freed, nil
+	return evicted, freed, nil
 }
+
+type victimKind int
+
+const (
+	victimInline victimKind = iota
+	victimFile
+	victimPartial
+)
 
 type victim struct {
 	hash resources.Hash
 	size int64
-	file bool
+	kind victimKind
 }
 
 // lruVictims lists blobs oldest first until need bytes are covered.
 func (c *Cache) lruVictims(ctx context.Context, need int64, keep func(resources.Hash) bool) ([]victim, error) {
 	rows, err := c.db.QueryContext(ctx, `
-		SELECT hash, size, 0 AS file, last_used FROM inline_blobs
+		SELECT hash, size, 0 AS kind, last_used FROM inline_blobs
 		UNION ALL
-		SELECT hash, size, 1 AS file, last_used FROM file_blobs
+		SELECT hash, size, 1 AS kind, last_used FROM file_blobs
+		UNION ALL
+		SELECT hash, size, 2 AS kind, last_used FROM partials
 		ORDER BY last_used ASC`)
 	if err != nil {
 		return nil, fmt.Errorf("trim cache: %w", err)
@@ -99,11 +129,11 @@ func (c *Cache) lruVictims(ctx context.Context, need int64, keep func(resources.
 		var hb []byte
 		var v victim
 		var used int64
-		if err := rows.Scan(&hb, &v.size, &v.file, &used); err != nil {
+		if err := rows.Scan(&hb, &v.size, &v.kind, &used); err != nil {
 			return nil, fmt.Errorf("trim cache: %w", err)
 		}
 		h, ok := scanHash(hb)
-		if !ok || (keep != nil && keep(h)) {
+		if !ok || (keep != nil && keep(h)) || (v.kind == victimPartial && c.partialTaken(h)) {
 			continue
 		}
 		v.hash = h

@@ -27,6 +27,11 @@ type Stats struct {
 	Dir    string    `json:"dir"`
 	Inline TierStats `json:"inline"`
 	Blob   TierStats `json:"blob"`
+	// Partial counts resources being assembled from chunks; Bytes is their
+	// whole size (reserved on disk, counted against MaxBytes), PartialHeld
+	// what they hold.
+	Partial     TierStats `json:"partial"`
+	PartialHeld int64     `json:"partial_held_bytes"`
 	// MaxBytes is the size cap Trim applies (negative: none).
 	MaxBytes      int64 `json:"max_bytes"`
 	DatabaseBytes int64 `json:"database_bytes"` // db.sqlite3 and its WAL
@@ -38,13 +43,14 @@ type Stats struct {
 	SetAside []string `json:"set_aside,omitempty"`
 }
 
-// Stats counts entries and bytes per tier, with their oldest and newest use.
+// Stats counts entries and bytes per tier, with their oldest and newest
+// use, and partials the same way.
 func (c *Cache) Stats(ctx context.Context) (Stats, error) {
 	st := Stats{Dir: c.dir, MaxBytes: c.maxBytes}
 	for _, t := range []struct {
 		table string
 		out   *TierStats
-	}{{"inline_blobs", &st.Inline}, {"file_blobs", &st.Blob}} {
+	}{{"inline_blobs", &st.Inline}, {"file_blobs", &st.Blob}, {"partials", &st.Partial}} {
 		var oldest, newest sql.NullInt64
 		err := c.db.QueryRowContext(ctx, "SELECT count(*), coalesce(sum(size), 0), min(last_used), max(last_used) FROM "+t.table).
 			Scan(&t.out.Entries, &t.out.Bytes, &oldest, &newest)
@@ -57,7 +63,8 @@ func (c *Cache) Stats(ctx context.Context) (Stats, error) {
 		}
 	}
 	err := c.db.QueryRowContext(ctx, `SELECT (SELECT page_size FROM pragma_page_size), (SELECT page_count FROM pragma_page_count),
-		(SELECT freelist_count FROM pragma_freelist_count), (SELECT count(*) FROM blob_names)`).Scan(&st.PageSize, &st.Pages, &st.FreePages, &st.Names)
+		(SELECT freelist_count FROM pragma_freelist_count), (SELECT count(*) FROM blob_names),
+		(SELECT coalesce(sum(length), 0) FROM partial_chunks)`).Scan(&st.PageSize, &st.Pages, &st.FreePages, &st.Names, &st.PartialHeld)
 	if err != nil {
 		return st, fmt.Errorf("measure cache database: %w", err)
 	}
@@ -84,6 +91,7 @@ type BadEntry struct {
 type VerifyReport struct {
 	Inline   int64      `json:"inline_checked"`
 	Blob     int64      `json:"blob_checked"`
+	Partial  int64      `json:"partial_chunks_checked"`
 	Bytes    int64      `json:"bytes_checked"`
 	Bad      []BadEntry `json:"bad,omitempty"`
 	Database string     `json:"database"` // "ok", or what integrity_check found
@@ -93,7 +101,9 @@ type VerifyReport struct {
 func (r VerifyReport) Clean() bool { return len(r.Bad) == 0 && r.Database == "ok" }
 
 // Verify re-hashes every inline and blob entry and drops those that do
-// not match (a row without its file, a short file, other bytes), and runs
+// not match (a row without its file, a short file, other bytes), re-hashes
+// every recorded chunk of the partials not open and drops the chunks that
+// do not match (one BadEntry per partial, Source SourcePartial), and runs
 // the database's full integrity_check; a damaged database is marked so
 // the next Open rebuilds it.
 func (c *Cache) Verify(ctx context.Context) (VerifyReport, error) {
@@ -213,6 +223,10 @@ func (c *Cache) Verify(ctx context.Context) (VerifyReport, error) {
 		}
 	}
 
+	if err := c.verifyPartials(ctx, &rep); err != nil {
+		return rep, err
+	}
+
 	if len(badInline) > 0 {
 		c.store.enqueue(op{kind: opDeleteInline, hashes: badInline})
 	}
@@ -328,17 +342,24 @@ func anyMatch(ls []resources.Loc, match func(resources.Loc) bool) bool {
 type GCReport struct {
 	Evicted      int   `json:"evicted"`
 	EvictedBytes int64 `json:"evicted_bytes"`
+	// StalePartials were not used for partialMaxIdle (7 days) and removed.
+	StalePartials      int   `json:"stale_partials"`
+	StalePartialsBytes int64 `json:"stale_partials_bytes"`
 	CompactResult
 }
 
-// GC applies the size cap now (evicting least recently used blobs; none
-// is protected, as no server binds anything) and gives the database's
-// free pages back.
+// GC removes partials not used for 7 days (except open ones), applies the
+// size cap now (evicting least recently used blobs and partials; none is
+// protected, as no server binds anything) and gives the database's free
+// pages back.
 func (c *Cache) GC(ctx context.Context) (GCReport, error) {
 	var rep GCReport
 	var err error
 	db := filepath.Join(c.dir, dbName)
 	before := fileSizes(db, db+"-wal")
+	if rep.StalePartials, rep.StalePartialsBytes, err = c.removeStalePartials(ctx); err != nil {
+		return rep, err
+	}
 	if rep.Evicted, rep.EvictedBytes, err = c.Trim(ctx, nil); err != nil {
 		return rep, err
 	}

@@ -344,3 +344,85 @@ func hashFile(p string, h resources.Hash, buf []byte) (fs.FileInfo, error) {
 	}
 	return fi, nil
 }
+
+// cleanPartials makes the partial files and their rows agree, at Open
+// after adoptBlobFiles: a partial file without a row (its rows were lost
+// with a damaged database, or a crash came between creating it and its
+// row) is removed, never adopted, since a partial is not named by its
+// content; a partial row without its file is deleted. If that file became
+// its blob (a crash between the rename and the commit; adoptBlobFiles just
+// adopted it), the chunks it recorded go to the chunk index first.
+func cleanPartials(ctx context.Context, db *sql.DB, dir string, log *slog.Logger) (removed int, err error) {
+	known := make(map[resources.Hash]bool)
+	rows, err := db.QueryContext(ctx, "SELECT hash FROM partials")
+	if err != nil {
+		return 0, fmt.Errorf("read partials: %w", err)
+	}
+	for rows.Next() {
+		var hb []byte
+		if err := rows.Scan(&hb); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("read partials: %w", err)
+		}
+		if h, ok := scanHash(hb); ok {
+			known[h] = true
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("read partials: %w", err)
+	}
+
+	pdir := filepath.Join(dir, partialDirName)
+	ents, err := os.ReadDir(pdir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return 0, fmt.Errorf("list partial files: %w", err)
+	}
+	onDisk := make(map[resources.Hash]bool)
+	for _, e := range ents {
+		h, err := resources.ParseHash(e.Name())
+		if err != nil || h.String() != e.Name() || !e.Type().IsRegular() {
+			continue // not ours: left alone
+		}
+		if known[h] {
+			onDisk[h] = true
+			continue
+		}
+		if os.Remove(filepath.Join(pdir, e.Name())) == nil {
+			log.Info("removed a partial resource file without a cache row", "hash", h.Short())
+			removed++
+		}
+	}
+	var gone []resources.Hash
+	for h := range known {
+		if !onDisk[h] {
+			gone = append(gone, h)
+		}
+	}
+	if len(gone) == 0 {
+		return removed, nil
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return removed, fmt.Errorf("forget partials without a file: %w", err)
+	}
+	defer tx.Rollback()
+	for _, h := range gone {
+		for _, q := range []string{
+			`INSERT OR IGNORE INTO chunk_index (chunk, blob, offset, length)
+				SELECT chunk, hash, offset, length FROM partial_chunks
+				WHERE hash = ?1 AND EXISTS (SELECT 1 FROM file_blobs WHERE hash = ?1)`,
+			`DELETE FROM partial_chunks WHERE hash = ?1`,
+			`DELETE FROM partials WHERE hash = ?1`,
+		} {
+			if _, err := tx.ExecContext(ctx, q, h[:]); err != nil {
+				return removed, fmt.Errorf("forget partials without a file: %w", err)
+			}
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return removed, fmt.Errorf("forget partials without a file: %w", err)
+	}
+	log.Info("forgot partial resources whose file is gone", "partials", len(gone))
+	return removed + len(gone), nil
+}

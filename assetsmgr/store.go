@@ -27,7 +27,39 @@ const (
 	opCompact     // reclaim free pages; between transactions
 	opName        // record names of cached blobs
 	opFingerprint // record blob files' fingerprints after a re-hash
+
+	// Partials (partial.go).
+	opPartialOpen    // create or reset a partial's row, drop rows it does not keep
+	opPartialChunks  // record chunks synced to a partial's file; touch it
+	opPartialDrop    // forget chunks of a partial (by offset)
+	opPartialPlace   // a complete, verified partial becomes a blob: placed like opFile
+	opDeletePartial  // forget partials (hashes); their files are removed after
+	opDropChunkIndex // forget chunk index rows: every row of hashes (blobs), and refs
 )
+
+// placesFile reports whether o moves a file into the blobs directory.
+func (o op) placesFile() bool { return o.kind == opFile || o.kind == opPartialPlace }
+
+// partialOp is the part of an op about partials and the chunk index.
+type partialOp struct {
+	size   int64
+	digest resources.Hash // manifest.Digest
+	reset  bool           // opPartialOpen: drop every chunk row of the partial first
+	// rows: opPartialChunks records them, opPartialPlace indexes them,
+	// opPartialDrop and opPartialOpen delete them (by offset).
+	rows []chunkRow
+	refs []chunkRef // opDropChunkIndex
+	path string     // opPartialPlace: the partial file, to put back if the row fails
+}
+
+// chunkRow is one chunk of a resource: length bytes at offset.
+type chunkRow struct {
+	offset, length int64
+	chunk          resources.Hash
+}
+
+// chunkRef is one chunk index row.
+type chunkRef struct{ chunk, blob resources.Hash }
 
 type packRow struct {
 	pack, path  string
@@ -46,6 +78,7 @@ type op struct {
 	compact *CompactResult // opCompact: filled in
 	names   []blobName     // opName
 	fps     []string       // opFingerprint: one per hashes entry; opFile: set once placed
+	partial *partialOp     // the opPartial* kinds and opDropChunkIndex
 	done    func(error)
 }
 
@@ -88,7 +121,9 @@ func (s *store) enqueue(o op) {
 		s.mu.RUnlock()
 		if o.tmp != nil {
 			o.tmp.Close()
-			os.Remove(o.tmp.Name())
+			if o.kind != opPartialPlace { // a partial stays for the next run
+				os.Remove(o.tmp.Name())
+			}
 		}
 		if o.done != nil {
 			o.done(ErrClosed)
@@ -173,13 +208,17 @@ func (s *store) apply(batch []op) {
 			s.onCommitError(err)
 		}
 		for i, o := range batch {
-			if errs[i] == nil {
+			placed := errs[i] == nil
+			if placed {
 				errs[i] = err
 			}
-			if o.kind == opFile {
+			switch {
+			case o.kind == opFile:
 				// The row did not commit: take the file back out so no
 				// unrecorded blob is left behind.
 				os.Remove(blobPath(s.dir, o.hash))
+			case o.kind == opPartialPlace && placed:
+				s.unplace(o)
 			}
 		}
 	}
@@ -203,7 +242,7 @@ func (s *store) placeFiles(batch []op, errs []error) {
 	sem := make(chan struct{}, 8)
 	dirs := make(map[string]bool)
 	for i, o := range batch {
-		if o.kind != opFile {
+		if !o.placesFile() {
 			continue
 		}
 		dirs[filepath.Dir(blobPath(s.dir, o.hash))] = true
@@ -212,7 +251,7 @@ func (s *store) placeFiles(batch []op, errs []error) {
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			final := blobPath(s.dir, o.hash)
-			errs[i] = classifyDiskError(s.cacheDir, placeFile(o.tmp, final))
+			errs[i] = classifyDiskError(s.cacheDir, placeFile(o.tmp, final, o.kind == opPartialPlace))
 			if errs[i] == nil {
 				if fi, err := os.Stat(final); err == nil {
 					batch[i].fps = []string{fingerprint(fi)}
@@ -224,28 +263,46 @@ func (s *store) placeFiles(batch []op, errs []error) {
 	for d := range dirs {
 		if err := syncDir(d); err != nil {
 			for i, o := range batch {
-				if o.kind == opFile && filepath.Dir(blobPath(s.dir, o.hash)) == d && errs[i] == nil {
+				if o.placesFile() && filepath.Dir(blobPath(s.dir, o.hash)) == d && errs[i] == nil {
 					errs[i] = err
-					os.Remove(blobPath(s.dir, o.hash))
+					s.unplace(o)
 				}
 			}
 		}
 	}
 }
 
-func placeFile(tmp *os.File, final string) error {
+// unplace takes a placed file whose row did not commit back out of the
+// blobs directory: a blob file is removed; a partial goes back to where it
+// was, its rows untouched, for the next run (removed if it cannot).
+func (s *store) unplace(o op) {
+	final := blobPath(s.dir, o.hash)
+	if o.kind == opPartialPlace && os.Rename(final, o.partial.path) == nil {
+		return
+	}
+	os.Remove(final)
+}
+
+// placeFile syncs tmp and renames it to final. On failure tmp is removed,
+// unless keep (a partial: its rows still describe it).
+func placeFile(tmp *os.File, final string, keep bool) error {
 	name := tmp.Name()
+	remove := func() {
+		if !keep {
+			os.Remove(name)
+		}
+	}
 	if err := tmp.Sync(); err != nil {
 		tmp.Close()
-		os.Remove(name)
+		remove()
 		return fmt.Errorf("sync blob file: %w", err)
 	}
 	if err := tmp.Close(); err != nil {
-		os.Remove(name)
+		remove()
 		return fmt.Errorf("close blob file: %w", err)
 	}
 	if err := os.Rename(name, final); err != nil {
-		os.Remove(name)
+		remove()
 		return fmt.Errorf("rename blob file into place: %w", err)
 	}
 	return nil
@@ -289,12 +346,17 @@ func (s *store) commit(batch []op, errs []error) error {
 			_, err = tx.Exec(`INSERT INTO inline_blobs (hash, size, last_used, data) VALUES (?, ?, ?, ?)
 				ON CONFLICT (hash) DO UPDATE SET size = excluded.size, data = excluded.data, last_used = excluded.last_used`,
 				o.hash[:], o.size, now, o.data)
-		case opFile:
+		case opFile, opPartialPlace:
 			var fp any // NULL: re-hashed at the next lookup
 			if len(o.fps) == 1 && o.fps[0] != "" {
 				fp = o.fps[0]
 			}
 			_, err = tx.Exec(`INSERT OR REPLACE INTO file_blobs (hash, size, last_used, fingerprint) VALUES (?, ?, ?, ?)`, o.hash[:], o.size, now, fp)
+			if err == nil && o.kind == opPartialPlace {
+				err = commitPlacedPartial(tx, o)
+			}
+		case opPartialOpen, opPartialChunks, opPartialDrop, opDeletePartial, opDropChunkIndex:
+			err = commitPartialOp(tx, o, now)
 		case opFingerprint:
 			for i, h := range o.hashes {
 				if _, err = tx.Exec(`UPDATE file_blobs SET fingerprint = ? WHERE hash = ?`, o.fps[i], h[:]); err != nil {
@@ -326,6 +388,9 @@ func (s *store) commit(batch []op, errs []error) error {
 					break
 				}
 				if _, err = tx.Exec(`DELETE FROM blob_names WHERE hash = ?`, h[:]); err != nil {
+					break
+				}
+				if _, err = tx.Exec(`DELETE FROM chunk_index WHERE blob = ?`, h[:]); err != nil {
 					break
 				}
 			}

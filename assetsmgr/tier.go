@@ -27,6 +27,9 @@ const (
 	SourceInline
 	SourceBlob
 	SourceNetwork
+	// SourcePartial names partials in reports (Stats, Verify); Lookup
+	// never returns one.
+	SourcePartial
 )
 
 func (s Source) String() string {
@@ -39,6 +42,8 @@ func (s Source) String() string {
 		return "blob"
 	case SourceNetwork:
 		return "network"
+	case SourcePartial:
+		return "partial"
 	}
 	return fmt.Sprintf("source(%d)", uint8(s))
 }

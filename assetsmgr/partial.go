@@ -1,0 +1,904 @@
+package assetsmgr
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/voxsync/voxsync/manifest"
+	"github.com/voxsync/voxsync/resources"
+)
+
+// A partial is a large resource being assembled from the chunks of its
+// manifest, in Cache/partial/<64 hex of its hash>, with a row in partials
+// and one in partial_chunks per chunk held. It survives restarts, and it is
+// never trusted as complete: only Commit's check of the whole hash makes
+// it a blob.
+//
+// Durability: Put writes a verified chunk in place at its offset; every
+// partialFlushBytes or partialFlushEvery (and at Close) the file is
+// fdatasync'ed and only then are the chunks written before the sync
+// recorded, through the store's group commit. After a crash, a recorded
+// chunk is on disk; an unrecorded one is fetched again. Bytes in the file
+// that no row describes are never read as held.
+//
+// The whole-resource SHA-256 is computed as the chunks arrive, by a
+// goroutine that reads back (from the page cache) the held prefix as it
+// grows, so that on two cores receiving and hashing overlap and Commit has
+// little left to do. Chunks held from an earlier run are not re-hashed on
+// their own at open: the whole hash covers them, and if it does not match,
+// Commit re-verifies every chunk and drops those that rotted.
+//
+// One Partial per resource at a time per Cache: a second OpenPartial of a
+// resource that is open fails with ErrPartialInUse (another process cannot
+// have the cache open at all).
+
+// Sentinels for partials.
+var (
+	// ErrChunksLost: chunks a partial needs are not held (never Put, or
+	// dropped because their bytes no longer match): Put Missing() again.
+	ErrChunksLost = errors.New("chunks of the resource are missing or were lost; put them again")
+	// ErrPartialInUse: the resource's partial is already open in this
+	// process (or being removed).
+	ErrPartialInUse = errors.New("partial resource already open")
+)
+
+const (
+	// partialDirName is the partials' directory in the cache directory.
+	partialDirName = "partial"
+	// A partial's file is synced and its chunks recorded once this many
+	// bytes were written since the last sync, or this long after the first
+	// of them, whichever comes first.
+	partialFlushBytes = 4 << 20
+	partialFlushEvery = 100 * time.Millisecond
+	// partialHashRead is the most the hasher reads back at once; at least
+	// one chunk.
+	partialHashRead = max(1<<20, manifest.MaxChunkLen)
+	// partialHashAhead: a Put waits while the whole hash is this far behind
+	// the held prefix. Otherwise Puts faster than one core can hash (two
+	// goroutines verifying chunks) take both cores, and the hasher is left
+	// with most of its work for Commit, reading back what may no longer be
+	// in the page cache. Held back, they share the cores evenly, and Commit
+	// has little left to do. (Local copies at open are not held back: the
+	// caller is waiting to request what is missing.)
+	partialHashAhead = 32 << 20
+	// partialMaxIdle: GC removes partials not used for this long.
+	partialMaxIdle = 7 * 24 * time.Hour
+)
+
+type chunkState uint8
+
+const (
+	chunkMissing chunkState = iota
+	chunkHeld               // Put here, or recorded by an earlier run
+	chunkLocal              // copied from a local chunk by OpenPartial
+)
+
+// Partial is a large resource being assembled from its chunks; see
+// OpenPartial. Put, Missing and Held are safe for concurrent use; Commit,
+// Close and Discard end its use, and are called once, by one goroutine.
+type Partial struct {
+	c    *Cache
+	hash resources.Hash
+	m    *manifest.Manifest
+	path string
+	f    *os.File
+
+	mu        sync.Mutex // guards the fields below
+	cond      *sync.Cond // on mu: broadcast as the hash advances or is done, on a sticky error, at close
+	state     []chunkState
+	prefix    int   // the first chunk not held: every one before it is
+	missing   int   // chunks not held
+	held      int64 // bytes held
+	fromLocal int64 // bytes copied from local chunks
+	unsynced  []int // chunks written since the last sync
+	unsyncedN int64 // their bytes
+	durable   int   // chunks recorded in the database
+	err       error // sticky: a sync or a record failed; reopen the partial
+	closed    bool
+	flushLast bool // with closed: the flusher syncs what is left before it exits
+	// The hasher restarts from the first chunk when gen changes (held
+	// chunks it may have read were lost).
+	gen       int
+	hashedGen int            // the generation whose whole hash is done; -1: none
+	sum       resources.Hash // the whole hash of generation hashedGen
+	hashErr   error          // or why it could not be computed
+	hashed    int64          // bytes fed to the whole hash in this generation
+
+	inflight sync.WaitGroup // Puts between their closed check and their return
+	flushMu  sync.Mutex     // one flush at a time; lose holds it across a flush and its drop
+	dirty    chan struct{}  // wakes the flusher: something to sync
+	full     chan struct{}  // wakes the flusher: partialFlushBytes to sync
+	wake     chan struct{}  // wakes the hasher: a chunk is held, or gen changed
+	stop     chan struct{}  // closed to stop the hasher and the flusher
+	workers  sync.WaitGroup // the hasher and the flusher
+}
+
+// OpenPartial starts or resumes assembling resource h (whole-resource
+// SHA-256) described by m. A partial lives in Cache/partial/<hex of h> plus
+// sqlite rows; it survives restarts.
+//
+// On open, chunks already durable for h (same offset, length and hash, from
+// an earlier run, even under a different manifest digest) are kept; every
+// other chunk of m whose hash is found locally — in a cached blob file
+// recorded in the chunk index, or in another partial — is copied into
+// place after verifying it against its hash (a chunk that fails is not
+// copied, and its index row is dropped). Its size is reserved on disk, so a
+// full disk fails here with ErrDiskFull; an unwritable cache with
+// ErrNotWritable. A second OpenPartial of h while it is open fails with
+// ErrPartialInUse.
+func (c *Cache) OpenPartial(ctx context.Context, h resources.Hash, m *manifest.Manifest) (*Partial, error) {
+	if err := checkManifest(m); err != nil {
+		return nil, fmt.Errorf("open partial %s: %w", h.Short(), err)
+	}
+	if !c.claimPartial(h) {
+		return nil, fmt.Errorf("open partial %s: %w", h.Short(), ErrPartialInUse)
+	}
+	p, err := c.openPartial(ctx, h, m)
+	if err != nil {
+		c.releasePartial(h, nil)
+		return nil, classifyDiskError(c.dir, fmt.Errorf("open partial %s: %w", h.Short(), err))
+	}
+	return p, nil
+}
+
+// checkManifest checks what manifest.New checks, for a manifest built
+// without it.
+func checkManifest(m *manifest.Manifest) error {
+	if m == nil {
+		return fmt.Errorf("%w: no manifest", manifest.ErrInvalid)
+	}
+	if len(m.Chunks) > manifest.MaxChunks {
+		return fmt.Errorf("%w: %d chunks, limit %d", manifest.ErrInvalid, len(m.Chunks), manifest.MaxChunks)
+	}
+	var off uint64
+	for i, ch := range m.Chunks {
+		if ch.Offset != off || ch.Length == 0 || ch.Length > manifest.MaxChunkLen {
+			return fmt.Errorf("%w: chunk %d at %d+%d, want one of 1..%d bytes at %d", manifest.ErrInvalid, i, ch.Offset, ch.Length, manifest.MaxChunkLen, off)
+		}
+		off += uint64(ch.Length)
+	}
+	if off != m.Size {
+		return fmt.Errorf("%w: chunks add up to %d bytes, the resource has %d", manifest.ErrInvalid, off, m.Size)
+	}
+	return nil
+}
+
+func (c *Cache) openPartial(ctx context.Context, h resources.Hash, m *manifest.Manifest) (*Partial, error) {
+	// What is queued for h (a Discard, an eviction) is applied before its
+	// rows are read.
+	if err := c.store.flush(ctx); err != nil {
+		return nil, err
+	}
+	known := true
+	var size int64
+	err := c.db.QueryRowContext(ctx, "SELECT size FROM partials WHERE hash = ?", h[:]).Scan(&size)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		known = false
+	case err != nil:
+		c.markDamaged(err)
+		return nil, fmt.Errorf("read partial: %w", err)
+	}
+	var rows []chunkRow
+	if known {
+		if rows, err = c.partialChunkRows(ctx, h); err != nil {
+			return nil, err
+		}
+	}
+
+	dir := filepath.Join(c.dir, partialDirName)
+	if _, err := os.Stat(dir); err != nil {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, err
+		}
+		if err := syncDir(c.dir); err != nil {
+			return nil, err
+		}
+	}
+	path := filepath.Join(dir, h.String())
+	_, statErr := os.Stat(path)
+	existed := statErr == nil
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			if !existed {
+				os.Remove(path)
+			}
+		}
+	}()
+	// Rows are the only record of what the file holds. Without them, or
+	// without the file, or for another size, start from nothing.
+	reset := !known || !existed || size != int64(m.Size)
+	if reset {
+		rows = nil
+		if err := f.Truncate(0); err != nil {
+			return nil, err
+		}
+	}
+	if err := reserve(f, int64(m.Size)); err != nil {
+		return nil, fmt.Errorf("reserve %d bytes: %w", m.Size, err)
+	}
+	if !existed {
+		if err := syncDir(dir); err != nil {
+			return nil, err
+		}
+	}
+
+	p := newPartial(c, h, m, path, f)
+	var drop []chunkRow
+	for _, r := range rows {
+		i, found := m.Find(uint64(r.offset), uint64(r.length))
+		if found && m.Chunks[i].Hash == r.chunk && p.state[i] == chunkMissing {
+			p.state[i] = chunkHeld
+			p.missing--
+			p.held += r.length
+			p.durable++
+		} else {
+			drop = append(drop, r) // cut otherwise by an earlier manifest
+		}
+	}
+	p.advancePrefixLocked()
+	errc := make(chan error, 1)
+	c.store.enqueue(op{kind: opPartialOpen, hash: h, partial: &partialOp{size: int64(m.Size), digest: m.Digest(), reset: reset, rows: drop},
+		done: func(err error) { errc <- err }})
+	if err := <-errc; err != nil {
+		return nil, fmt.Errorf("record partial: %w", err)
+	}
+	ok = true
+	c.setPartial(h, p)
+	p.workers.Add(2)
+	go p.hashLoop()
+	go p.flushLoop()
+	if err := p.copyLocal(ctx); err != nil {
+		p.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+func newPartial(c *Cache, h resources.Hash, m *manifest.Manifest, path string, f *os.File) *Partial {
+	p := &Partial{
+		c: c, hash: h, m: m, path: path, f: f,
+		state:     make([]chunkState, len(m.Chunks)),
+		missing:   len(m.Chunks),
+		hashedGen: -1,
+		dirty:     make(chan struct{}, 1),
+		full:      make(chan struct{}, 1),
+		wake:      make(chan struct{}, 1),
+		stop:      make(chan struct{}),
+	}
+	p.cond = sync.NewCond(&p.mu)
+	return p
+}
+
+// partialChunkRows reads the recorded chunks of partial h.
+func (c *Cache) partialChunkRows(ctx context.Context, h resources.Hash) ([]chunkRow, error) {
+	rows, err := c.db.QueryContext(ctx, "SELECT offset, length, chunk FROM partial_chunks WHERE hash = ? ORDER BY offset", h[:])
+	if err != nil {
+		c.markDamaged(err)
+		return nil, fmt.Errorf("read partial chunks: %w", err)
+	}
+	defer rows.Close()
+	var out []chunkRow
+	for rows.Next() {
+		var r chunkRow
+		var cb []byte
+		if err := rows.Scan(&r.offset, &r.length, &cb); err != nil {
+			return nil, fmt.Errorf("read partial chunks: %w", err)
+		}
+		if ch, ok := scanHash(cb); ok {
+			r.chunk = ch
+			out = append(out, r)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		c.markDamaged(err)
+		return nil, fmt.Errorf("read partial chunks: %w", err)
+	}
+	return out, nil
+}
+
+// Hash returns the resource's hash.
+func (p *Partial) Hash() resources.Hash { return p.hash }
+
+// Missing returns the indexes of m.Chunks not yet held, in order.
+func (p *Partial) Missing() []int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]int, 0, p.missing)
+	for i, s := range p.state {
+		if s == chunkMissing {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// Held reports the bytes held, and how many of them this OpenPartial
+// copied from local chunks rather than received through Put (the client's
+// from_local_chunks). Chunks resumed from an earlier run count as held,
+// not as local.
+func (p *Partial) Held() (held, fromLocal int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.held, p.fromLocal
+}
+
+// Put verifies data against m.Chunks[i].Hash (an error wrapping
+// ErrHashMismatch or ErrSizeMismatch, nothing written), writes it at its
+// offset and marks it held. A chunk already held is not written again.
+// Durability is batched (see the comment at the top of partial.go): after
+// a crash, a chunk is held only if its bytes were synced before it was
+// recorded. Put returns once the whole-resource hash is at most
+// partialHashAhead (32 MiB) behind the held prefix, so that Puts faster
+// than a core hashes leave it the other core. Safe for concurrent use.
+func (p *Partial) Put(i int, data []byte) error {
+	if i < 0 || i >= len(p.m.Chunks) {
+		return fmt.Errorf("put chunk %d of %s: the manifest has %d chunks", i, p.hash.Short(), len(p.m.Chunks))
+	}
+	ch := p.m.Chunks[i]
+	if len(data) != int(ch.Length) {
+		return fmt.Errorf("put chunk %d of %s: %d bytes, want %d: %w", i, p.hash.Short(), len(data), ch.Length, ErrSizeMismatch)
+	}
+	if got := resources.Sum(data); got != ch.Hash {
+		return fmt.Errorf("put chunk %d of %s: got %s, want %s: %w", i, p.hash.Short(), got.Short(), ch.Hash.Short(), ErrHashMismatch)
+	}
+	return p.write(i, data, chunkHeld)
+}
+
+// write stores verified data as chunk i; for a Put it then waits while the
+// whole hash is more than partialHashAhead behind.
+func (p *Partial) write(i int, data []byte, as chunkState) error {
+	p.mu.Lock()
+	if err := p.usableLocked(); err != nil {
+		p.mu.Unlock()
+		return fmt.Errorf("put chunk %d of %s: %w", i, p.hash.Short(), err)
+	}
+	if p.state[i] != chunkMissing {
+		p.mu.Unlock()
+		return nil
+	}
+	p.inflight.Add(1)
+	p.mu.Unlock()
+	defer p.inflight.Done()
+
+	// Two Puts of one chunk may both write it: the same verified bytes.
+	if _, err := p.f.WriteAt(data, int64(p.m.Chunks[i].Offset)); err != nil {
+		return classifyDiskError(p.c.dir, fmt.Errorf("put chunk %d of %s: %w", i, p.hash.Short(), err))
+	}
+	p.mu.Lock()
+	if p.state[i] != chunkMissing {
+		p.mu.Unlock()
+		return nil
+	}
+	n := int64(len(data))
+	p.state[i] = as
+	p.missing--
+	p.held += n
+	if as == chunkLocal {
+		p.fromLocal += n
+	}
+	p.advancePrefixLocked()
+	first := len(p.unsynced) == 0
+	p.unsynced = append(p.unsynced, i)
+	p.unsyncedN += n
+	full := p.unsyncedN >= partialFlushBytes
+	p.mu.Unlock()
+	if first {
+		signal(p.dirty)
+	}
+	if full {
+		signal(p.full)
+	}
+	signal(p.wake)
+	if as == chunkHeld {
+		p.mu.Lock()
+		for p.hashBehindLocked() > partialHashAhead && !p.closed && p.err == nil {
+			p.cond.Wait()
+		}
+		p.mu.Unlock()
+	}
+	return nil
+}
+
+// advancePrefixLocked moves prefix past the held chunks.
+func (p *Partial) advancePrefixLocked() {
+	for p.prefix < len(p.state) && p.state[p.prefix] != chunkMissing {
+		p.prefix++
+	}
+}
+
+// hashBehindLocked is how many held bytes the hasher can read and has not
+// yet: 0 once it is done or stuck.
+func (p *Partial) hashBehindLocked() int64 {
+	if p.hashedGen == p.gen {
+		return 0
+	}
+	end := int64(p.m.Size)
+	if p.prefix < len(p.m.Chunks) {
+		end = int64(p.m.Chunks[p.prefix].Offset)
+	}
+	return end - p.hashed
+}
+
+// usableLocked says why the partial cannot be used, if it cannot.
+func (p *Partial) usableLocked() error {
+	if p.closed {
+		return fmt.Errorf("partial closed: %w", ErrClosed)
+	}
+	return p.err
+}
+
+// signal wakes whoever waits on ch without ever blocking.
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// flushLoop syncs and records the chunks written, partialFlushEvery after
+// the first of them or as soon as partialFlushBytes are waiting.
+func (p *Partial) flushLoop() {
+	defer p.workers.Done()
+	for {
+		select {
+		case <-p.dirty:
+		case <-p.stop:
+			p.finalFlush()
+			return
+		}
+		t := time.NewTimer(partialFlushEvery)
+		select {
+		case <-p.full:
+		case <-t.C:
+		case <-p.stop:
+		}
+		t.Stop()
+		p.flushMu.Lock()
+		p.flushLocked()
+		p.flushMu.Unlock()
+	}
+}
+
+func (p *Partial) finalFlush() {
+	p.mu.Lock()
+	last := p.flushLast
+	p.mu.Unlock()
+	if last {
+		p.flushMu.Lock()
+		p.flushLocked()
+		p.flushMu.Unlock()
+	}
+}
+
+// flushLocked syncs the file and then records the chunks written before
+// the sync. A failure is sticky: what was not recorded is untrusted, and
+// the partial must be reopened. flushMu is held.
+func (p *Partial) flushLocked() {
+	p.mu.Lock()
+	list := p.unsynced
+	p.unsynced, p.unsyncedN = nil, 0
+	failed := p.err != nil
+	p.mu.Unlock()
+	if len(list) == 0 || failed {
+		return
+	}
+	fail := func(err error) {
+		p.c.log.Error("partial resource not saved; it continues from what was saved when it is reopened", "hash", p.hash.Short(), "err", err)
+		p.mu.Lock()
+		if p.err == nil {
+			p.err = err
+		}
+		p.cond.Broadcast()
+		p.mu.Unlock()
+	}
+	if err := datasync(p.f); err != nil {
+		fail(classifyDiskError(p.c.dir, fmt.Errorf("sync partial %s: %w", p.hash.Short(), err)))
+		return
+	}
+	rows := make([]chunkRow, len(list))
+	for k, i := range list {
+		rows[k] = rowOf(p.m.Chunks[i])
+	}
+	errc := make(chan error, 1)
+	p.c.store.enqueue(op{kind: opPartialChunks, hash: p.hash, partial: &partialOp{rows: rows}, done: func(err error) { errc <- err }})
+	if err := <-errc; err != nil {
+		fail(fmt.Errorf("record chunks of partial %s: %w", p.hash.Short(), err))
+		return
+	}
+	p.mu.Lock()
+	p.durable += len(list)
+	n := p.durable
+	p.mu.Unlock()
+	if hook := p.c.partialFlushed; hook != nil {
+		hook(p.hash, n)
+	}
+}
+
+func rowOf(ch manifest.Chunk) chunkRow {
+	return chunkRow{offset: int64(ch.Offset), length: int64(ch.Length), chunk: ch.Hash}
+}
+
+// hashLoop feeds the whole-resource hash with the held prefix as it grows,
+// reading it back from the file. When every chunk is fed it records the
+// sum for Commit; when gen changes it starts over.
+func (p *Partial) hashLoop() {
+	defer p.workers.Done()
+	buf := make([]byte, partialHashRead)
+	d := sha256.New()
+	chunks := p.m.Chunks
+	gen, next, stuck := -1, 0, false
+	for {
+		p.mu.Lock()
+		if gen != p.gen {
+			gen, next, stuck = p.gen, 0, false
+			d.Reset()
+			p.hashed = 0
+		}
+		end, n := next, 0
+		for !stuck && end < len(chunks) && p.state[end] != chunkMissing && n+int(chunks[end].Length) <= len(buf) {
+			n += int(chunks[end].Length)
+			end++
+		}
+		if next == len(chunks) && p.hashedGen != gen {
+			d.Sum(p.sum[:0])
+			p.hashedGen, p.hashErr = gen, nil
+			p.cond.Broadcast()
+		}
+		p.mu.Unlock()
+		if end == next {
+			select {
+			case <-p.wake:
+				continue
+			case <-p.stop:
+				return
+			}
+		}
+		off := int64(chunks[next].Offset)
+		_, err := p.f.ReadAt(buf[:n], off)
+		p.mu.Lock()
+		if gen != p.gen {
+			p.mu.Unlock()
+			continue
+		}
+		if err != nil {
+			// Commit re-verifies the chunks one by one and drops what
+			// cannot be read; until then there is nothing to hash.
+			stuck = true
+			p.hashedGen, p.hashErr = gen, fmt.Errorf("read back %d bytes at %d: %w", n, off, err)
+			p.cond.Broadcast()
+			p.mu.Unlock()
+			continue
+		}
+		p.mu.Unlock()
+		d.Write(buf[:n])
+		next = end
+		p.mu.Lock()
+		if gen == p.gen {
+			p.hashed = off + int64(n)
+			p.cond.Broadcast() // Puts waiting for the hasher
+		}
+		p.mu.Unlock()
+	}
+}
+
+// Commit, once every chunk is held, waits for the whole-resource hash and,
+// if it equals h, places the file as the blob for h (the same atomic
+// rename and row as Create's blobs, so Lookup finds it), records every
+// chunk in the chunk index and forgets the partial; done(err) is called
+// once that is durable, and only if Commit returned nil.
+//
+// If chunks are not held, or the whole hash differs and re-verifying each
+// chunk finds some that no longer match (they are dropped), Commit returns
+// an error wrapping ErrChunksLost: Put Missing() again and call Commit
+// again. If every chunk matches yet the whole hash differs, the manifest
+// is wrong: the partial is discarded and the error wraps ErrHashMismatch.
+// Other errors (a failed sync or record) leave the partial to be closed
+// and reopened.
+func (p *Partial) Commit(done func(error)) error {
+	p.mu.Lock()
+	if err := p.usableLocked(); err != nil {
+		p.mu.Unlock()
+		return fmt.Errorf("commit %s: %w", p.hash.Short(), err)
+	}
+	if p.missing > 0 {
+		n := p.missing
+		p.mu.Unlock()
+		return fmt.Errorf("commit %s: %d of %d chunks not held: %w", p.hash.Short(), n, len(p.m.Chunks), ErrChunksLost)
+	}
+	for p.hashedGen != p.gen && !p.closed && p.err == nil {
+		p.cond.Wait()
+	}
+	if err := p.usableLocked(); err != nil {
+		p.mu.Unlock()
+		return fmt.Errorf("commit %s: %w", p.hash.Short(), err)
+	}
+	sum, hashErr := p.sum, p.hashErr
+	p.mu.Unlock()
+	if hashErr == nil && sum == p.hash {
+		return p.place(done)
+	}
+
+	lost := p.reverify()
+	if len(lost) > 0 {
+		var bytes int64
+		for _, i := range lost {
+			bytes += int64(p.m.Chunks[i].Length)
+		}
+		p.c.log.Warn("chunks of a partial resource no longer match their hashes; dropped, to be fetched again",
+			"hash", p.hash.Short(), "chunks", len(lost), "bytes", bytes)
+		if err := p.lose(lost); err != nil {
+			return fmt.Errorf("commit %s: drop %d chunks that no longer match: %w", p.hash.Short(), len(lost), err)
+		}
+		return fmt.Errorf("commit %s: %d chunks (%d bytes) no longer match their hashes and were dropped: %w", p.hash.Short(), len(lost), bytes, ErrChunksLost)
+	}
+	if hashErr != nil {
+		// Every chunk reads back and matches now: hash again.
+		p.mu.Lock()
+		p.gen++
+		p.mu.Unlock()
+		signal(p.wake)
+		return fmt.Errorf("commit %s: %w", p.hash.Short(), hashErr)
+	}
+	p.Discard()
+	return fmt.Errorf("commit %s: every chunk matches the manifest but the whole is %s: the manifest is wrong; partial discarded: %w",
+		p.hash.Short(), sum.Short(), ErrHashMismatch)
+}
+
+// place hands the complete, verified file to the store to become a blob.
+func (p *Partial) place(done func(error)) error {
+	p.shutdown(false) // rows of the last chunks are not needed: the partial's rows go
+	size := int64(p.m.Size)
+	err := os.MkdirAll(filepath.Dir(blobPath(filepath.Join(p.c.dir, "blobs"), p.hash)), 0o755)
+	if err == nil {
+		err = p.f.Truncate(size)
+	}
+	if err != nil {
+		p.f.Close()
+		p.c.releasePartial(p.hash, p)
+		return classifyDiskError(p.c.dir, fmt.Errorf("commit %s: %w", p.hash.Short(), err))
+	}
+	rows := make([]chunkRow, len(p.m.Chunks))
+	for i, ch := range p.m.Chunks {
+		rows[i] = rowOf(ch)
+	}
+	p.c.store.enqueue(op{kind: opPartialPlace, hash: p.hash, size: size, tmp: p.f, partial: &partialOp{rows: rows, path: p.path},
+		done: func(err error) {
+			p.c.releasePartial(p.hash, p)
+			if done != nil {
+				done(err)
+			}
+		}})
+	return nil
+}
+
+// reverify reads back and hashes every chunk, on every core, and returns
+// the indexes of those that do not match.
+func (p *Partial) reverify() []int {
+	var (
+		mu   sync.Mutex // guards lost
+		lost []int
+		next atomic.Int64
+		wg   sync.WaitGroup
+	)
+	maxLen := 0
+	for _, ch := range p.m.Chunks {
+		maxLen = max(maxLen, int(ch.Length))
+	}
+	for range runtime.GOMAXPROCS(0) {
+		wg.Go(func() {
+			buf := make([]byte, maxLen)
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(p.m.Chunks) {
+					return
+				}
+				ch := p.m.Chunks[i]
+				b := buf[:ch.Length]
+				if _, err := p.f.ReadAt(b, int64(ch.Offset)); err != nil || resources.Sum(b) != ch.Hash {
+					mu.Lock()
+					lost = append(lost, i)
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	sort.Ints(lost)
+	return lost
+}
+
+// lose marks held chunks missing and deletes their rows; the hasher starts
+// over.
+func (p *Partial) lose(idx []int) error {
+	p.flushMu.Lock()
+	defer p.flushMu.Unlock()
+	p.flushLocked() // so no flush records a lost chunk after its row is deleted
+	p.mu.Lock()
+	rows := make([]chunkRow, 0, len(idx))
+	for _, i := range idx {
+		if p.state[i] == chunkMissing {
+			continue
+		}
+		ch := p.m.Chunks[i]
+		if p.state[i] == chunkLocal {
+			p.fromLocal -= int64(ch.Length)
+		}
+		p.state[i] = chunkMissing
+		p.missing++
+		p.held -= int64(ch.Length)
+		p.prefix = min(p.prefix, i)
+		rows = append(rows, rowOf(ch))
+	}
+	p.durable = max(0, p.durable-len(rows))
+	p.gen++
+	err := p.err
+	p.mu.Unlock()
+	signal(p.wake)
+	if err != nil {
+		return err
+	}
+	errc := make(chan error, 1)
+	p.c.store.enqueue(op{kind: opPartialDrop, hash: p.hash, partial: &partialOp{rows: rows}, done: func(err error) { errc <- err }})
+	return <-errc
+}
+
+// shutdown stops new Puts, waits for those under way, and stops the hasher
+// and the flusher (which syncs and records what is left if flush). It
+// reports false if the partial was already shut down.
+func (p *Partial) shutdown(flush bool) bool {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return false
+	}
+	p.closed, p.flushLast = true, flush
+	p.cond.Broadcast()
+	p.mu.Unlock()
+	p.inflight.Wait()
+	close(p.stop)
+	p.workers.Wait()
+	return true
+}
+
+// Close stops using the partial and keeps its durable state for a later
+// OpenPartial: what is held is synced and recorded first. It returns the
+// error that made the partial unusable, if one did. Close after Commit,
+// Discard or Close does nothing.
+func (p *Partial) Close() error {
+	if !p.shutdown(true) {
+		return nil
+	}
+	p.mu.Lock()
+	err := p.err
+	p.mu.Unlock()
+	errc := make(chan error, 1)
+	p.c.store.enqueue(op{kind: opPartialChunks, hash: p.hash, partial: &partialOp{}, done: func(err error) { errc <- err }}) // touch
+	if terr := <-errc; err == nil && terr != nil {
+		err = fmt.Errorf("close partial %s: %w", p.hash.Short(), terr)
+	}
+	if cerr := p.f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("close partial %s: %w", p.hash.Short(), cerr)
+	}
+	p.c.releasePartial(p.hash, p)
+	return err
+}
+
+// Discard deletes the partial's rows and file. Discard after Commit, Close
+// or Discard does nothing.
+func (p *Partial) Discard() {
+	if !p.shutdown(false) {
+		return
+	}
+	p.f.Close()
+	// Rows first: a crash in between leaves a file without rows, which
+	// the next Open removes.
+	errc := make(chan error, 1)
+	p.c.store.enqueue(op{kind: opDeletePartial, hashes: []resources.Hash{p.hash}, done: func(err error) { errc <- err }})
+	if err := <-errc; err != nil {
+		p.c.log.Warn("partial resource discarded, but its rows remain until the cache is opened again", "hash", p.hash.Short(), "err", err)
+	}
+	os.Remove(p.path)
+	p.c.releasePartial(p.hash, p)
+}
+
+// claimPartial reserves h for an OpenPartial or a removal, or reports
+// false if it is taken.
+func (c *Cache) claimPartial(h resources.Hash) bool {
+	c.partialsMu.Lock()
+	defer c.partialsMu.Unlock()
+	if _, taken := c.partials[h]; taken {
+		return false
+	}
+	if c.partials == nil {
+		c.partials = make(map[resources.Hash]*Partial)
+	}
+	c.partials[h] = nil
+	return true
+}
+
+func (c *Cache) setPartial(h resources.Hash, p *Partial) {
+	c.partialsMu.Lock()
+	c.partials[h] = p
+	c.partialsMu.Unlock()
+}
+
+// releasePartial gives h back if p (nil: a bare claim) holds it.
+func (c *Cache) releasePartial(h resources.Hash, p *Partial) {
+	c.partialsMu.Lock()
+	defer c.partialsMu.Unlock()
+	if cur, ok := c.partials[h]; ok && cur == p {
+		delete(c.partials, h)
+	}
+}
+
+// partialTaken reports whether h's partial is open or claimed.
+func (c *Cache) partialTaken(h resources.Hash) bool {
+	c.partialsMu.Lock()
+	defer c.partialsMu.Unlock()
+	_, taken := c.partials[h]
+	return taken
+}
+
+// openPartials returns the partials open now.
+func (c *Cache) openPartials() []*Partial {
+	c.partialsMu.Lock()
+	defer c.partialsMu.Unlock()
+	var out []*Partial
+	for _, p := range c.partials {
+		if p != nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// removePartials deletes the rows and then the files of the partials hs
+// that are not open, and returns the ones removed.
+func (c *Cache) removePartials(ctx context.Context, hs []resources.Hash) ([]resources.Hash, error) {
+	var claimed []resources.Hash
+	for _, h := range hs {
+		if c.claimPartial(h) {
+			claimed = append(claimed, h)
+		}
+	}
+	if len(claimed) == 0 {
+		return nil, nil
+	}
+	defer func() {
+		for _, h := range claimed {
+			c.releasePartial(h, nil)
+		}
+	}()
+	errc := make(chan error, 1)
+	c.store.enqueue(op{kind: opDeletePartial, hashes: claimed, done: func(err error) { errc <- err }})
+	select {
+	case err := <-errc:
+		if err != nil {
+			return nil, fmt.Errorf("remove partial resources: %w", err)
+		}
+	case <-ctx.Done():
+		// The delete still runs; the files go at the next Open.
+		return nil, ctx.Err()
+	}
+	for _, h := range claimed {
+		os.Remove(filepath.Join(c.dir, partialDirName, h.String()))
+	}
+	return claimed, nil
+}

@@ -1,0 +1,771 @@
+package assetsmgr
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/voxsync/voxsync/manifest"
+	"github.com/voxsync/voxsync/resources"
+)
+
+// chachaBytes returns n bytes of seeded ChaCha8 output.
+func chachaBytes(seed uint64, n int) []byte {
+	var s [32]byte
+	s[0], s[1], s[2] = byte(seed), byte(seed>>8), byte(seed>>16)
+	b := make([]byte, n)
+	rand.NewChaCha8(s).Read(b)
+	return b
+}
+
+// fixedManifest cuts data into chunks of size n (the last one shorter):
+// tests need no content-defined chunking.
+func fixedManifest(t testing.TB, data []byte, n int) *manifest.Manifest {
+	t.Helper()
+	var lengths []uint32
+	var hashes []resources.Hash
+	for off := 0; off < len(data); off += n {
+		end := min(off+n, len(data))
+		lengths = append(lengths, uint32(end-off))
+		hashes = append(hashes, resources.Sum(data[off:end]))
+	}
+	m, err := manifest.New(uint64(len(data)), lengths, hashes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func chunkOf(data []byte, m *manifest.Manifest, i int) []byte {
+	ch := m.Chunks[i]
+	return data[ch.Offset:ch.End()]
+}
+
+func openPartial(t testing.TB, c *Cache, h resources.Hash, m *manifest.Manifest) *Partial {
+	t.Helper()
+	p, err := c.OpenPartial(context.Background(), h, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func putChunks(t testing.TB, p *Partial, data []byte, m *manifest.Manifest, idx []int) {
+	t.Helper()
+	for _, i := range idx {
+		if err := p.Put(i, chunkOf(data, m, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// commitPartial commits p and waits until the blob is durable.
+func commitPartial(p *Partial) error {
+	errc := make(chan error, 1)
+	if err := p.Commit(func(err error) { errc <- err }); err != nil {
+		return err
+	}
+	return <-errc
+}
+
+func allIndexes(m *manifest.Manifest) []int {
+	out := make([]int, len(m.Chunks))
+	for i := range out {
+		out[i] = i
+	}
+	return out
+}
+
+func countRows(t testing.TB, db *sql.DB, q string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := db.QueryRow(q, args...).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func partialFile(dir string, h resources.Hash) string {
+	return filepath.Join(dir, partialDirName, h.String())
+}
+
+const testChunk = 64 << 10
+
+// A resource put chunk by chunk, in any order, is committed as a blob that
+// Lookup serves; its chunks go to the chunk index and the partial is gone.
+func TestPartialPutCommitLookup(t *testing.T) {
+	dir := t.TempDir()
+	c := openCache(t, Options{Dir: dir})
+	data := chachaBytes(1, 8<<20+12345) // a short last chunk
+	h := resources.Sum(data)
+	m := fixedManifest(t, data, testChunk)
+	p := openPartial(t, c, h, m)
+	if got := p.Missing(); !slices.Equal(got, allIndexes(m)) {
+		t.Fatalf("Missing() of a new partial: %d indexes, want all %d", len(got), len(m.Chunks))
+	}
+	if _, ok := lookup(t, c, h); ok {
+		t.Fatal("Lookup found a partial")
+	}
+	order := allIndexes(m)
+	rand.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+	putChunks(t, p, data, m, order)
+	if held, local := p.Held(); held != int64(len(data)) || local != 0 {
+		t.Fatalf("Held() = %d, %d; want %d, 0", held, local, len(data))
+	}
+	if len(p.Missing()) != 0 {
+		t.Fatal("chunks missing after every Put")
+	}
+	if err := commitPartial(p); err != nil {
+		t.Fatal(err)
+	}
+	b, ok := lookup(t, c, h)
+	if !ok || b.Source != SourceBlob {
+		t.Fatalf("committed partial not served as a blob: %v %v", ok, b.Source)
+	}
+	if got, err := b.ReadAll(); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("blob read back wrong: %v", err)
+	}
+	if _, err := os.Stat(partialFile(dir, h)); err == nil {
+		t.Fatal("partial file left after Commit")
+	}
+	tests := []struct {
+		name      string
+		got, want int
+	}{
+		{"partials rows", countRows(t, c.db, "SELECT count(*) FROM partials"), 0},
+		{"partial_chunks rows", countRows(t, c.db, "SELECT count(*) FROM partial_chunks"), 0},
+		{"chunk_index rows", countRows(t, c.db, "SELECT count(*) FROM chunk_index WHERE blob = ?", h[:]), len(m.Chunks)},
+	}
+	for _, tc := range tests {
+		if tc.got != tc.want {
+			t.Errorf("%s: got %d, want %d", tc.name, tc.got, tc.want)
+		}
+	}
+	if err := p.Put(0, chunkOf(data, m, 0)); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Put after Commit: %v, want ErrClosed", err)
+	}
+}
+
+// Held chunks survive Close and a restart of the cache; only the others
+// are missing, and the resource completes.
+func TestPartialResumesAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	data := chachaBytes(2, 4<<20)
+	h := resources.Sum(data)
+	m := fixedManifest(t, data, testChunk)
+	c := openCache(t, Options{Dir: dir})
+	p := openPartial(t, c, h, m)
+	var first []int
+	for i := range m.Chunks {
+		if i%3 != 1 {
+			first = append(first, i)
+		}
+	}
+	putChunks(t, p, data, m, first)
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+
+	c = openCache(t, Options{Dir: dir})
+	p = openPartial(t, c, h, m)
+	var want []int
+	for i := range m.Chunks {
+		if i%3 == 1 {
+			want = append(want, i)
+		}
+	}
+	if got := p.Missing(); !slices.Equal(got, want) {
+		t.Fatalf("Missing() after a restart: %v, want %v", got, want)
+	}
+	if held, local := p.Held(); held != int64(len(first)*testChunk) || local != 0 {
+		t.Fatalf("Held() after a restart = %d, %d; want %d, 0", held, local, len(first)*testChunk)
+	}
+	putChunks(t, p, data, m, want)
+	if err := commitPartial(p); err != nil {
+		t.Fatal(err)
+	}
+	if b, ok := lookup(t, c, h); !ok {
+		t.Fatal("resumed resource not served")
+	} else if got, _ := b.ReadAll(); !bytes.Equal(got, data) {
+		t.Fatal("resumed resource read back wrong")
+	}
+}
+
+// A manifest cut otherwise (another digest) keeps the chunks it shares at
+// the same offset, length and hash, and drops the rows of the others.
+func TestPartialResumesUnderAnotherManifest(t *testing.T) {
+	dir := t.TempDir()
+	data := chachaBytes(3, 2<<20)
+	h := resources.Sum(data)
+	m1 := fixedManifest(t, data, testChunk)
+	c := openCache(t, Options{Dir: dir})
+	p := openPartial(t, c, h, m1)
+	putChunks(t, p, data, m1, allIndexes(m1))
+	p.Close()
+
+	// m2: the first MiB as m1 cuts it, the second in 128 KiB chunks.
+	var lengths []uint32
+	var hashes []resources.Hash
+	for off := 0; off < len(data); {
+		n := testChunk
+		if off >= 1<<20 {
+			n = 128 << 10
+		}
+		lengths, hashes = append(lengths, uint32(n)), append(hashes, resources.Sum(data[off:off+n]))
+		off += n
+	}
+	m2, err := manifest.New(uint64(len(data)), lengths, hashes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p = openPartial(t, c, h, m2)
+	var want []int
+	for i, ch := range m2.Chunks {
+		if ch.Offset >= 1<<20 {
+			want = append(want, i)
+		}
+	}
+	// The dropped rows' chunks are not in another partial or blob: the
+	// second half is missing, not copied.
+	if got := p.Missing(); !slices.Equal(got, want) {
+		t.Fatalf("Missing() under another manifest: %v, want %v", got, want)
+	}
+	c.Flush(context.Background())
+	if n := countRows(t, c.db, "SELECT count(*) FROM partial_chunks WHERE hash = ?", h[:]); n != 16 {
+		t.Fatalf("%d chunk rows kept, want the 16 shared", n)
+	}
+	putChunks(t, p, data, m2, want)
+	if err := commitPartial(p); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// deltaFixture commits v1 (8 MiB) and returns v2, which differs from it in
+// three chunks.
+func deltaFixture(t *testing.T, c *Cache) (v1 []byte, m1 *manifest.Manifest, v2 []byte, m2 *manifest.Manifest, changed []int) {
+	t.Helper()
+	v1 = chachaBytes(4, 8<<20)
+	m1 = fixedManifest(t, v1, testChunk)
+	p := openPartial(t, c, resources.Sum(v1), m1)
+	putChunks(t, p, v1, m1, allIndexes(m1))
+	if err := commitPartial(p); err != nil {
+		t.Fatal(err)
+	}
+	v2 = bytes.Clone(v1)
+	changed = []int{3, 50, 127}
+	for _, i := range changed {
+		v2[i*testChunk+100] ^= 0xff
+	}
+	return v1, m1, v2, fixedManifest(t, v2, testChunk), changed
+}
+
+// A new version copies the chunks it shares with a cached blob and misses
+// only the changed ones.
+func TestPartialDeltaFromCachedBlob(t *testing.T) {
+	c := openCache(t, Options{Dir: t.TempDir()})
+	_, _, v2, m2, changed := deltaFixture(t, c)
+	h2 := resources.Sum(v2)
+	p := openPartial(t, c, h2, m2)
+	if got := p.Missing(); !slices.Equal(got, changed) {
+		t.Fatalf("Missing() = %v, want the changed chunks %v", got, changed)
+	}
+	wantLocal := int64(len(v2) - len(changed)*testChunk)
+	if held, local := p.Held(); held != wantLocal || local != wantLocal {
+		t.Fatalf("Held() = %d, %d; want %d, %d", held, local, wantLocal, wantLocal)
+	}
+	putChunks(t, p, v2, m2, changed)
+	if err := commitPartial(p); err != nil {
+		t.Fatal(err)
+	}
+	if b, ok := lookup(t, c, h2); !ok {
+		t.Fatal("v2 not served")
+	} else if got, _ := b.ReadAll(); !bytes.Equal(got, v2) {
+		t.Fatal("v2 read back wrong")
+	}
+}
+
+// A chunk that rotted in the cached blob file is not copied, and its index
+// row goes; a blob file that is gone takes all its index rows with it.
+func TestPartialDeltaVerifiesLocalChunks(t *testing.T) {
+	dir := t.TempDir()
+	c := openCache(t, Options{Dir: dir})
+	v1, m1, v2, m2, changed := deltaFixture(t, c)
+	h1 := resources.Sum(v1)
+	f, err := os.OpenFile(blobPath(filepath.Join(dir, "blobs"), h1), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const rotten = 7
+	f.WriteAt([]byte{v1[rotten*testChunk+5] ^ 1}, rotten*testChunk+5)
+	f.Close()
+
+	p := openPartial(t, c, resources.Sum(v2), m2)
+	want := slices.Sorted(slices.Values(append([]int{rotten}, changed...)))
+	if got := p.Missing(); !slices.Equal(got, want) {
+		t.Fatalf("Missing() = %v, want %v (the changed chunks and the rotten one)", got, want)
+	}
+	c.Flush(context.Background())
+	rottenHash := m1.Chunks[rotten].Hash
+	if n := countRows(t, c.db, "SELECT count(*) FROM chunk_index WHERE chunk = ?", rottenHash[:]); n != 0 {
+		t.Fatal("index row of a chunk that does not verify kept")
+	}
+	p.Discard()
+
+	os.Remove(blobPath(filepath.Join(dir, "blobs"), h1))
+	p = openPartial(t, c, resources.Sum(v2), m2)
+	defer p.Discard()
+	if got := len(p.Missing()); got != len(m2.Chunks) {
+		t.Fatalf("%d chunks missing with v1's file gone, want all %d", got, len(m2.Chunks))
+	}
+	c.Flush(context.Background())
+	if n := countRows(t, c.db, "SELECT count(*) FROM chunk_index WHERE blob = ?", h1[:]); n != 0 {
+		t.Fatalf("%d index rows left for a blob file that is gone", n)
+	}
+}
+
+// Chunks held by another partial are copied too.
+func TestPartialDeltaFromAnotherPartial(t *testing.T) {
+	c := openCache(t, Options{Dir: t.TempDir()})
+	v1 := chachaBytes(5, 2<<20)
+	m1 := fixedManifest(t, v1, testChunk)
+	p1 := openPartial(t, c, resources.Sum(v1), m1)
+	putChunks(t, p1, v1, m1, []int{0, 1, 2, 3, 4, 5, 6, 7})
+	if err := p1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	v2 := bytes.Clone(v1)
+	v2[len(v2)-1] ^= 1
+	m2 := fixedManifest(t, v2, testChunk)
+	p2 := openPartial(t, c, resources.Sum(v2), m2)
+	if held, local := p2.Held(); local != 8*testChunk || held != local {
+		t.Fatalf("Held() = %d, %d; want the 8 chunks of the other partial", held, local)
+	}
+	putChunks(t, p2, v2, m2, p2.Missing())
+	if err := commitPartial(p2); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPartialRefusesWrongPut(t *testing.T) {
+	c := openCache(t, Options{Dir: t.TempDir()})
+	data := chachaBytes(6, 1<<20)
+	m := fixedManifest(t, data, testChunk)
+	p := openPartial(t, c, resources.Sum(data), m)
+	defer p.Discard()
+	wrong := bytes.Clone(chunkOf(data, m, 2))
+	wrong[0] ^= 1
+	tests := []struct {
+		name string
+		i    int
+		data []byte
+		want error
+	}{
+		{"other bytes", 2, wrong, ErrHashMismatch},
+		{"another chunk's bytes", 2, chunkOf(data, m, 3), ErrHashMismatch},
+		{"short", 2, chunkOf(data, m, 2)[:100], ErrSizeMismatch},
+		{"index past the end", len(m.Chunks), chunkOf(data, m, 2), nil},
+		{"negative index", -1, chunkOf(data, m, 2), nil},
+	}
+	for _, tc := range tests {
+		err := p.Put(tc.i, tc.data)
+		if err == nil || (tc.want != nil && !errors.Is(err, tc.want)) {
+			t.Errorf("%s: %v, want an error wrapping %v", tc.name, err, tc.want)
+		}
+	}
+	if held, _ := p.Held(); held != 0 || len(p.Missing()) != len(m.Chunks) {
+		t.Fatalf("refused Puts held %d bytes", held)
+	}
+}
+
+// A manifest whose chunks verify but whose whole is not h: the partial is
+// discarded and Commit says ErrHashMismatch.
+func TestPartialManifestThatLies(t *testing.T) {
+	dir := t.TempDir()
+	c := openCache(t, Options{Dir: dir})
+	data := chachaBytes(7, 1<<20)
+	h := resources.Sum(chachaBytes(8, 1<<20)) // some other resource
+	m := fixedManifest(t, data, testChunk)
+	p := openPartial(t, c, h, m)
+	putChunks(t, p, data, m, allIndexes(m))
+	err := p.Commit(func(error) { t.Error("done called for a refused Commit") })
+	if !errors.Is(err, ErrHashMismatch) {
+		t.Fatalf("Commit with a lying manifest: %v, want ErrHashMismatch", err)
+	}
+	if _, err := os.Stat(partialFile(dir, h)); err == nil {
+		t.Fatal("partial file kept after a lying manifest")
+	}
+	if n := countRows(t, c.db, "SELECT count(*) FROM partials") + countRows(t, c.db, "SELECT count(*) FROM partial_chunks"); n != 0 {
+		t.Fatalf("%d partial rows kept after a lying manifest", n)
+	}
+	if _, ok := lookup(t, c, h); ok {
+		t.Fatal("lying manifest's bytes served")
+	}
+	// It can be opened afresh.
+	openPartial(t, c, h, m).Discard()
+}
+
+// Bytes that change in the partial file after their Put are found by
+// Commit, dropped (ErrChunksLost) and Put again.
+func TestPartialFindsChunksCorruptedAfterPut(t *testing.T) {
+	dir := t.TempDir()
+	c := openCache(t, Options{Dir: dir})
+	data := chachaBytes(9, 2<<20)
+	h := resources.Sum(data)
+	m := fixedManifest(t, data, testChunk)
+	p := openPartial(t, c, h, m)
+	// Chunk 0 last: the hasher waits for it, so it reads the damage.
+	putChunks(t, p, data, m, allIndexes(m)[1:])
+	f, err := os.OpenFile(partialFile(dir, h), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte("rot"), 5*testChunk+1000)
+	f.Close()
+	putChunks(t, p, data, m, []int{0})
+
+	err = commitPartial(p)
+	if !errors.Is(err, ErrChunksLost) {
+		t.Fatalf("Commit over a damaged chunk: %v, want ErrChunksLost", err)
+	}
+	if got := p.Missing(); !slices.Equal(got, []int{5}) {
+		t.Fatalf("Missing() after the damage = %v, want [5]", got)
+	}
+	c.Flush(context.Background())
+	if n := countRows(t, c.db, "SELECT count(*) FROM partial_chunks WHERE hash = ? AND offset = ?", h[:], 5*testChunk); n != 0 {
+		t.Fatal("row of the damaged chunk kept")
+	}
+	putChunks(t, p, data, m, []int{5})
+	if err := commitPartial(p); err != nil {
+		t.Fatal(err)
+	}
+	if b, ok := lookup(t, c, h); !ok {
+		t.Fatal("not served after the damaged chunk was put again")
+	} else if got, _ := b.ReadAll(); !bytes.Equal(got, data) {
+		t.Fatal("read back wrong")
+	}
+}
+
+// Several goroutines Put the same chunks in different orders (run with
+// -race).
+func TestPartialConcurrentPut(t *testing.T) {
+	c := openCache(t, Options{Dir: t.TempDir()})
+	data := chachaBytes(10, 4<<20)
+	h := resources.Sum(data)
+	m := fixedManifest(t, data, testChunk)
+	p := openPartial(t, c, h, m)
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			order := allIndexes(m)
+			r := rand.New(rand.NewPCG(uint64(g), 1))
+			r.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+			for _, i := range order {
+				if err := p.Put(i, chunkOf(data, m, i)); err != nil {
+					t.Error(err)
+					return
+				}
+				p.Missing()
+				p.Held()
+			}
+		})
+	}
+	wg.Wait()
+	if held, _ := p.Held(); held != int64(len(data)) {
+		t.Fatalf("Held() = %d, want %d", held, len(data))
+	}
+	if err := commitPartial(p); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// One Partial per resource at a time.
+func TestPartialSecondOpenIsRefused(t *testing.T) {
+	c := openCache(t, Options{Dir: t.TempDir()})
+	data := chachaBytes(11, 1<<20)
+	h := resources.Sum(data)
+	m := fixedManifest(t, data, testChunk)
+	p := openPartial(t, c, h, m)
+	if _, err := c.OpenPartial(context.Background(), h, m); !errors.Is(err, ErrPartialInUse) {
+		t.Fatalf("second OpenPartial: %v, want ErrPartialInUse", err)
+	}
+	p.Close()
+	openPartial(t, c, h, m).Close()
+}
+
+// Evicting a blob deletes its chunk index rows; partials count toward the
+// size cap and are evicted by last use, but never while open.
+func TestPartialEviction(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	clock := func() time.Time { return now }
+	c := openCache(t, Options{Dir: t.TempDir(), MaxBytes: 3 << 20, Now: clock})
+	blob := chachaBytes(12, 1<<20)
+	hb := resources.Sum(blob)
+	p := openPartial(t, c, hb, fixedManifest(t, blob, testChunk))
+	putChunks(t, p, blob, p.m, allIndexes(p.m))
+	if err := commitPartial(p); err != nil {
+		t.Fatal(err)
+	}
+	if n := countRows(t, c.db, "SELECT count(*) FROM chunk_index WHERE blob = ?", hb[:]); n != 16 {
+		t.Fatalf("%d chunk index rows, want 16", n)
+	}
+
+	now = now.Add(time.Hour)
+	idle := chachaBytes(13, 1<<20)
+	hi := resources.Sum(idle)
+	pi := openPartial(t, c, hi, fixedManifest(t, idle, testChunk))
+	putChunks(t, pi, idle, pi.m, []int{0, 1})
+	pi.Close()
+	now = now.Add(time.Hour)
+	open := chachaBytes(14, 2<<20) // still open during Trim
+	ho := resources.Sum(open)
+	po := openPartial(t, c, ho, fixedManifest(t, open, testChunk))
+	defer po.Discard()
+
+	if size, _ := c.Size(context.Background()); size != 4<<20 {
+		t.Fatalf("Size() = %d, want the blob and both partials' sizes, %d", size, 4<<20)
+	}
+	st, err := c.Stats(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Partial.Entries != 2 || st.Partial.Bytes != 3<<20 || st.PartialHeld != 2*testChunk {
+		t.Fatalf("Stats partial: %+v, held %d", st.Partial, st.PartialHeld)
+	}
+	n, _, err := c.Trim(context.Background(), nil)
+	if err != nil || n != 2 {
+		t.Fatalf("Trim: %d evicted, %v; want the blob and the idle partial", n, err)
+	}
+	if n := countRows(t, c.db, "SELECT count(*) FROM chunk_index WHERE blob = ?", hb[:]); n != 0 {
+		t.Fatalf("%d chunk index rows of an evicted blob kept", n)
+	}
+	if n := countRows(t, c.db, "SELECT count(*) FROM partials WHERE hash = ?", hi[:]) + countRows(t, c.db, "SELECT count(*) FROM partial_chunks WHERE hash = ?", hi[:]); n != 0 {
+		t.Fatal("rows of the evicted partial kept")
+	}
+	if _, err := os.Stat(partialFile(c.dir, hi)); err == nil {
+		t.Fatal("evicted partial's file kept")
+	}
+	if _, err := os.Stat(partialFile(c.dir, ho)); err != nil {
+		t.Fatal("open partial evicted")
+	}
+}
+
+// GC removes partials unused for a week; Verify drops a partial's chunks
+// that no longer match.
+func TestPartialGCAndVerify(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	clock := func() time.Time { return now }
+	dir := t.TempDir()
+	c := openCache(t, Options{Dir: dir, Now: clock})
+	data := chachaBytes(15, 1<<20)
+	h := resources.Sum(data)
+	m := fixedManifest(t, data, testChunk)
+	p := openPartial(t, c, h, m)
+	putChunks(t, p, data, m, []int{0, 1, 2, 3})
+	p.Close()
+	f, _ := os.OpenFile(partialFile(dir, h), os.O_WRONLY, 0)
+	f.WriteAt([]byte{0}, 2*testChunk+17)
+	f.Close()
+
+	rep, err := c.Verify(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Partial != 4 || len(rep.Bad) != 1 || rep.Bad[0].Source != SourcePartial || rep.Bad[0].Hash != h || rep.Bad[0].Size != testChunk {
+		t.Fatalf("Verify: %+v", rep)
+	}
+	p = openPartial(t, c, h, m)
+	if got := p.Missing(); got[0] != 2 || len(got) != len(m.Chunks)-3 {
+		t.Fatalf("Missing() after Verify dropped chunk 2: %v", got)
+	}
+	p.Close()
+
+	now = now.Add(6 * 24 * time.Hour)
+	if rep, err := c.GC(context.Background()); err != nil || rep.StalePartials != 0 {
+		t.Fatalf("GC after 6 days: %+v %v", rep, err)
+	}
+	now = now.Add(2 * 24 * time.Hour)
+	if rep, err := c.GC(context.Background()); err != nil || rep.StalePartials != 1 || rep.StalePartialsBytes != int64(len(data)) {
+		t.Fatalf("GC after 8 days: %+v %v", rep, err)
+	}
+	if _, err := os.Stat(partialFile(dir, h)); err == nil {
+		t.Fatal("stale partial's file kept")
+	}
+}
+
+// At Open, partial files without rows are removed (never adopted as blobs:
+// they are not named by content), rows without files are dropped, and a
+// partial renamed into place before its rows committed is a blob with its
+// chunks indexed.
+func TestPartialRepairAtOpen(t *testing.T) {
+	dir := t.TempDir()
+	c := openCache(t, Options{Dir: dir})
+	data := chachaBytes(16, 1<<20)
+	h := resources.Sum(data)
+	m := fixedManifest(t, data, testChunk)
+	p := openPartial(t, c, h, m)
+	putChunks(t, p, data, m, allIndexes(m))
+	p.Close()
+	half := chachaBytes(17, 1<<20)
+	hh := resources.Sum(half)
+	ph := openPartial(t, c, hh, fixedManifest(t, half, testChunk))
+	putChunks(t, ph, half, ph.m, []int{0, 1})
+	ph.Close()
+	c.Close()
+	// A crash between the rename and the commit of the first; the second
+	// is a stray file.
+	os.MkdirAll(filepath.Dir(blobPath(filepath.Join(dir, "blobs"), h)), 0o755)
+	if err := os.Rename(partialFile(dir, h), blobPath(filepath.Join(dir, "blobs"), h)); err != nil {
+		t.Fatal(err)
+	}
+	stray := resources.Sum([]byte("stray"))
+	os.WriteFile(partialFile(dir, stray), []byte("stray"), 0o644)
+
+	c = openCache(t, Options{Dir: dir})
+	if got := c.Opened(); got.Adopted != 1 || got.RemovedPartials != 2 {
+		t.Fatalf("Opened() = %+v, want 1 adopted, 2 partials removed", got)
+	}
+	if b, ok := lookup(t, c, h); !ok || b.Source != SourceBlob {
+		t.Fatal("complete partial renamed into place not adopted")
+	}
+	if n := countRows(t, c.db, "SELECT count(*) FROM chunk_index WHERE blob = ?", h[:]); n != len(m.Chunks) {
+		t.Fatalf("%d chunk index rows for the adopted blob, want %d", n, len(m.Chunks))
+	}
+	if _, err := os.Stat(partialFile(dir, stray)); err == nil {
+		t.Fatal("stray partial file kept")
+	}
+	if n := countRows(t, c.db, "SELECT count(*) FROM partials WHERE hash = ?", hh[:]); n != 1 {
+		t.Fatal("a sound partial was dropped")
+	}
+	c.Close()
+
+	// A damaged database: the partial's rows are gone, so its file goes;
+	// it is not adopted as a blob.
+	os.WriteFile(filepath.Join(dir, damagedName), nil, 0o644)
+	c = openCache(t, Options{Dir: dir})
+	if _, err := os.Stat(partialFile(dir, hh)); err == nil {
+		t.Fatal("partial file kept after its rows were lost")
+	}
+	if _, ok := lookup(t, c, hh); ok {
+		t.Fatal("partial served as a blob")
+	}
+	if p := openPartial(t, c, hh, fixedManifest(t, half, testChunk)); len(p.Missing()) != 16 {
+		t.Fatal("partial resumed without rows")
+	}
+}
+
+// A cache made before partials (schema 3) opens, gains the new tables, and
+// keeps its blobs.
+func TestSchemaUpgradeFromVersion3(t *testing.T) {
+	dir := t.TempDir()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, dbName)+"?_pragma=journal_mode(WAL)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"001_init.sql", "002_blob_names.sql", "003_file_fingerprint.sql"} {
+		script, err := schemaFS.ReadFile("schema/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.Exec(string(script)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data := chachaBytes(18, 100_000)
+	h := resources.Sum(data)
+	db.Exec("PRAGMA user_version = 3")
+	if _, err := db.Exec("INSERT INTO file_blobs (hash, size, last_used) VALUES (?, ?, 1)", h[:], len(data)); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	p := blobPath(filepath.Join(dir, "blobs"), h)
+	os.MkdirAll(filepath.Dir(p), 0o755)
+	os.WriteFile(p, data, 0o644)
+
+	c := openCache(t, Options{Dir: dir})
+	if b, ok := lookup(t, c, h); !ok || b.Source != SourceBlob {
+		t.Fatal("blob of a version 3 cache not served after the upgrade")
+	}
+	var v int
+	c.db.QueryRow("PRAGMA user_version").Scan(&v)
+	if v != 4 {
+		t.Fatalf("schema version %d after the upgrade, want 4", v)
+	}
+	m := fixedManifest(t, data, testChunk)
+	pp := openPartial(t, c, h, m) // the tables exist
+	putChunks(t, pp, data, m, allIndexes(m))
+	if err := commitPartial(pp); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// OpenPartial reserves the resource's size: a full disk fails at once with
+// ErrDiskFull and leaves nothing; a read-only one with ErrNotWritable.
+func TestPartialDiskErrors(t *testing.T) {
+	t.Run("full", func(t *testing.T) {
+		dir := mountTmpfs(t, "1m")
+		c := openCache(t, Options{Dir: dir})
+		data := chachaBytes(19, 2<<20)
+		h := resources.Sum(data)
+		_, err := c.OpenPartial(context.Background(), h, fixedManifest(t, data, testChunk))
+		if !errors.Is(err, ErrDiskFull) {
+			t.Fatalf("OpenPartial of 2 MiB on a 1 MiB disk: %v, want ErrDiskFull", err)
+		}
+		if _, err := os.Stat(partialFile(dir, h)); err == nil {
+			t.Fatal("partial file left")
+		}
+		if n := countRows(t, c.db, "SELECT count(*) FROM partials"); n != 0 {
+			t.Fatal("partial row left")
+		}
+	})
+	t.Run("read-only", func(t *testing.T) {
+		// The partial directory alone is read-only (the open database
+		// keeps the cache's filesystem from being remounted so).
+		dir := mountTmpfs(t, "8m")
+		c := openCache(t, Options{Dir: dir})
+		data := chachaBytes(19, 1<<20)
+		pdir := filepath.Join(dir, partialDirName)
+		os.Mkdir(pdir, 0o755)
+		if out, err := exec.Command("mount", "--bind", pdir, pdir).CombinedOutput(); err != nil {
+			t.Skipf("cannot bind-mount: %v %s", err, out)
+		}
+		defer exec.Command("umount", pdir).Run()
+		remount(t, pdir, "ro,bind")
+		_, err := c.OpenPartial(context.Background(), resources.Sum(data), fixedManifest(t, data, testChunk))
+		if !errors.Is(err, ErrNotWritable) {
+			t.Fatalf("OpenPartial on a read-only disk: %v, want ErrNotWritable", err)
+		}
+	})
+}
+
+// Closing the cache closes its open partials, keeping what they hold.
+func TestCacheCloseKeepsOpenPartials(t *testing.T) {
+	dir := t.TempDir()
+	data := chachaBytes(21, 1<<20)
+	h := resources.Sum(data)
+	m := fixedManifest(t, data, testChunk)
+	c := openCache(t, Options{Dir: dir})
+	p := openPartial(t, c, h, m)
+	putChunks(t, p, data, m, []int{1, 2, 3}) // less than a flush's worth, just now
+	c.Close()
+	if err := p.Put(4, chunkOf(data, m, 4)); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Put after the cache closed: %v, want ErrClosed", err)
+	}
+	p.Close() // does nothing
+
+	c = openCache(t, Options{Dir: dir})
+	p = openPartial(t, c, h, m)
+	defer p.Close()
+	if held, _ := p.Held(); held != 3*testChunk {
+		t.Fatalf("held %d after the cache was closed with the partial open, want %d", held, 3*testChunk)
+	}
+}
