@@ -54,6 +54,9 @@ type Server struct {
 	MaxRequestHashes   int      `toml:"max_request_hashes"`
 	MaxPendingRequests int      `toml:"max_pending_requests"`
 	ActiveStreams      int      `toml:"active_streams"`
+	Chunked            bool     `toml:"chunked"`
+	Compression        bool     `toml:"compression"`
+	CompressionCache   int64    `toml:"compression_cache"`
 	MaxClients         int      `toml:"max_clients"`
 	WriteTimeout       Duration `toml:"write_timeout"`
 	PingInterval       Duration `toml:"ping_interval"`
@@ -129,6 +132,8 @@ func (s *Server) Validate() error {
 		return bad("max_pending_requests", "%d not in max_request_hashes (%d)..%d", s.MaxPendingRequests, s.MaxRequestHashes, 1<<24)
 	case s.ActiveStreams < 1 || s.ActiveStreams > 1024:
 		return bad("active_streams", "%d not in 1..1024", s.ActiveStreams)
+	case s.CompressionCache < 0:
+		return bad("compression_cache", "%d must not be negative", s.CompressionCache)
 	case s.MaxClients < 1:
 		return bad("max_clients", "%d must be positive", s.MaxClients)
 	case s.WriteTimeout.Duration <= 0:

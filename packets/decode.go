@@ -64,6 +64,8 @@ func Decode(b []byte) (Packet, error) {
 		p = decodeMove(d)
 	case TypeBindsDone:
 		p = &BindsDone{Seq: d.u32()}
+	case TypeManifest:
+		p = decodeManifest(d)
 	default:
 		return nil, errorf(0, "type", ErrUnknownType, "type byte 0x%02x", b[0])
 	}
@@ -166,9 +168,14 @@ func decodeResourceRequest(d *decoder) *ResourceRequest {
 		w.Priority = d.u8()
 		d.at(i, "flags")
 		flags := d.u8()
-		if d.err == nil && flags&^RequestFlagRange != 0 {
-			d.fail(ErrInvalidValue, "reserved flag bits 0x%02x set", flags&^RequestFlagRange)
+		if d.err == nil && flags&^requestFlags != 0 {
+			d.fail(ErrInvalidValue, "reserved flag bits 0x%02x set", flags&^requestFlags)
 		}
+		if d.err == nil && flags&RequestFlagManifest != 0 && flags&RequestFlagRange != 0 {
+			d.fail(ErrInvalidValue, "a manifest request has no range")
+		}
+		w.Manifest = flags&RequestFlagManifest != 0
+		w.Raise = flags&RequestFlagRaise != 0
 		if flags&RequestFlagRange != 0 {
 			w.HasRange = true
 			d.at(i, "offset")
@@ -217,6 +224,50 @@ func decodeInitResSend(d *decoder) *InitResSend {
 	p.Encoding = Encoding(d.u8())
 	if d.err == nil && p.Encoding >= numEncodings {
 		d.fail(ErrInvalidValue, "encoding %d unknown", p.Encoding)
+	}
+	if p.Encoding != EncodingRaw {
+		d.field = "encoded length"
+		p.EncodedLength = d.u64()
+		switch {
+		case d.err != nil:
+		case p.Length > MaxEncodedLength:
+			d.fail(ErrTooLarge, "encoded stream of %d bytes decoded, limit %d", p.Length, MaxEncodedLength)
+		case p.EncodedLength > p.Length || p.EncodedLength == 0:
+			d.fail(ErrInvalidValue, "encoded length %d for %d bytes", p.EncodedLength, p.Length)
+		}
+	}
+	return p
+}
+
+func decodeManifest(d *decoder) *Manifest {
+	p := &Manifest{}
+	d.field = "hash"
+	p.Hash = d.hash()
+	d.field = "size"
+	p.Size = d.u64()
+	d.field = "total"
+	p.Total = d.u32()
+	if d.err == nil && p.Total > MaxManifestChunks {
+		d.fail(ErrTooLarge, "%d chunks, limit %d", p.Total, MaxManifestChunks)
+	}
+	d.field = "first"
+	p.First = d.u32()
+	d.field = "count"
+	n := d.count(MaxManifestEntries, ManifestEntrySize)
+	if d.err == nil && uint64(p.First)+uint64(n) > uint64(p.Total) {
+		d.fail(ErrInvalidValue, "chunks %d..%d of %d", p.First, uint64(p.First)+uint64(n), p.Total)
+	}
+	p.Chunks = make([]ManifestChunk, 0, n)
+	for i := 0; i < n && d.err == nil; i++ {
+		var c ManifestChunk
+		d.at(i, "length")
+		c.Length = d.u32()
+		if d.err == nil && (c.Length == 0 || c.Length > MaxManifestChunkLen) {
+			d.fail(ErrInvalidValue, "chunk length %d not in 1..%d", c.Length, MaxManifestChunkLen)
+		}
+		d.at(i, "hash")
+		c.Hash = d.hash()
+		p.Chunks = append(p.Chunks, c)
 	}
 	return p
 }

@@ -44,13 +44,21 @@ func (p *ResourceRequest) appendPayload(b []byte) []byte {
 	for _, w := range p.Wants {
 		b = append(b, w.Hash[:]...)
 		b = append(b, w.Priority)
-		if !w.HasRange {
-			b = append(b, 0)
-			continue
+		var flags byte
+		if w.HasRange {
+			flags |= RequestFlagRange
 		}
-		b = append(b, RequestFlagRange)
-		b = appendU64(b, w.Offset)
-		b = appendU64(b, w.Length)
+		if w.Manifest {
+			flags |= RequestFlagManifest
+		}
+		if w.Raise {
+			flags |= RequestFlagRaise
+		}
+		b = append(b, flags)
+		if w.HasRange {
+			b = appendU64(b, w.Offset)
+			b = appendU64(b, w.Length)
+		}
 	}
 	return b
 }
@@ -72,7 +80,11 @@ func (p *InitResSend) appendPayload(b []byte) []byte {
 	b = append(b, byte(p.AssetType))
 	b = appendU32(b, uint32(p.ID))
 	b = appendRef(b, p.Ref)
-	return append(b, byte(p.Encoding))
+	b = append(b, byte(p.Encoding))
+	if p.Encoding != EncodingRaw {
+		b = appendU64(b, p.EncodedLength)
+	}
+	return b
 }
 
 // ChunkHeaderSize is the encoded size of a ChunkSend without its payload.
@@ -110,3 +122,16 @@ func (p *Move) appendPayload(b []byte) []byte {
 }
 
 func (p *BindsDone) appendPayload(b []byte) []byte { return appendU32(b, p.Seq) }
+
+func (p *Manifest) appendPayload(b []byte) []byte {
+	b = append(b, p.Hash[:]...)
+	b = appendU64(b, p.Size)
+	b = appendU32(b, p.Total)
+	b = appendU32(b, p.First)
+	b = appendUvarint(b, uint64(len(p.Chunks)))
+	for _, c := range p.Chunks {
+		b = appendU32(b, c.Length)
+		b = append(b, c.Hash[:]...)
+	}
+	return b
+}

@@ -63,6 +63,7 @@ func FuzzDecodeResourceError(f *testing.F)   { fuzzType(f, TypeResourceError) }
 func FuzzDecodeDisconnect(f *testing.F)      { fuzzType(f, TypeDisconnect) }
 func FuzzDecodeMove(f *testing.F)            { fuzzType(f, TypeMove) }
 func FuzzDecodeBindsDone(f *testing.F)       { fuzzType(f, TypeBindsDone) }
+func FuzzDecodeManifest(f *testing.F)        { fuzzType(f, TypeManifest) }
 
 // FuzzDecode lets the fuzzer choose the type byte too.
 func FuzzDecode(f *testing.F) {

@@ -30,9 +30,27 @@ const (
 	// MinPingIntervalMs and MaxPingIntervalMs bound Welcome's ping interval.
 	MinPingIntervalMs = 100
 	MaxPingIntervalMs = 10 * 60 * 1000
+	// MaxManifestChunks caps the chunks of one manifest (16 GiB at 64 KiB
+	// chunks) and MaxManifestChunkLen one chunk's length.
+	MaxManifestChunks   = 1 << 18
+	MaxManifestChunkLen = 1 << 20
+	// MaxManifestEntries caps the chunks in one Manifest part: 36 bytes
+	// each, so a full part is under 8 KiB, within MinMaxPacket.
+	MaxManifestEntries = 200
+	// MaxEncodedLength caps the decoded length of an encoded stream, so a
+	// receiver can hold a whole frame and its output in memory.
+	MaxEncodedLength = MaxManifestChunkLen
 )
 
 // MaxWantSize is the largest encoding of one ResourceRequest entry (hash,
 // priority, flags, range); a sender fits n entries in 1+10+n×MaxWantSize
 // bytes.
 const MaxWantSize = 32 + 1 + 1 + 8 + 8
+
+// ManifestEntrySize is the encoded size of one ManifestChunk, and
+// ManifestHeaderSize of a Manifest part without its entries (with the
+// longest uvarint count).
+const (
+	ManifestEntrySize  = 4 + 32
+	ManifestHeaderSize = 1 + 32 + 8 + 4 + 4 + 2
+)

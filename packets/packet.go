@@ -28,13 +28,15 @@ const (
 	TypeLost Type = 0x04
 	// TypeResourceRequest, C→S: send me these hashes.
 	//	uvarint n (≤ MaxRequestHashes) | n × {[32]byte sha256 | u8 priority | u8 flags | if flags&1: u64 offset | u64 length}
+	// flags: 1 range, 2 manifest (needs CapChunked; no range), 4 raise (only
+	// change the priority of a pending request).
 	TypeResourceRequest Type = 0x05
 	// TypeResourceCancel, C→S: stop sending these hashes.
 	//	uvarint n (≤ MaxRequestHashes) | n × [32]byte sha256
 	TypeResourceCancel Type = 0x06
 	// TypeInitResSend, S→C: a stream of one resource starts.
 	//	u32 stream | [32]byte sha256 | u64 size | u64 offset | u64 length | u8 type | u32 id |
-	//	str domain | str key | u8 encoding
+	//	str domain | str key | u8 encoding | if encoding≠0: u64 encoded length
 	TypeInitResSend Type = 0x07
 	// TypeChunkSend, S→C: bytes of a stream.
 	//	u32 stream | u64 offset | u8 flags | payload (the rest of the message, ≤ MaxChunkSize)
@@ -52,6 +54,24 @@ const (
 	// for Move seq has been sent.
 	//	u32 seq
 	TypeBindsDone Type = 0x0C
+	// TypeManifest, S→C (CapChunked): one part of the chunk list of a
+	// resource, answering a request with the manifest flag. Parts come in
+	// order; the one with first+n = total is the last.
+	//	[32]byte sha256 | u64 size | u32 total chunks | u32 first |
+	//	uvarint n (≤ MaxManifestEntries) | n × {u32 length | [32]byte sha256}
+	TypeManifest Type = 0x0D
+)
+
+// Capabilities: optional features, offered in Hello and chosen in Welcome.
+const (
+	// CapChunked: the client may ask for a resource's manifest and fetch
+	// its chunks as ranges; the server answers manifest requests.
+	CapChunked uint64 = 1 << 0
+	// CapZstd: the server may send a stream zstd-encoded.
+	CapZstd uint64 = 1 << 1
+	// KnownCapabilities are the bits this version defines; a Welcome may
+	// choose only bits the Hello offered.
+	KnownCapabilities = CapChunked | CapZstd
 )
 
 var typeNames = map[Type]string{
@@ -59,7 +79,7 @@ var typeNames = map[Type]string{
 	TypeResourceRequest: "ResourceRequest", TypeResourceCancel: "ResourceCancel",
 	TypeInitResSend: "InitResSend", TypeChunkSend: "ChunkSend",
 	TypeResourceError: "ResourceError", TypeDisconnect: "Disconnect", TypeMove: "Move",
-	TypeBindsDone: "BindsDone",
+	TypeBindsDone: "BindsDone", TypeManifest: "Manifest",
 }
 
 func (t Type) String() string {
@@ -87,7 +107,7 @@ func Encode(p Packet) []byte { return Append(nil, p) }
 type Hello struct {
 	Version      uint16
 	Client       uuid.UUID
-	Capabilities uint64 // optional features the client supports; no bits are defined in version 2
+	Capabilities uint64 // optional features the client supports: Cap* bits
 	Token        string // optional auth token; empty when the server needs none
 }
 
@@ -122,18 +142,41 @@ type Bind struct{ Entries []resources.Binding }
 // Lost withdraws bindings.
 type Lost struct{ Entries []resources.Key }
 
-// RequestFlagRange marks a request entry that carries a byte range.
-const RequestFlagRange = 1 << 0
+// Request entry flags.
+const (
+	RequestFlagRange    = 1 << 0 // the entry carries a byte range
+	RequestFlagManifest = 1 << 1 // send the hash's manifest, not its bytes
+	RequestFlagRaise    = 1 << 2 // only re-prioritise a pending request
+	requestFlags        = RequestFlagRange | RequestFlagManifest | RequestFlagRaise
+)
+
+// Priorities a client gives its requests; any u8 is valid and higher is
+// served first. A server serves every pending request of a higher class
+// (now ≥ 128 > normal ≥ 1 > prefetch 0) before any of a lower class, and
+// interleaves the streams of one class.
+const (
+	PriorityPrefetch uint8 = 0   // may be needed later
+	PriorityNormal   uint8 = 64  // bound and not yet used by the game
+	PriorityNow      uint8 = 192 // the game is waiting for it
+)
 
 // Want is one hash of a ResourceRequest.
 type Want struct {
 	Hash     resources.Hash
-	Priority uint8 // 0 is normal; higher is sooner. Servers may ignore it.
+	Priority uint8 // higher is sooner; see PriorityNow
 	// HasRange limits the stream to [Offset, Offset+Length). Without it the
 	// whole resource is sent.
 	HasRange bool
 	Offset   uint64
 	Length   uint64
+	// Manifest asks for the hash's manifest (Manifest packets) instead of
+	// a stream. Only in sessions with CapChunked; never with a range.
+	Manifest bool
+	// Raise changes the priority of the pending request with the same
+	// hash, range and manifest flag to Priority, without restarting it;
+	// it is ignored if no such request is pending and never counts
+	// against max pending.
+	Raise bool
 }
 
 // ResourceRequest asks for resources by hash.
@@ -147,9 +190,23 @@ type Encoding uint8
 
 const (
 	// EncodingRaw: payloads are the resource's bytes as they are.
-	EncodingRaw  Encoding = 0
-	numEncodings Encoding = 1
+	EncodingRaw Encoding = 0
+	// EncodingZstd (CapZstd): the stream's bytes are one zstd frame of
+	// InitResSend.EncodedLength bytes that decodes to exactly Length bytes.
+	// ChunkSend offsets then count bytes of the frame, from 0.
+	EncodingZstd Encoding = 1
+	numEncodings Encoding = 2
 )
+
+func (e Encoding) String() string {
+	switch e {
+	case EncodingRaw:
+		return "raw"
+	case EncodingZstd:
+		return "zstd"
+	}
+	return fmt.Sprintf("encoding(%d)", uint8(e))
+}
 
 // InitResSend starts a stream. Stream ids are chosen by the server and never
 // reused within a session; ChunkSend refers to them.
@@ -166,12 +223,17 @@ type InitResSend struct {
 	ID        resources.ResourceID
 	Ref       resources.Ref
 	Encoding  Encoding
+	// EncodedLength is the size of the encoded stream when Encoding is not
+	// raw; at most Length (an encoding that does not shrink is not used),
+	// and Length is then at most MaxEncodedLength.
+	EncodedLength uint64
 }
 
 // ChunkFlagLast marks the last chunk of a stream.
 const ChunkFlagLast = 1 << 0
 
-// ChunkSend carries stream bytes at an absolute offset within the resource.
+// ChunkSend carries stream bytes at an absolute offset within the resource
+// (within the encoded frame for an encoded stream).
 type ChunkSend struct {
 	Stream uint32
 	Offset uint64
@@ -271,6 +333,22 @@ type Move struct {
 // together, naming the last.
 type BindsDone struct{ Seq uint32 }
 
+// ManifestChunk is one entry of a Manifest part.
+type ManifestChunk struct {
+	Length uint32
+	Hash   resources.Hash
+}
+
+// Manifest is one part of a resource's chunk list. The chunks of all parts,
+// in order, are contiguous from offset 0 and add up to Size.
+type Manifest struct {
+	Hash   resources.Hash // the resource's SHA-256, as bound
+	Size   uint64
+	Total  uint32 // chunks in the whole manifest, ≤ MaxManifestChunks
+	First  uint32 // index of Chunks[0] in the whole manifest
+	Chunks []ManifestChunk
+}
+
 func (*Hello) Type() Type           { return TypeHello }
 func (*Welcome) Type() Type         { return TypeWelcome }
 func (*Bind) Type() Type            { return TypeBind }
@@ -283,3 +361,4 @@ func (*ResourceError) Type() Type   { return TypeResourceError }
 func (*Disconnect) Type() Type      { return TypeDisconnect }
 func (*Move) Type() Type            { return TypeMove }
 func (*BindsDone) Type() Type       { return TypeBindsDone }
+func (*Manifest) Type() Type        { return TypeManifest }

@@ -28,9 +28,11 @@ func samples() []Packet {
 		&Bind{Entries: []resources.Binding{}},
 		&Lost{Entries: []resources.Key{{Type: resources.TypeTexture, ID: 1}, {Type: resources.TypeSound, ID: 7}}},
 		&ResourceRequest{Wants: []Want{{Hash: h1}, {Hash: h2, Priority: 9, HasRange: true, Offset: 10, Length: 20}}},
+		&ResourceRequest{Wants: []Want{{Hash: h1, Manifest: true, Priority: PriorityNow}, {Hash: h2, Raise: true, HasRange: true, Offset: 1, Length: 2}, {Hash: h2, Raise: true, Manifest: true}}},
 		&ResourceCancel{Hashes: []resources.Hash{h1, h2}},
 		&InitResSend{Stream: 3, Hash: h1, Size: 1 << 40, Offset: 0, Length: 1 << 40, AssetType: resources.TypeModel, ID: 4, Ref: resources.Ref{Domain: "default", Key: "m.obj"}, Encoding: EncodingRaw},
 		&InitResSend{Stream: 4, Hash: h2, Size: 100, Offset: 10, Length: 20, AssetType: resources.TypeSound, ID: 5, Ref: resources.Ref{Domain: "default", Key: "s.ogg"}},
+		&InitResSend{Stream: 5, Hash: h2, Size: 1 << 30, Offset: 1 << 20, Length: 1 << 20, AssetType: resources.TypeModel, ID: 6, Ref: resources.Ref{Domain: "default", Key: "m.json"}, Encoding: EncodingZstd, EncodedLength: 1234},
 		&ChunkSend{Stream: 3, Offset: 65536, Last: true, Data: []byte("payload")},
 		&ChunkSend{Stream: 1, Offset: 0, Data: []byte{}},
 		&ResourceError{Hash: h2, Code: ErrorUnknownHash, Message: "no resource with hash " + h2.Short()},
@@ -40,6 +42,9 @@ func samples() []Packet {
 		&Move{Seq: 7, X: 1.5, Y: -64, Z: 1e9, Yaw: 90, Pitch: -45},
 		&BindsDone{Seq: 0},
 		&BindsDone{Seq: math.MaxUint32},
+		&Manifest{Hash: h1, Size: 3 << 20, Total: 3, First: 0, Chunks: []ManifestChunk{{Length: 1 << 20, Hash: h1}, {Length: 1 << 20, Hash: h2}}},
+		&Manifest{Hash: h1, Size: 3 << 20, Total: 3, First: 2, Chunks: []ManifestChunk{{Length: 1 << 20, Hash: h2}}},
+		&Manifest{Hash: h2, Size: 0, Total: 0, Chunks: []ManifestChunk{}},
 	}
 }
 
@@ -115,7 +120,13 @@ func TestDecodeErrors(t *testing.T) {
 		{"lost bad type", []byte{byte(TypeLost), 1, 9, 0, 0, 0, 0}, ErrInvalidValue, "entry 0 type"},
 		{"lost count over cap", append([]byte{byte(TypeLost)}, appendUvarint(nil, MaxLostEntries+1)...), ErrTooLarge, "count"},
 		{"request too many", append([]byte{byte(TypeResourceRequest)}, appendUvarint(nil, MaxRequestHashes+1)...), ErrTooLarge, "count"},
-		{"request reserved flag", append(append([]byte{byte(TypeResourceRequest), 1}, hash[:]...), 0, 2), ErrInvalidValue, "entry 0 flags"},
+		{"request reserved flag", append(append([]byte{byte(TypeResourceRequest), 1}, hash[:]...), 0, 8), ErrInvalidValue, "entry 0 flags"},
+		{"manifest request with range", append(append([]byte{byte(TypeResourceRequest), 1}, hash[:]...), 0, 3), ErrInvalidValue, "entry 0 flags"},
+		{"manifest over chunk cap", append(append([]byte{byte(TypeManifest)}, hash[:]...), 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 4, 0, 0, 0, 0, 0, 0), ErrTooLarge, "total"},
+		{"manifest part past total", append(append([]byte{byte(TypeManifest)}, hash[:]...), 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 0), ErrInvalidValue, "count"},
+		{"manifest empty chunk", append(append(append([]byte{byte(TypeManifest)}, hash[:]...), 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0), hash[:]...), ErrInvalidValue, "entry 0 length"},
+		{"zstd stream longer than the cap", Encode(&InitResSend{Hash: hash, Size: 1 << 30, Length: 1 << 30, Encoding: EncodingZstd, EncodedLength: 10, Ref: resources.Ref{Domain: "d", Key: "k"}}), ErrTooLarge, "encoded length"},
+		{"zstd stream that grows", Encode(&InitResSend{Hash: hash, Size: 100, Length: 100, Encoding: EncodingZstd, EncodedLength: 101, Ref: resources.Ref{Domain: "d", Key: "k"}}), ErrInvalidValue, "encoded length"},
 		{"request range truncated", append(append([]byte{byte(TypeResourceRequest), 1}, hash[:]...), 0, 1, 0), ErrTruncated, "entry 0 offset"},
 		{"cancel truncated hash", append([]byte{byte(TypeResourceCancel), 1}, hash[:31]...), ErrTruncated, "count"},
 		{"init bad encoding", func() []byte {

@@ -84,7 +84,8 @@ type fileState struct {
 	size  int64
 	mtime int64 // UnixNano; 0 for the built-in pack, whose files never change
 	hash  resources.Hash
-	mem   *memSlot // small files only
+	mem   *memSlot   // small files only
+	cut   *chunkSlot // files large enough to be sent in chunks
 }
 
 type candidate struct {
@@ -169,6 +170,9 @@ func Load(ctx context.Context, opts Options, prev *View) (*View, error) {
 		switch {
 		case opts.MemoryMax < 0 || c.state.size > opts.MemoryMax:
 			c.state.mem = nil
+			if c.state.cut == nil && c.state.size > ChunkedMin {
+				c.state.cut = &chunkSlot{}
+			}
 		case c.state.mem == nil:
 			c.state.mem = &memSlot{}
 		default:
@@ -176,7 +180,7 @@ func Load(ctx context.Context, opts Options, prev *View) (*View, error) {
 				budget -= int64(len(*d)) // carried over from the previous view
 			}
 		}
-		entries = append(entries, Entry{Loc: l, ID: lay.ids[i], Hash: c.state.hash, Content: unique.Make(c.state.hash), Size: c.state.size, Pack: c.pack, Path: c.path, mem: c.state.mem, view: v})
+		entries = append(entries, Entry{Loc: l, ID: lay.ids[i], Hash: c.state.hash, Content: unique.Make(c.state.hash), Size: c.state.size, Pack: c.pack, Path: c.path, mem: c.state.mem, cut: c.state.cut, view: v})
 	}
 	v.memBudget.Store(budget)
 	// The indexes are independent: build them on both cores.

@@ -31,7 +31,11 @@ type Entry struct {
 	// mem holds the bytes of a small file once it has been served, so
 	// later requests do not touch the disk; nil for files always read from
 	// disk. Shared with the next view while the file is unchanged.
-	mem  *memSlot
+	mem *memSlot
+	// cut is the manifest of a large file, computed once when first asked
+	// for and shared with the next view while the file is unchanged; nil
+	// for files small enough to send as one chunk.
+	cut  *chunkSlot
 	view *View
 }
 

@@ -56,18 +56,27 @@ func (Failed) event()    {}
 
 // Stats summarise a Syncer. Counts are of bindings (type, id), not hashes.
 type Stats struct {
-	Bound         int   `json:"bound"`
-	Loaded        int   `json:"loaded"`
-	Failed        int   `json:"failed"`
-	FromPack      int   `json:"from_pack"`
-	FromInline    int   `json:"from_inline"`
-	FromBlob      int   `json:"from_blob"`
-	FromNetwork   int   `json:"from_network"`
+	Bound       int `json:"bound"`
+	Loaded      int `json:"loaded"`
+	Failed      int `json:"failed"`
+	FromPack    int `json:"from_pack"`
+	FromInline  int `json:"from_inline"`
+	FromBlob    int `json:"from_blob"`
+	FromNetwork int `json:"from_network"`
+	// BytesReceived is resource bytes obtained from the network (decoded);
+	// WireBytes the stream payload bytes as they crossed it (compressed
+	// where the server compressed them).
 	BytesReceived int64 `json:"bytes_received"`
-	Requested     int   `json:"requested"`
-	Rerequested   int   `json:"rerequested"`
-	StreamErrors  int   `json:"stream_errors"`
-	Sessions      int   `json:"sessions"`
+	WireBytes     int64 `json:"wire_bytes"`
+	// FromLocalChunks is bytes of chunked resources copied from chunks the
+	// cache already held (an earlier version, another resource);
+	// ChunksResumed bytes kept from an interrupted download.
+	FromLocalChunks int64 `json:"from_local_chunks"`
+	ChunksResumed   int64 `json:"resumed_bytes"`
+	Requested       int   `json:"requested"`
+	Rerequested     int   `json:"rerequested"`
+	StreamErrors    int   `json:"stream_errors"`
+	Sessions        int   `json:"sessions"`
 	// SyncSeconds is the time from Run to the first moment every bound
 	// resource was loaded (0 until then).
 	SyncSeconds float64 `json:"sync_seconds"`

@@ -98,7 +98,7 @@ func TestHostileReRequestFloodIsBounded(t *testing.T) {
 	// The last requests are read and queued a moment after they are sent.
 	time.Sleep(200 * time.Millisecond)
 	sc.mu.Lock()
-	queued, pending, bye := len(sc.queue), len(sc.pending), sc.bye
+	queued, pending, bye := sc.queuedN, len(sc.pending), sc.bye
 	sc.mu.Unlock()
 	if bye != nil {
 		t.Fatalf("re-requests of one bound hash were answered with %+v", bye)
@@ -330,8 +330,8 @@ func TestSyncerCancelPrecedesTheRequestItMakesRoomFor(t *testing.T) {
 		}
 		sc.mu.Lock()
 		pending = pending[:0]
-		for h := range sc.pending {
-			pending = append(pending, h)
+		for k := range sc.pending {
+			pending = append(pending, k.hash)
 		}
 		sc.mu.Unlock()
 		time.Sleep(100 * time.Microsecond)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/voxsync/voxsync/compression"
 	"github.com/voxsync/voxsync/configs"
 	"github.com/voxsync/voxsync/packets"
 	"github.com/voxsync/voxsync/packs"
@@ -45,13 +46,17 @@ type Server struct {
 	upgrader websocket.Upgrader
 	limits   packets.Limits
 	addrs    *addrLimits
-	bufs     sync.Pool  // *[]byte packet buffers of a chunk's size, for writers
-	admin    adminState // for the admin listener: connections, reload history
+	caps     uint64             // the optional features offered: packets.Cap*
+	zstd     *compression.Store // compressed forms, shared by every client
+	bufs     sync.Pool          // *[]byte packet buffers of a chunk's size, for writers
+	admin    adminState         // for the admin listener: connections, reload history
 
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // one per connection handler
-	bg     sync.WaitGroup // the server's own goroutines (the progress watchdog)
+	bg     sync.WaitGroup // the server's own goroutines (the progress watchdog, manifest cutting)
+	// cutCancel stops cutting the manifests of the view being replaced.
+	cutCancel context.CancelFunc
 
 	mu         sync.Mutex // guards view, preloadSet, clients, closed
 	view       *packs.View
@@ -88,6 +93,13 @@ func NewServer(opts ServerOptions) (*Server, error) {
 			PingIntervalMs:   uint32(opts.Config.PingInterval.Milliseconds()),
 		},
 	}
+	if opts.Config.Chunked {
+		s.caps |= packets.CapChunked
+	}
+	if opts.Config.Compression {
+		s.caps |= packets.CapZstd
+		s.zstd = compression.NewStore(opts.Config.CompressionCache)
+	}
 	for _, p := range opts.Config.Preload {
 		pat, err := resources.ParsePattern(p)
 		if err != nil {
@@ -111,6 +123,7 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	s.view = opts.View
 	s.preloadSet = s.matchPreload(opts.View)
 	s.bg.Go(s.watchProgress)
+	s.cutManifests(opts.View)
 	s.metrics.reloadResources.Set(float64(opts.View.Len()))
 	s.admin.init(opts.View)
 	return s, nil
@@ -191,10 +204,33 @@ func (s *Server) SetView(v *packs.View) {
 	for c := range s.clients {
 		c.viewChanged(v, added, removed, changed)
 	}
+	s.cutManifests(v)
 	s.mu.Unlock()
 	s.metrics.reloadResources.Set(float64(v.Len()))
 	s.metrics.reloads.WithLabelValues(s.admin.reloaded(old, v)).Inc()
 	old.Close()
+}
+
+// cutManifests computes the manifests of v's large resources in the
+// background, so the first client to ask for one does not wait for it.
+// Unchanged files keep theirs from the previous view. Called with s.mu
+// held or before the server is shared.
+func (s *Server) cutManifests(v *packs.View) {
+	if s.cutCancel != nil {
+		s.cutCancel()
+	}
+	if s.caps&packets.CapChunked == 0 {
+		return
+	}
+	ctx, cancel := context.WithCancel(s.ctx)
+	s.cutCancel = cancel
+	s.bg.Go(func() {
+		v.CutAll(ctx, func(e *packs.Entry, err error) {
+			if ctx.Err() == nil {
+				s.log.Warn("cannot cut resource into chunks; clients will be told to retry", "loc", e.Loc, "err", err)
+			}
+		})
+	})
 }
 
 // watchProgress extends the write deadline of clients whose current write

@@ -17,6 +17,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/gorilla/websocket"
+	"github.com/voxsync/voxsync/compression"
+	"github.com/voxsync/voxsync/manifest"
 	"github.com/voxsync/voxsync/packets"
 	"github.com/voxsync/voxsync/packs"
 	"github.com/voxsync/voxsync/resources"
@@ -38,6 +40,7 @@ type Client struct {
 	addr    netip.Prefix // what per-address limits count against
 	session uuid.UUID
 	hello   packets.Hello
+	caps    uint64 // the session's capabilities, as sent in Welcome
 
 	ctx        context.Context
 	cancel     context.CancelFunc
@@ -56,15 +59,19 @@ type Client struct {
 	// a Move cost this client (tests hold reloads to what changed).
 	rechecked int
 	errs      []packets.ResourceError
-	// Requests: queue holds them in order; pending maps each requested
-	// hash to the generation of its live queue item, so a re-request or a
-	// cancel just bumps or deletes it and stale items are skipped. Keyed by
-	// hash, not entry: a reload makes new entries for the same content.
-	queue      []queued
-	pending    map[resources.Hash]uint32
-	gen        uint32
-	active     []*stream // being interleaved, at most active_streams
-	rr         int       // round-robin position in active
+	// Requests: queues hold them in order, one queue per priority class;
+	// pending maps each request to the generation of its live queue item,
+	// so a re-request or a cancel just bumps or deletes it and stale items
+	// are skipped. Keyed by hash and range, not entry: a reload makes new
+	// entries for the same content.
+	queues  [numClasses][]queued
+	queuedN int // items in all queues, live or stale
+	pending map[reqKey]pend
+	gen     uint32
+	// active are the streams being interleaved, at most active_streams
+	// per class; only the highest class with any is served.
+	active     [numClasses][]*stream
+	rr         [numClasses]int // round-robin position in each active list
 	nextStream uint32
 	regions    map[world.Region]bool // world regions in view
 	center     world.Region          // the region the player is in
@@ -89,25 +96,59 @@ type Client struct {
 	acked      uint64
 }
 
+// reqKey names one request: a whole resource (n is wholeResource), a
+// range of it, or its manifest.
+type reqKey struct {
+	hash     resources.Hash
+	off, n   uint64
+	manifest bool
+}
+
+// wholeResource is reqKey.n for a request without a range.
+const wholeResource = math.MaxUint64
+
+// pend is a pending request's live generation and priority class.
+type pend struct {
+	gen   uint32
+	class uint8
+}
+
+// Priority classes: every request of a higher class is served before any
+// of a lower one (packets.PriorityNow and friends).
+const numClasses = 3
+
+func classOf(priority uint8) uint8 {
+	switch {
+	case priority >= 128:
+		return 2
+	case priority >= 1:
+		return 1
+	}
+	return 0
+}
+
 // queued is a request waiting for its turn; small, as a client may queue
 // thousands.
 type queued struct {
 	entry *packs.Entry
+	key   reqKey
 	gen   uint32
-	rng   *byteRange // nil for the whole resource
 }
 
-type byteRange struct{ off, n uint64 }
-
-// stream is a resource being sent. Only the writer goroutine touches its
-// content and progress; membership in active is under Client.mu.
+// stream is a resource, range or manifest being sent. Only the writer
+// goroutine touches its content and progress; membership in active is
+// under Client.mu.
 type stream struct {
 	queued
+	class     uint8 // the active list it is in
 	id        uint32
 	content   packs.Content
+	enc       []byte // an encoded stream's bytes, sent instead of content
 	next, end uint64
 	started   bool
-	began     time.Time // first write, for the stream-duration metric
+	began     time.Time          // first write, for the stream-duration metric
+	mf        *manifest.Manifest // a manifest request's chunks
+	part      int                // the next manifest chunk to send
 }
 
 func newClient(s *Server, conn *websocket.Conn, remote string) *Client {
@@ -122,7 +163,7 @@ func newClient(s *Server, conn *websocket.Conn, remote string) *Client {
 		uses:       resources.NewUses(),
 		told:       make(map[resources.Key]unique.Handle[resources.Hash]),
 		dirty:      make(map[resources.Key]struct{}),
-		pending:    make(map[resources.Hash]uint32),
+		pending:    make(map[reqKey]pend),
 		regions:    make(map[world.Region]bool),
 	}
 	c.ctx, c.cancel = context.WithCancel(s.ctx)
@@ -316,9 +357,8 @@ func (c *Client) handshake() error {
 		return err
 	}
 	c.conn.SetReadDeadline(time.Time{})
-	// No optional features are defined yet: the session's capabilities
-	// are the client's intersected with none.
-	welcome := &packets.Welcome{Version: packets.Version, Session: c.session, Capabilities: h.Capabilities & serverCapabilities, Limits: c.srv.limits}
+	c.caps = h.Capabilities & c.srv.caps
+	welcome := &packets.Welcome{Version: packets.Version, Session: c.session, Capabilities: c.caps, Limits: c.srv.limits}
 	if err := c.writeNow(welcome); err != nil {
 		c.srv.leave(c)
 		return fmt.Errorf("write welcome: %w", err)
@@ -459,6 +499,18 @@ func (c *Client) request(p *packets.ResourceRequest) {
 	defer c.poke()
 	defer c.mu.Unlock()
 	for _, w := range p.Wants {
+		key := reqKey{hash: w.Hash, n: wholeResource, manifest: w.Manifest}
+		if w.HasRange {
+			key.off, key.n = w.Offset, w.Length
+		}
+		if w.Raise {
+			c.raiseLocked(key, classOf(w.Priority))
+			continue
+		}
+		if w.Manifest && c.caps&packets.CapChunked == 0 {
+			c.byeLocked(packets.DisconnectProtocolError, "manifest requested in a session without the chunked capability")
+			return
+		}
 		e, ok := c.view.ByHash(w.Hash)
 		switch {
 		case !ok:
@@ -471,24 +523,53 @@ func (c *Client) request(p *packets.ResourceRequest) {
 			c.queueError(w.Hash, packets.ErrorRangeInvalid, fmt.Sprintf("range %d+%d outside %d bytes", w.Offset, w.Length, e.Size))
 			continue
 		}
-		if _, again := c.pending[e.Hash]; !again && len(c.pending) >= c.srv.cfg.MaxPendingRequests {
+		if _, again := c.pending[key]; !again && len(c.pending) >= c.srv.cfg.MaxPendingRequests {
 			c.byeLocked(packets.DisconnectLimitExceeded, fmt.Sprintf("more than %d resources requested and not yet sent", c.srv.cfg.MaxPendingRequests))
 			return
 		}
 		// A re-request replaces a stream in progress: the client discarded
 		// what it had, so it gets a new stream from the start. The old
 		// queue item or active stream sees its generation is gone.
-		c.gen++
-		c.pending[e.Hash] = c.gen
-		q := queued{entry: e, gen: c.gen}
-		if w.HasRange {
-			q.rng = &byteRange{w.Offset, w.Length}
-		}
-		c.queue = append(c.queue, q)
-		if len(c.queue) > 2*len(c.pending)+1024 {
-			c.compactQueueLocked()
+		c.enqueueLocked(e, key, classOf(w.Priority))
+	}
+}
+
+// enqueueLocked queues a request under a new generation.
+func (c *Client) enqueueLocked(e *packs.Entry, key reqKey, class uint8) {
+	c.gen++
+	c.pending[key] = pend{gen: c.gen, class: class}
+	c.queues[class] = append(c.queues[class], queued{entry: e, key: key, gen: c.gen})
+	c.queuedN++
+	if c.queuedN > 2*len(c.pending)+1024 {
+		c.compactQueueLocked()
+	}
+}
+
+// raiseLocked moves a pending request to a higher class: a stream already
+// being sent keeps its place and progress in the higher class's turns; one
+// still queued is queued again there. Anything else is ignored: the
+// request may have completed while the raise was on its way.
+func (c *Client) raiseLocked(key reqKey, class uint8) {
+	p, ok := c.pending[key]
+	if !ok || class <= p.class {
+		return
+	}
+	for cls := range c.active {
+		for i, s := range c.active[cls] {
+			if s.key == key && s.gen == p.gen {
+				c.active[cls] = slices.Delete(c.active[cls], i, i+1)
+				s.class = class
+				c.active[class] = append(c.active[class], s)
+				c.pending[key] = pend{gen: p.gen, class: class}
+				return
+			}
 		}
 	}
+	e, ok := c.view.ByHash(key.hash)
+	if !ok {
+		return // removed by a reload: the queued item will say so
+	}
+	c.enqueueLocked(e, key, class)
 }
 
 // compactQueueLocked drops queue items that a re-request or cancel made
@@ -496,14 +577,18 @@ func (c *Client) request(p *packets.ResourceRequest) {
 // requests the same hash over and over holds at most about twice its
 // pending requests in the queue, at amortised constant cost.
 func (c *Client) compactQueueLocked() {
-	live := c.queue[:0]
-	for _, q := range c.queue {
-		if c.liveLocked(q) {
-			live = append(live, q)
+	c.queuedN = 0
+	for cls, queue := range c.queues {
+		live := queue[:0]
+		for _, q := range queue {
+			if c.liveLocked(q) {
+				live = append(live, q)
+			}
 		}
+		clear(queue[len(live):])
+		c.queues[cls] = live
+		c.queuedN += len(live)
 	}
-	clear(c.queue[len(live):])
-	c.queue = live
 }
 
 // boundLocked reports whether any resource with hash h is bound to the
@@ -519,8 +604,8 @@ func (c *Client) boundLocked(h resources.Hash) bool {
 
 // liveLocked reports whether q is still wanted.
 func (c *Client) liveLocked(q queued) bool {
-	g, ok := c.pending[q.entry.Hash]
-	return ok && g == q.gen
+	p, ok := c.pending[q.key]
+	return ok && p.gen == q.gen
 }
 
 func (c *Client) byeLocked(code packets.DisconnectCode, reason string) {
@@ -547,8 +632,17 @@ func (c *Client) cancelHashes(hs []resources.Hash) {
 		return
 	}
 	c.mu.Lock()
+	// A cancel withdraws every request for the hash: whole, ranges and
+	// manifest. Pending is small (max_pending_requests), so one pass over
+	// it costs less than indexing requests by hash.
+	cancel := make(map[resources.Hash]bool, len(hs))
 	for _, h := range hs {
-		delete(c.pending, h)
+		cancel[h] = true
+	}
+	for k := range c.pending {
+		if cancel[k.hash] {
+			delete(c.pending, k)
+		}
 	}
 	c.mu.Unlock()
 }
@@ -810,26 +904,35 @@ func (c *Client) writeControl(buf *[]byte, binds []*packs.Entry, losts []resourc
 func (c *Client) sendChunk(buf *[]byte) (more bool, err error) {
 	c.mu.Lock()
 	var s *stream
+	var cls int
 	for s == nil {
-		for len(c.active) < c.srv.cfg.ActiveStreams && len(c.queue) > 0 {
-			q := c.queue[0]
-			c.queue[0] = queued{}
-			c.queue = c.queue[1:]
-			if len(c.queue) == 0 {
-				c.queue = nil // let the drained backing array go
-			}
-			if c.liveLocked(q) {
-				c.active = append(c.active, &stream{queued: q})
+		for cls = numClasses - 1; cls >= 0; cls-- {
+			for len(c.active[cls]) < c.srv.cfg.ActiveStreams && len(c.queues[cls]) > 0 {
+				q := c.queues[cls][0]
+				c.queues[cls][0] = queued{}
+				c.queues[cls] = c.queues[cls][1:]
+				c.queuedN--
+				if len(c.queues[cls]) == 0 {
+					c.queues[cls] = nil // let the drained backing array go
+				}
+				if c.liveLocked(q) {
+					c.active[cls] = append(c.active[cls], &stream{queued: q, class: uint8(cls)})
+				}
 			}
 		}
-		if len(c.active) == 0 {
+		// Only the highest class with streams is served: a needed-now
+		// request overtakes every prefetch at the next turn.
+		for cls = numClasses - 1; cls >= 0 && len(c.active[cls]) == 0; cls-- {
+		}
+		if cls < 0 {
 			c.mu.Unlock()
 			return false, nil
 		}
-		c.rr %= len(c.active)
-		s = c.active[c.rr]
+		active := c.active[cls]
+		c.rr[cls] %= len(active)
+		s = active[c.rr[cls]]
 		if !c.liveLocked(s.queued) {
-			c.active = slices.Delete(c.active, c.rr, c.rr+1)
+			c.active[cls] = slices.Delete(active, c.rr[cls], c.rr[cls]+1)
 			closeContent(s)
 			s = nil
 			continue
@@ -839,15 +942,15 @@ func (c *Client) sendChunk(buf *[]byte) (more bool, err error) {
 			// under that hash, if anything.
 			e, ok := c.view.ByHash(s.entry.Hash)
 			if !ok {
-				c.active = slices.Delete(c.active, c.rr, c.rr+1)
-				delete(c.pending, s.entry.Hash)
+				c.active[cls] = slices.Delete(active, c.rr[cls], c.rr[cls]+1)
+				delete(c.pending, s.key)
 				c.queueError(s.entry.Hash, packets.ErrorUnknownHash, "resource "+s.entry.Hash.String()+" was removed from the server's packs")
 				s = nil
 				continue
 			}
 			s.entry = e // same hash: its pending entry stands
 		}
-		if s.id == 0 {
+		if s.id == 0 && !s.key.manifest {
 			if c.nextStream == math.MaxUint32 {
 				// Stream ids are never reused within a session.
 				c.byeLocked(packets.DisconnectInternal, "stream ids exhausted; reconnect")
@@ -859,24 +962,31 @@ func (c *Client) sendChunk(buf *[]byte) (more bool, err error) {
 			s.id = c.nextStream
 		}
 	}
-	c.rr++
+	c.rr[cls]++
 	c.mu.Unlock()
 
-	last, err := c.writeStreamChunk(s, buf)
+	var last bool
+	if s.key.manifest {
+		last, err = c.writeManifestPart(s, buf)
+	} else {
+		last, err = c.writeStreamChunk(s, buf)
+	}
 	if err != nil {
 		return false, err
 	}
 	if last {
 		c.mu.Lock()
-		if i := slices.Index(c.active, s); i >= 0 {
-			c.active = slices.Delete(c.active, i, i+1)
+		if i := slices.Index(c.active[s.class], s); i >= 0 {
+			c.active[s.class] = slices.Delete(c.active[s.class], i, i+1)
 		}
 		if c.liveLocked(s.queued) {
-			delete(c.pending, s.entry.Hash) // a read error ended it; the last chunk's write already freed it otherwise
+			delete(c.pending, s.key) // a read error ended it; the last write already freed it otherwise
 		}
 		c.mu.Unlock()
 		closeContent(s)
-		c.srv.metrics.streamDone(s.began)
+		if !s.key.manifest {
+			c.srv.metrics.streamDone(s.began)
+		}
 	}
 	return true, nil
 }
@@ -886,6 +996,59 @@ func closeContent(s *stream) {
 		s.content.Close()
 		s.content = nil
 	}
+	s.enc = nil
+}
+
+// failStream answers a request the server could not read with a retryable
+// error; the caller ends the stream.
+func (c *Client) failStream(s *stream, what string, err error) {
+	e := s.entry
+	c.log.Error(what, "loc", e.Loc, "hash", e.Hash.Short(), "offset", s.next, "err", err)
+	c.mu.Lock()
+	c.queueError(e.Hash, packets.ErrorInternal, "server could not read the resource; retry later")
+	c.mu.Unlock()
+}
+
+// freeLast ends a request's pending state before its last packet is
+// written: once the client has that packet it may ask for another in its
+// place, and that request must find the room free.
+func (c *Client) freeLast(s *stream) {
+	c.mu.Lock()
+	if c.liveLocked(s.queued) {
+		delete(c.pending, s.key)
+	}
+	c.mu.Unlock()
+}
+
+// writeManifestPart writes the next part of a manifest, as many chunks as
+// fit one packet. It reports whether that was the last part.
+func (c *Client) writeManifestPart(s *stream, buf *[]byte) (last bool, err error) {
+	e := s.entry
+	if !s.started {
+		s.started = true
+		m, err := e.Manifest(c.ctx)
+		if err != nil {
+			c.failStream(s, "cut resource", err)
+			return true, nil
+		}
+		s.mf = m
+	}
+	per := min(packets.MaxManifestEntries, (int(c.srv.limits.MaxPacket)-packets.ManifestHeaderSize)/packets.ManifestEntrySize)
+	n := min(len(s.mf.Chunks)-s.part, per)
+	part := &packets.Manifest{Hash: e.Hash, Size: s.mf.Size, Total: uint32(len(s.mf.Chunks)), First: uint32(s.part), Chunks: make([]packets.ManifestChunk, n)}
+	for i, ch := range s.mf.Chunks[s.part : s.part+n] {
+		part.Chunks[i] = packets.ManifestChunk{Length: ch.Length, Hash: ch.Hash}
+	}
+	last = s.part+n == len(s.mf.Chunks)
+	if last {
+		c.freeLast(s)
+	}
+	*buf = packets.Append((*buf)[:0], part)
+	if err := c.writeMessage(*buf); err != nil {
+		return false, err
+	}
+	s.part += n
+	return last, nil
 }
 
 // writeStreamChunk writes InitResSend on a stream's first turn and one
@@ -896,23 +1059,30 @@ func (c *Client) writeStreamChunk(s *stream, buf *[]byte) (last bool, err error)
 	if !s.started {
 		s.started, s.began = true, time.Now()
 		c.srv.metrics.streamStarted(e.InMemory())
-		s.next, s.end = 0, uint64(e.Size)
-		if s.rng != nil {
-			s.next, s.end = s.rng.off, s.rng.off+s.rng.n
+		off, n := uint64(0), uint64(e.Size)
+		if s.key.n != wholeResource {
+			off, n = s.key.off, s.key.n
 		}
 		content, err := e.Open()
 		if err != nil {
-			c.log.Error("open resource", "loc", e.Loc, "hash", e.Hash.Short(), "err", err)
-			c.mu.Lock()
-			c.queueError(e.Hash, packets.ErrorInternal, "server could not read the resource; retry later")
-			c.mu.Unlock()
+			c.failStream(s, "open resource", err)
 			return true, nil
 		}
 		s.content = content
-		*buf = packets.Append((*buf)[:0], &packets.InitResSend{
-			Stream: s.id, Hash: e.Hash, Size: uint64(e.Size), Offset: s.next, Length: s.end - s.next,
+		init := &packets.InitResSend{
+			Stream: s.id, Hash: e.Hash, Size: uint64(e.Size), Offset: off, Length: n,
 			AssetType: e.Type, ID: e.ID, Ref: e.Ref, Encoding: packets.EncodingRaw,
-		})
+		}
+		s.next, s.end = off, off+n
+		if enc, err := c.encoded(s, off, n); err != nil {
+			c.failStream(s, "read resource", err)
+			return true, nil
+		} else if enc != nil {
+			// The stream carries the frame: offsets count its bytes.
+			s.enc, s.next, s.end = enc, 0, uint64(len(enc))
+			init.Encoding, init.EncodedLength = packets.EncodingZstd, uint64(len(enc))
+		}
+		*buf = packets.Append((*buf)[:0], init)
 		if err := write(); err != nil {
 			return false, err
 		}
@@ -921,26 +1091,20 @@ func (c *Client) writeStreamChunk(s *stream, buf *[]byte) (last bool, err error)
 	last = s.next+n == s.end
 	*buf = packets.Append((*buf)[:0], &packets.ChunkSend{Stream: s.id, Offset: s.next, Last: last})
 	hdr := len(*buf)
-	*buf = (*buf)[:hdr+int(n)]
-	got, err := s.content.ReadAt((*buf)[hdr:], int64(s.next))
-	if err != nil && !(err == io.EOF && uint64(got) == n) {
-		// The file shrank or vanished under us: tell the client instead
-		// of sending short data.
-		c.log.Error("read resource", "loc", e.Loc, "hash", e.Hash.Short(), "offset", s.next, "err", err)
-		c.mu.Lock()
-		c.queueError(e.Hash, packets.ErrorInternal, "server could not read the resource; retry later")
-		c.mu.Unlock()
-		return true, nil
+	if s.enc != nil {
+		*buf = append(*buf, s.enc[s.next:s.next+n]...)
+	} else {
+		*buf = (*buf)[:hdr+int(n)]
+		got, err := s.content.ReadAt((*buf)[hdr:], int64(s.next))
+		if err != nil && !(err == io.EOF && uint64(got) == n) {
+			// The file shrank or vanished under us: tell the client
+			// instead of sending short data.
+			c.failStream(s, "read resource", err)
+			return true, nil
+		}
 	}
 	if last {
-		// No longer outstanding from the moment the last chunk can reach
-		// the client: once it has it, the client may ask for another in
-		// its place, and that request must find the room free.
-		c.mu.Lock()
-		if c.liveLocked(s.queued) {
-			delete(c.pending, e.Hash)
-		}
-		c.mu.Unlock()
+		c.freeLast(s)
 	}
 	if err := write(); err != nil {
 		return false, err
@@ -950,12 +1114,38 @@ func (c *Client) writeStreamChunk(s *stream, buf *[]byte) (last bool, err error)
 	return last, nil
 }
 
+// encoded returns the zstd form of a stream's bytes when the session
+// negotiated zstd and it saves at least 10%, else nil. Known-compressed
+// formats are not tried, and each content is compressed once per server
+// (the store keeps the result), not once per client.
+func (c *Client) encoded(s *stream, off, n uint64) ([]byte, error) {
+	e := s.entry
+	if c.caps&packets.CapZstd == 0 || n == 0 || n > packets.MaxEncodedLength || compression.Skip(e.Ref.Key) {
+		return nil, nil
+	}
+	z, ok, err := c.srv.zstd.Get(compression.Key{Hash: e.Hash, Off: off, N: n}, func() ([]byte, error) {
+		raw := make([]byte, n)
+		got, err := s.content.ReadAt(raw, int64(off))
+		if err != nil && !(err == io.EOF && uint64(got) == n) {
+			return nil, err
+		}
+		return raw, nil
+	})
+	if err != nil || !ok {
+		return nil, err
+	}
+	return z, nil
+}
+
 func (c *Client) closeStreams() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, s := range c.active {
-		closeContent(s)
+	for cls := range c.active {
+		for _, s := range c.active[cls] {
+			closeContent(s)
+		}
+		c.active[cls], c.queues[cls] = nil, nil
 	}
-	c.active, c.queue = nil, nil
+	c.queuedN = 0
 	clear(c.pending)
 }

@@ -37,10 +37,17 @@ func FuzzServerSession(f *testing.F) {
 	f.Add(seq(&packets.ResourceRequest{Wants: []packets.Want{{Hash: hashes[2], HasRange: true, Offset: 5, Length: 1 << 40}}}, &packets.Disconnect{}))
 	f.Add(seq(&packets.Bind{}, requestAll(hashes)))
 	f.Add(append(seq(requestAll(hashes[:2])), 0xff, 0x00, 0x05))
+	f.Add(seq(&packets.ResourceRequest{Wants: []packets.Want{
+		{Hash: hashes[3], Manifest: true}, {Hash: hashes[3], HasRange: true, Offset: 0, Length: 100},
+		{Hash: hashes[3], HasRange: true, Offset: 100, Length: 2000, Priority: packets.PriorityPrefetch},
+		{Hash: hashes[3], HasRange: true, Offset: 100, Length: 2000, Priority: packets.PriorityNow, Raise: true},
+		{Hash: hashes[4], Manifest: true, Raise: true, Priority: 255},
+	}}, &packets.ResourceCancel{Hashes: hashes[3:4]}))
 
 	f.Fuzz(func(t *testing.T, in []byte) {
 		s := ts.Server
 		c := newClient(s, nil, "127.0.0.1:1")
+		c.caps = s.caps
 		if err := s.join(c); err != nil {
 			t.Skip(err)
 		}
@@ -66,8 +73,15 @@ func FuzzServerSession(f *testing.F) {
 			if len(c.pending) > s.cfg.MaxPendingRequests {
 				t.Fatalf("%d pending requests, limit %d", len(c.pending), s.cfg.MaxPendingRequests)
 			}
-			if len(c.queue) > 2*len(c.pending)+1024+maxReq {
-				t.Fatalf("%d queued for %d pending", len(c.queue), len(c.pending))
+			queued := 0
+			for _, q := range c.queues {
+				queued += len(q)
+			}
+			if queued != c.queuedN {
+				t.Fatalf("%d queued, counted %d", queued, c.queuedN)
+			}
+			if queued > 2*len(c.pending)+1024+maxReq {
+				t.Fatalf("%d queued for %d pending", queued, len(c.pending))
 			}
 			if len(c.errs) > maxQueuedErrors {
 				t.Fatalf("%d queued errors", len(c.errs))

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/voxsync/voxsync/packets"
+	"github.com/voxsync/voxsync/resources"
 )
 
 // Status is a snapshot of the server for operators: /status shows it as a
@@ -104,9 +105,16 @@ func (s *Server) Status() Status {
 	for i, c := range clients {
 		cs := &st.Clients[i]
 		c.mu.Lock()
-		cs.Bound, cs.Outstanding = len(c.told), len(c.pending)
-		for _, sm := range c.active {
-			cs.Streams = append(cs.Streams, StreamStatus{Resource: sm.entry.Type.String() + "/" + sm.entry.Ref.String(), Size: sm.entry.Size})
+		// A chunked resource has several requests pending: count hashes.
+		outstanding := make(map[resources.Hash]bool, len(c.pending))
+		for k := range c.pending {
+			outstanding[k.hash] = true
+		}
+		cs.Bound, cs.Outstanding = len(c.told), len(outstanding)
+		for _, list := range c.active {
+			for _, sm := range list {
+				cs.Streams = append(cs.Streams, StreamStatus{Resource: sm.entry.Type.String() + "/" + sm.entry.Ref.String(), Size: sm.entry.Size})
+			}
 		}
 		c.mu.Unlock()
 		cs.Loaded = max(cs.Bound-cs.Outstanding, 0)

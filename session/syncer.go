@@ -2,19 +2,23 @@ package session
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/gorilla/websocket"
 	"github.com/voxsync/voxsync/assetsmgr"
+	"github.com/voxsync/voxsync/compression"
 	"github.com/voxsync/voxsync/packets"
 	"github.com/voxsync/voxsync/resources"
 )
@@ -65,6 +69,16 @@ type SyncOptions struct {
 	// NetDialContext, if set, opens the TCP connection (a proxy, a chosen
 	// source address); nil uses net.Dialer.
 	NetDialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+	// NoChunks and NoCompression leave out the chunked and zstd
+	// capabilities from Hello: every resource then comes whole and raw.
+	NoChunks, NoCompression bool
+	// ChunkedMin: resources larger than this are fetched by manifest and
+	// chunks (resumable, deltas against cached chunks) when the server
+	// offers it. Default 1 MiB.
+	ChunkedMin int64
+	// Priority gives a newly bound resource's request priority; nil gives
+	// packets.PriorityNormal. Need raises one later.
+	Priority func(resources.Binding) uint8
 }
 
 // Syncer keeps a game client's resources in sync with a server: it follows
@@ -99,8 +113,16 @@ type Syncer struct {
 	waiting     []resources.Hash
 	outstanding int              // hashes sent and still requested or streaming
 	cancels     []resources.Hash // to cancel, sent by the caller of detachLocked
-	runErr      error            // why Run returned; nil while it runs
-	lastErr     error            // why the last connection attempt or session ended
+	caps        uint64           // the session's capabilities, from Welcome
+	// fetching are the hashes fetched by chunks whose manifest is in,
+	// highest priority first when requests are sent.
+	fetching []resources.Hash
+	closing  []*assetsmgr.Partial // partials to close once the lock is released
+	putSem   chan struct{}        // bounds chunk verifications and writes running at once
+	// pendingEvents are events decided under the lock, for flushEvents.
+	pendingEvents []Event
+	runErr        error // why Run returned; nil while it runs
+	lastErr       error // why the last connection attempt or session ended
 	// Per session: the server's answer is complete once a BindsDone for
 	// the latest Move (or the join) arrives. Keys bound before this
 	// session that it has not bound again by the first such marker
@@ -124,10 +146,15 @@ type hashState struct {
 	state   hashPhase
 	source  assetsmgr.Source
 	retries int
-	// sent: asked of the server in this session; while the hash is also
-	// requested or streaming it counts against Welcome's max pending.
-	// queued: waiting in Syncer.waiting for room under that limit.
+	prio    uint8
+	// sent: asked of the server in this session (whole, or its manifest);
+	// while the hash is also requested or streaming it counts against
+	// Welcome's max pending. queued: waiting in Syncer.waiting for room
+	// under that limit.
 	sent, queued bool
+	// fetch is the chunked download of a large resource, from its
+	// manifest request to its commit; nil for whole streams.
+	fetch *chunkFetch
 }
 
 type hashPhase uint8
@@ -142,14 +169,19 @@ const (
 	phaseFailed
 )
 
-// assembly is one stream being received: small ones in memory, large ones
-// in a cache temp file.
+// assembly is one stream being received: small ones and chunks in memory,
+// large whole ones in a cache temp file.
 type assembly struct {
-	hash    resources.Hash
-	size    uint64
-	next    uint64
-	buf     []byte
-	pending *assetsmgr.Pending
+	hash resources.Hash
+	size uint64 // the resource's bytes the stream carries (decoded)
+	// next and end are the ChunkSend offsets expected: the resource's
+	// range, or the encoded frame's [0, encoded length).
+	next, end uint64
+	encoded   bool
+	chunk     int         // the manifest chunk it carries, or -1 for a whole resource
+	fetch     *chunkFetch // the fetch a chunk belongs to
+	buf       []byte
+	pending   *assetsmgr.Pending
 }
 
 // NewSyncer returns a Syncer; Run starts it.
@@ -166,6 +198,9 @@ func NewSyncer(opts SyncOptions) *Syncer {
 	if opts.Client == uuid.Nil {
 		opts.Client = uuid.New()
 	}
+	if opts.ChunkedMin <= 0 {
+		opts.ChunkedMin = 1 << 20
+	}
 	return &Syncer{
 		opts:    opts,
 		log:     opts.Logger,
@@ -173,6 +208,7 @@ func NewSyncer(opts SyncOptions) *Syncer {
 		hashes:  make(map[resources.Hash]*hashState),
 		streams: make(map[uint32]*assembly),
 		changed: make(chan struct{}, 1),
+		putSem:  make(chan struct{}, max(runtime.GOMAXPROCS(0), 2)),
 	}
 }
 
@@ -347,6 +383,15 @@ func (s *Syncer) send(out *outbox, p packets.Packet) {
 	}
 }
 
+// flushEvents emits the events collected in pendingEvents.
+func (s *Syncer) flushEvents() {
+	s.mu.Lock()
+	evs := s.pendingEvents
+	s.pendingEvents = nil
+	s.mu.Unlock()
+	s.emit(evs)
+}
+
 func (s *Syncer) emit(evs []Event) {
 	if len(evs) == 0 || s.opts.OnEvent == nil {
 		return
@@ -450,6 +495,7 @@ func (s *Syncer) session(ctx context.Context) error {
 	s.stats.Sessions++
 	s.out = out
 	s.limits = welcome.Limits
+	s.caps = welcome.Capabilities
 	s.lastRecv = time.Now()
 	s.resetStreamsLocked()
 	s.stale = make(map[resources.Key]bool, len(s.keys))
@@ -466,6 +512,7 @@ func (s *Syncer) session(ctx context.Context) error {
 			st.state, st.retries = phaseAwaitBind, 0
 		}
 		st.sent, st.queued = false, false // the new session has nothing pending
+		s.resetFetchLocked(st)            // chunks durable so far are resumed from
 	}
 	s.waiting, s.outstanding, s.cancels = nil, 0, nil
 	pos := s.pos
@@ -486,6 +533,7 @@ func (s *Syncer) session(ctx context.Context) error {
 	s.out = nil
 	s.resetStreamsLocked()
 	s.mu.Unlock()
+	s.closePartials()
 	if err == nil {
 		err = werr
 	}
@@ -571,29 +619,38 @@ func (s *Syncer) writeLoop(ctx context.Context, conn *websocket.Conn, out *outbo
 	}
 }
 
-// checkStall re-requests everything outstanding when nothing has arrived
-// for StallTimeout. Any traffic counts as progress: with a long queue on
-// the server a hash may wait its turn for a while, and that is not a stall.
+// tickRequests returns what the writer should request on its tick: what a
+// stall makes it ask again, and waiting requests that now fit.
 //
-// tickRequests returns the hashes the writer should request on its tick:
-// those a stall makes it ask again, and waiting ones that now fit.
-func (s *Syncer) tickRequests() []resources.Hash {
+// A stall is nothing received for StallTimeout while requests are
+// outstanding; then everything outstanding is asked again. Any traffic
+// counts as progress: with a long queue on the server a hash may wait its
+// turn for a while, and that is not a stall.
+func (s *Syncer) tickRequests() []packets.Want {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var again []resources.Hash
+	var chunks []packets.Want
 	if time.Since(s.lastRecv) >= s.opts.StallTimeout {
 		for h, st := range s.hashes {
-			if st.state == phaseRequested || st.state == phaseStreaming {
-				again = append(again, h)
+			if st.state != phaseRequested && st.state != phaseStreaming {
+				continue
 			}
+			if f := st.fetch; f != nil && f.m != nil {
+				for i := range f.inflight {
+					chunks = append(chunks, f.want(h, st.prio, i))
+				}
+				continue
+			}
+			again = append(again, h)
 		}
 		s.lastRecv = time.Now()
-		s.stats.Rerequested += len(again)
-		if len(again) > 0 {
-			s.log.Warn("no data from server; requesting again", "hashes", len(again), "after", s.opts.StallTimeout)
+		s.stats.Rerequested += len(again) + len(chunks)
+		if len(again)+len(chunks) > 0 {
+			s.log.Warn("no data from server; requesting again", "hashes", len(again), "chunks", len(chunks), "after", s.opts.StallTimeout)
 		}
 	}
-	return s.requestLocked(again)
+	return append(chunks, s.requestLocked(again)...)
 }
 
 // request asks the server for hs, keeping within Welcome's max pending
@@ -608,20 +665,29 @@ func (s *Syncer) request(out *outbox, hs []resources.Hash) {
 }
 
 // requestLocked does request's bookkeeping and returns what to send now.
-func (s *Syncer) requestLocked(hs []resources.Hash) []resources.Hash {
-	var send []resources.Hash
+func (s *Syncer) requestLocked(hs []resources.Hash) []packets.Want {
+	var send []packets.Want
 	for _, h := range hs {
 		st := s.hashes[h]
 		switch {
 		case st == nil || st.queued:
 		case st.sent && (st.state == phaseRequested || st.state == phaseStreaming):
-			send = append(send, h)
+			send = append(send, s.firstWantLocked(h, st))
 		default:
 			st.queued = true
 			s.waiting = append(s.waiting, h)
 		}
 	}
 	return append(send, s.fillWindowLocked()...)
+}
+
+// firstWantLocked is a hash's first request: its manifest when it is
+// fetched by chunks, else the whole resource.
+func (s *Syncer) firstWantLocked(h resources.Hash, st *hashState) packets.Want {
+	if st.fetch == nil && s.caps&packets.CapChunked != 0 && int64(st.size) > s.opts.ChunkedMin {
+		st.fetch = newChunkFetch()
+	}
+	return packets.Want{Hash: h, Priority: st.prio, Manifest: st.fetch != nil}
 }
 
 // pumpRequests sends waiting requests that now fit under the limit; the
@@ -634,18 +700,19 @@ func (s *Syncer) pumpRequests(out *outbox) {
 	s.sendRequests(out, send)
 }
 
-// fillWindowLocked takes waiting hashes that fit under max pending and
-// marks them sent. Counting is cheap next to a request's round trip, and
-// with the default limit (65,536) nothing ever waits.
-func (s *Syncer) fillWindowLocked() []resources.Hash {
-	if len(s.waiting) == 0 {
+// fillWindowLocked takes waiting requests that fit under max pending and
+// marks them sent: first hashes not yet asked for (whole, or their
+// manifest), then chunks of the resources fetched by chunks, highest
+// priority first, each resource with at most chunkWindow bytes in flight.
+func (s *Syncer) fillWindowLocked() []packets.Want {
+	if len(s.waiting) == 0 && len(s.fetching) == 0 {
 		return nil
 	}
-	room := len(s.waiting)
+	room := math.MaxInt
 	if max := int(s.limits.MaxPending); max > 0 {
 		room = max - s.outstanding
 	}
-	var send []resources.Hash
+	var send []packets.Want
 	for len(s.waiting) > 0 && len(send) < room {
 		h := s.waiting[0]
 		s.waiting = s.waiting[1:]
@@ -659,12 +726,45 @@ func (s *Syncer) fillWindowLocked() []resources.Hash {
 		}
 		st.sent = true
 		s.outstanding++
-		send = append(send, h)
+		send = append(send, s.firstWantLocked(h, st))
 	}
 	if len(s.waiting) == 0 {
 		s.waiting = nil
 	}
+	if len(s.fetching) > 1 {
+		slices.SortStableFunc(s.fetching, func(a, b resources.Hash) int {
+			return cmp.Compare(s.prioOf(b), s.prioOf(a))
+		})
+	}
+	keep := s.fetching[:0]
+	for _, h := range s.fetching {
+		st := s.hashes[h]
+		if st == nil || st.fetch == nil || st.fetch.m == nil || (st.state != phaseRequested && st.state != phaseStreaming) {
+			continue
+		}
+		f := st.fetch
+		for len(f.todo) > 0 && len(send) < room && f.flight < chunkWindow {
+			i := f.todo[0]
+			f.todo = f.todo[1:]
+			f.inflight[i] = true
+			f.flight += int64(f.m.Chunks[i].Length)
+			s.outstanding++
+			send = append(send, f.want(h, st.prio, i))
+		}
+		if len(f.todo) > 0 {
+			keep = append(keep, h)
+		}
+	}
+	clear(s.fetching[len(keep):])
+	s.fetching = keep
 	return send
+}
+
+func (s *Syncer) prioOf(h resources.Hash) uint8 {
+	if st := s.hashes[h]; st != nil {
+		return st.prio
+	}
+	return 0
 }
 
 // settleLocked notes that hs is no longer outstanding on the server
@@ -675,19 +775,24 @@ func (s *Syncer) settleLocked(hs *hashState) {
 		hs.sent = false
 		s.outstanding--
 	}
+	if f := hs.fetch; f != nil {
+		s.outstanding -= len(f.inflight)
+		clear(f.inflight)
+		f.flight = 0
+	}
 }
 
-// sendRequests sends ResourceRequests for hs.
-func (s *Syncer) sendRequests(out *outbox, hs []resources.Hash) {
-	for _, p := range s.requestPackets(hs) {
+// sendRequests sends ResourceRequests for ws.
+func (s *Syncer) sendRequests(out *outbox, ws []packets.Want) {
+	for _, p := range s.requestPackets(ws) {
 		s.send(out, p)
 	}
 }
 
-// requestPackets batches hs into ResourceRequests within the server's
-// limits: hashes per request, and the packet size.
-func (s *Syncer) requestPackets(hs []resources.Hash) []packets.Packet {
-	if len(hs) == 0 {
+// requestPackets batches ws into ResourceRequests within the server's
+// limits: entries per request, and the packet size.
+func (s *Syncer) requestPackets(ws []packets.Want) []packets.Packet {
+	if len(ws) == 0 {
 		return nil
 	}
 	s.mu.Lock()
@@ -697,14 +802,10 @@ func (s *Syncer) requestPackets(hs []resources.Hash) []packets.Packet {
 		max = 1
 	}
 	var out []packets.Packet
-	for len(hs) > 0 {
-		n := min(len(hs), max)
-		r := &packets.ResourceRequest{Wants: make([]packets.Want, n)}
-		for i := range n {
-			r.Wants[i].Hash = hs[i]
-		}
-		out = append(out, r)
-		hs = hs[n:]
+	for len(ws) > 0 {
+		n := min(len(ws), max)
+		out = append(out, &packets.ResourceRequest{Wants: ws[:n:n]})
+		ws = ws[n:]
 	}
 	return out
 }
@@ -712,8 +813,9 @@ func (s *Syncer) requestPackets(hs []resources.Hash) []packets.Packet {
 // flushCancels sends the cancels detachLocked collected, in one batch per
 // request limit, from the calling goroutine: before any request that the
 // room they free lets through, so the server never sees more pending than
-// it allows.
+// it allows. It also closes the partials given up meanwhile.
 func (s *Syncer) flushCancels(out *outbox) {
+	s.closePartials()
 	s.mu.Lock()
 	hs := s.cancels
 	s.cancels = nil
@@ -793,6 +895,11 @@ func (s *Syncer) handle(ctx context.Context, out *outbox, p packets.Packet) erro
 		s.bindsDone(out, p.Seq)
 	case *packets.InitResSend:
 		s.initStream(out, p)
+	case *packets.Manifest:
+		if s.caps&packets.CapChunked == 0 {
+			return protocolError("Manifest in a session without the chunked capability")
+		}
+		s.manifestPart(ctx, out, p)
 	case *packets.ChunkSend:
 		s.mu.Lock()
 		max := s.limits.MaxChunk
@@ -858,7 +965,10 @@ func (s *Syncer) bind(ctx context.Context, out *outbox, entries []resources.Bind
 		evs = append(evs, Bound{Binding: b})
 		hs := s.hashes[b.Hash]
 		if hs == nil {
-			hs = &hashState{size: b.Size, keys: make(map[resources.Key]bool), state: phaseLooking}
+			hs = &hashState{size: b.Size, keys: make(map[resources.Key]bool), state: phaseLooking, prio: packets.PriorityNormal}
+			if s.opts.Priority != nil {
+				hs.prio = s.opts.Priority(b)
+			}
 			s.hashes[b.Hash] = hs
 			look = append(look, b.Hash)
 		}
@@ -987,10 +1097,11 @@ func (s *Syncer) detachLocked(out *outbox, k resources.Key, h resources.Hash) {
 		}
 		// The lock is held: the caller sends it (flushCancels) before any
 		// request that takes the room it frees.
-		if hs.sent {
+		if hs.sent || (hs.fetch != nil && len(hs.fetch.inflight) > 0) {
 			s.cancels = append(s.cancels, h)
 		}
 		s.settleLocked(hs)
+		s.resetFetchLocked(hs)
 	}
 	if hs.state != phaseStoring {
 		delete(s.hashes, h)
@@ -1031,6 +1142,7 @@ func (s *Syncer) streamFailedLocked(h resources.Hash, why error) (again bool, ev
 	if hs == nil {
 		return false, nil
 	}
+	s.resetFetchLocked(hs) // a chunked fetch starts again from its manifest
 	hs.retries++
 	if hs.retries > s.opts.MaxRetries {
 		hs.state = phaseFailed
@@ -1069,9 +1181,47 @@ func (s *Syncer) initStream(out *outbox, p *packets.InitResSend) {
 		s.mu.Unlock()
 		return
 	}
+	if p.Encoding != packets.EncodingRaw && s.caps&packets.CapZstd == 0 {
+		why := fmt.Errorf("stream encoded %s in a session without it", p.Encoding)
+		s.resetFetchLocked(hs)
+		s.failStreamAndUnlock(out, p.Hash, why)
+		return
+	}
+	a := &assembly{hash: p.Hash, size: p.Length, next: p.Offset, end: p.Offset + p.Length, chunk: -1}
+	if p.Encoding != packets.EncodingRaw {
+		a.encoded, a.next, a.end = true, 0, p.EncodedLength
+	}
+	if f := hs.fetch; f != nil {
+		// A chunk of a resource fetched by chunks: it must be one asked
+		// for. Another (one cancelled, or asked of an earlier session) is
+		// ignored.
+		i, ok := -1, false
+		if f.m != nil {
+			i, ok = f.m.Find(p.Offset, p.Length)
+		}
+		if !ok || !f.inflight[i] || p.Size != hs.size {
+			s.mu.Unlock()
+			return
+		}
+		for id, o := range s.streams {
+			if o.fetch == f && o.chunk == i {
+				delete(s.streams, id) // replaced by the new stream
+			}
+		}
+		a.chunk, a.fetch = i, f
+		a.buf = make([]byte, 0, a.end-a.next)
+		if _, dup := s.streams[p.Stream]; dup {
+			s.dropStreamLocked(p.Stream)
+			s.mu.Unlock()
+			return
+		}
+		s.streams[p.Stream] = a
+		s.mu.Unlock()
+		return
+	}
 	// A new stream for the same hash replaces the old one.
-	for id, a := range s.streams {
-		if a.hash == p.Hash {
+	for id, o := range s.streams {
+		if o.hash == p.Hash {
 			s.dropStreamLocked(id)
 		}
 	}
@@ -1100,9 +1250,9 @@ func (s *Syncer) initStream(out *outbox, p *packets.InitResSend) {
 		s.failStreamAndUnlock(out, p.Hash, why)
 		return
 	}
-	a := &assembly{hash: p.Hash, size: p.Size}
-	if int64(p.Size) <= s.opts.Cache.InlineMax() {
-		a.buf = make([]byte, 0, p.Size)
+	// Encoded streams are at most MaxEncodedLength: held in memory whole.
+	if a.encoded || int64(p.Size) <= s.opts.Cache.InlineMax() {
+		a.buf = make([]byte, 0, a.end)
 	}
 	hs.state = phaseStreaming
 	s.streams[p.Stream] = a
@@ -1114,15 +1264,10 @@ func (s *Syncer) initStream(out *outbox, p *packets.InitResSend) {
 			// A disk problem is not the server's fault: fail the hash
 			// with a clear error rather than re-request forever.
 			s.dropStreamLocked(p.Stream)
-			hs.state = phaseFailed
-			s.settleLocked(hs)
-			var evs []Event
-			for k := range hs.keys {
-				evs = append(evs, Failed{Binding: s.keys[k].b, Err: err})
-			}
+			s.failHashLocked(hs, err)
 			s.mu.Unlock()
 			s.log.Error("cannot store resource", "hash", p.Hash.Short(), "err", err)
-			s.emit(evs)
+			s.flushEvents()
 			s.poke()
 			return
 		}
@@ -1137,7 +1282,7 @@ func (s *Syncer) initStream(out *outbox, p *packets.InitResSend) {
 
 func (s *Syncer) chunk(out *outbox, p *packets.ChunkSend) {
 	s.mu.Lock()
-	s.stats.BytesReceived += int64(len(p.Data))
+	s.stats.WireBytes += int64(len(p.Data))
 	s.progressed = true
 	a := s.streams[p.Stream]
 	if a == nil {
@@ -1152,10 +1297,10 @@ func (s *Syncer) chunk(out *outbox, p *packets.ChunkSend) {
 	switch {
 	case p.Offset != a.next:
 		why = fmt.Errorf("chunk at offset %d, expected %d", p.Offset, a.next)
-	case p.Offset+uint64(len(p.Data)) > a.size:
-		why = fmt.Errorf("chunk past the end: %d+%d of %d bytes", p.Offset, len(p.Data), a.size)
-	case p.Last != (p.Offset+uint64(len(p.Data)) == a.size):
-		why = fmt.Errorf("last-chunk flag %v at %d+%d of %d bytes", p.Last, p.Offset, len(p.Data), a.size)
+	case p.Offset+uint64(len(p.Data)) > a.end:
+		why = fmt.Errorf("chunk past the end: %d+%d of %d bytes", p.Offset, len(p.Data), a.end)
+	case p.Last != (p.Offset+uint64(len(p.Data)) == a.end):
+		why = fmt.Errorf("last-chunk flag %v at %d+%d of %d bytes", p.Last, p.Offset, len(p.Data), a.end)
 	}
 	if why == nil && a.buf == nil && a.pending == nil {
 		why = errors.New("no file to write the stream to")
@@ -1167,6 +1312,10 @@ func (s *Syncer) chunk(out *outbox, p *packets.ChunkSend) {
 	}
 	if why != nil {
 		s.dropStreamLocked(p.Stream)
+		if a.fetch != nil {
+			s.chunkFailedAndUnlock(out, a, why)
+			return
+		}
 		s.failStreamAndUnlock(out, a.hash, why)
 		return
 	}
@@ -1174,11 +1323,29 @@ func (s *Syncer) chunk(out *outbox, p *packets.ChunkSend) {
 		a.buf = append(a.buf, p.Data...)
 	}
 	a.next += uint64(len(p.Data))
-	if a.next < a.size {
+	if !a.encoded {
+		s.stats.BytesReceived += int64(len(p.Data))
+	}
+	if a.next < a.end {
 		s.mu.Unlock()
 		return
 	}
 	delete(s.streams, p.Stream)
+	if a.encoded {
+		s.stats.BytesReceived += int64(a.size)
+	}
+	if f := a.fetch; f != nil {
+		// One chunk in: its request's room is free.
+		if f.inflight[a.chunk] {
+			delete(f.inflight, a.chunk)
+			f.flight -= int64(f.m.Chunks[a.chunk].Length)
+			s.outstanding--
+		}
+		s.mu.Unlock()
+		s.pumpRequests(out)
+		s.chunkReceived(out, a)
+		return
+	}
 	hs := s.hashes[a.hash]
 	hs.state = phaseStoring
 	s.settleLocked(hs)
@@ -1186,17 +1353,58 @@ func (s *Syncer) chunk(out *outbox, p *packets.ChunkSend) {
 	s.pumpRequests(out)
 
 	done := func(err error) { s.stored(a.hash, err) }
-	var err error
-	if a.buf != nil {
-		err = s.opts.Cache.Put(a.hash, a.buf, done)
-	} else {
+	data, err := a.buf, error(nil)
+	if a.encoded {
+		data, err = compression.Decompress(nil, a.buf, int(a.size))
+	}
+	switch {
+	case err != nil:
+	case a.pending != nil:
 		err = a.pending.Commit(done)
+	case int64(len(data)) <= s.opts.Cache.InlineMax():
+		err = s.opts.Cache.Put(a.hash, data, done)
+	default:
+		// Decoded past the inline size: write it out as a blob file.
+		var pend *assetsmgr.Pending
+		if pend, err = s.opts.Cache.Create(a.hash, int64(len(data))); err == nil {
+			if _, err = pend.Write(data); err == nil {
+				err = pend.Commit(done)
+			} else {
+				pend.Abort()
+			}
+		}
 	}
 	if err != nil {
 		// Verification failed: the server sent other bytes than bound.
 		s.mu.Lock()
 		s.failStreamAndUnlock(out, a.hash, err)
 	}
+}
+
+// chunkFailedAndUnlock records a bad chunk stream (s.mu held) and asks for
+// the chunk again, up to MaxRetries bad streams per resource.
+func (s *Syncer) chunkFailedAndUnlock(out *outbox, a *assembly, why error) {
+	hs := s.hashes[a.hash]
+	s.stats.StreamErrors++
+	if hs == nil || hs.fetch != a.fetch {
+		s.mu.Unlock()
+		return
+	}
+	hs.retries++
+	if hs.retries > s.opts.MaxRetries {
+		s.resetFetchLocked(hs)
+		s.failHashLocked(hs, fmt.Errorf("chunk %d: %w", a.chunk, why))
+		s.mu.Unlock()
+		s.log.Error("resource failed", "hash", a.hash.Short(), "err", why, "tries", hs.retries)
+		s.flushEvents()
+		s.poke()
+		return
+	}
+	s.log.Warn("bad chunk stream; requesting again", "hash", a.hash.Short(), "chunk", a.chunk, "err", why, "try", hs.retries)
+	s.stats.Rerequested++
+	w := a.fetch.want(a.hash, hs.prio, a.chunk) // still in flight: the server replaces it
+	s.mu.Unlock()
+	s.sendRequests(out, []packets.Want{w})
 }
 
 // stored is called by the cache once a verified resource is durable.

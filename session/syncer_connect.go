@@ -62,7 +62,7 @@ func (s *Syncer) connect(ctx context.Context) (*websocket.Conn, *packets.Welcome
 	}
 
 	conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	hello := &packets.Hello{Version: packets.Version, Client: s.opts.Client, Token: s.opts.Token}
+	hello := &packets.Hello{Version: packets.Version, Client: s.opts.Client, Token: s.opts.Token, Capabilities: s.offered()}
 	if err := conn.WriteMessage(websocket.BinaryMessage, packets.Encode(hello)); err != nil {
 		conn.Close()
 		return nil, nil, fmt.Errorf("send Hello: %w", err)
@@ -73,7 +73,23 @@ func (s *Syncer) connect(ctx context.Context) (*websocket.Conn, *packets.Welcome
 		conn.Close()
 		return nil, nil, err
 	}
+	if extra := welcome.Capabilities &^ hello.Capabilities; extra != 0 {
+		conn.Close()
+		return nil, nil, fmt.Errorf("%w: Welcome chose capabilities 0x%x that Hello did not offer", ErrProtocol, extra)
+	}
 	return conn, welcome, nil
+}
+
+// offered is the capabilities Hello offers.
+func (s *Syncer) offered() uint64 {
+	var caps uint64
+	if !s.opts.NoChunks {
+		caps |= packets.CapChunked
+	}
+	if !s.opts.NoCompression {
+		caps |= packets.CapZstd
+	}
+	return caps
 }
 
 // readWelcome reads the server's answer to Hello. The version is checked

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/voxsync/voxsync/assetsmgr"
+	"github.com/voxsync/voxsync/compression"
 	"github.com/voxsync/voxsync/packets"
 	"github.com/voxsync/voxsync/resources"
 )
@@ -43,6 +45,22 @@ func FuzzSyncerHandle(f *testing.F) {
 	f.Add(seq(&packets.Bind{Entries: []resources.Binding{b, b}}, init, init, &packets.ChunkSend{Stream: 1, Last: true, Data: []byte("other 123")}))
 	f.Add(seq(&packets.Bind{Entries: []resources.Binding{b}}, &packets.BindsDone{Seq: 0}, &packets.Bind{Entries: []resources.Binding{other}}, &packets.BindsDone{Seq: 7}))
 	f.Add(seq(&packets.Bind{Entries: []resources.Binding{b, {Type: b.Type, ID: 2, Ref: b.Ref, Hash: b.Hash, Size: b.Size + 1}}}, &packets.BindsDone{}))
+	// Chunked (the fuzz Syncer fetches anything over 4 bytes by chunks)
+	// and compressed streams.
+	c1, c2 := resources.Sum(data[:4]), resources.Sum(data[4:])
+	mf := &packets.Manifest{Hash: b.Hash, Size: b.Size, Total: 2, Chunks: []packets.ManifestChunk{{Length: 4, Hash: c1}, {Length: uint32(len(data) - 4), Hash: c2}}}
+	f.Add(seq(&packets.Bind{Entries: []resources.Binding{b}}, mf,
+		&packets.InitResSend{Stream: 1, Hash: b.Hash, Size: b.Size, Offset: 4, Length: b.Size - 4, Ref: b.Ref},
+		&packets.ChunkSend{Stream: 1, Offset: 4, Last: true, Data: data[4:]},
+		&packets.InitResSend{Stream: 2, Hash: b.Hash, Size: b.Size, Offset: 0, Length: 4, Ref: b.Ref},
+		&packets.ChunkSend{Stream: 2, Offset: 0, Last: true, Data: []byte("lies")}))
+	f.Add(seq(&packets.Bind{Entries: []resources.Binding{b}}, &packets.Manifest{Hash: b.Hash, Size: b.Size, Total: 3, Chunks: mf.Chunks[:1]},
+		&packets.Manifest{Hash: b.Hash, Size: b.Size, Total: 3, First: 1, Chunks: mf.Chunks[1:]}, &packets.Lost{Entries: []resources.Key{b.Key()}}))
+	z, _ := compression.Compress(nil, bytes.Repeat([]byte("zstd "), 100))
+	zb := resources.Binding{Type: resources.TypeModel, ID: 3, Ref: resources.Ref{Domain: "d", Key: "m.json"}, Hash: resources.Sum(bytes.Repeat([]byte("zstd "), 100)), Size: 500}
+	f.Add(seq(&packets.Bind{Entries: []resources.Binding{zb}}, &packets.Manifest{Hash: zb.Hash, Size: 500, Total: 1, Chunks: []packets.ManifestChunk{{Length: 500, Hash: zb.Hash}}},
+		&packets.InitResSend{Stream: 1, Hash: zb.Hash, Size: 500, Length: 500, Ref: zb.Ref, Encoding: packets.EncodingZstd, EncodedLength: uint64(len(z))},
+		&packets.ChunkSend{Stream: 1, Last: true, Data: z}))
 
 	cacheDir := f.TempDir()
 	cache, err := assetsmgr.Open(context.Background(), assetsmgr.Options{Dir: cacheDir})
@@ -52,7 +70,8 @@ func FuzzSyncerHandle(f *testing.F) {
 	f.Cleanup(func() { cache.Close() })
 
 	f.Fuzz(func(t *testing.T, in []byte) {
-		s := NewSyncer(SyncOptions{URL: "ws://unused", Cache: cache, MaxRetries: 2})
+		s := NewSyncer(SyncOptions{URL: "ws://unused", Cache: cache, MaxRetries: 2, ChunkedMin: 4})
+		s.caps = packets.CapChunked | packets.CapZstd
 		ctx, cancel := context.WithCancel(context.Background())
 		out := &outbox{ch: make(chan packets.Packet, 64), done: ctx.Done(), lookups: make(chan struct{}, 2)}
 		s.limits = packets.Limits{MaxChunk: 1 << 20, MaxPacket: packets.MaxPacketSize, MaxRequestHashes: 16}

@@ -3,8 +3,10 @@ package session
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -30,7 +32,11 @@ type fakeConn struct {
 	done chan struct{}
 }
 
-func newFakeServer(t testing.TB) *fakeServer {
+func newFakeServer(t testing.TB) *fakeServer { return newFakeServerWith(t, 0) }
+
+// newFakeServerWith answers Hello with a Welcome choosing caps (of those
+// the client offers).
+func newFakeServerWith(t testing.TB, caps uint64) *fakeServer {
 	fs := &fakeServer{conns: make(chan *fakeConn, 8)}
 	up := websocket.Upgrader{}
 	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -39,10 +45,15 @@ func newFakeServer(t testing.TB) *fakeServer {
 			return
 		}
 		defer conn.Close()
-		if _, _, err := conn.ReadMessage(); err != nil { // Hello
+		_, data, err := conn.ReadMessage()
+		if err != nil {
 			return
 		}
-		conn.WriteMessage(websocket.BinaryMessage, packets.Encode(&packets.Welcome{Version: packets.Version,
+		hello, ok := packets.Decode(data)
+		if ok != nil {
+			return
+		}
+		conn.WriteMessage(websocket.BinaryMessage, packets.Encode(&packets.Welcome{Version: packets.Version, Capabilities: caps & hello.(*packets.Hello).Capabilities,
 			Limits: packets.Limits{MaxChunk: 65536, MaxPacket: packets.MaxPacketSize, MaxRequestHashes: 100, MaxPending: 65536, PingIntervalMs: 5000}}))
 		fc := &fakeConn{t: t, conn: conn, in: make(chan packets.Packet, 64), done: make(chan struct{})}
 		fs.conns <- fc
@@ -169,6 +180,9 @@ func startSyncer(t testing.TB, url string, tweak func(*SyncOptions)) (*Syncer, *
 	}
 	rec := &recorder{ch: make(chan Event, 10000)}
 	opts := SyncOptions{URL: url, Cache: cache, OnEvent: rec.on, StallTimeout: 500 * time.Millisecond, MaxRetries: 3}
+	if testing.Verbose() {
+		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
 	if tweak != nil {
 		tweak(&opts)
 	}

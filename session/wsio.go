@@ -9,10 +9,6 @@ import (
 	"github.com/voxsync/voxsync/packets"
 )
 
-// serverCapabilities are the optional protocol features this server
-// implements; none are defined in version 2.
-const serverCapabilities uint64 = 0
-
 // errMessageTooLarge: a peer sent a message over packets.MaxPacketSize.
 var errMessageTooLarge = fmt.Errorf("message over %d bytes, the protocol's largest packet", packets.MaxPacketSize)
 

@@ -225,6 +225,10 @@ func printStats(w io.Writer, st assetsmgr.Stats) {
 		}
 		fmt.Fprintf(w, "  %-6s %7d entries %10s  %s\n", t.name, t.s.Entries, bytesize.Format(t.s.Bytes), used)
 	}
+	if st.Partial.Entries > 0 {
+		fmt.Fprintf(w, "  partial downloads: %d, %s of %s held (resumed when a server binds them)\n",
+			st.Partial.Entries, bytesize.Format(st.PartialHeld), bytesize.Format(st.Partial.Bytes))
+	}
 	limit := "no size cap"
 	if st.MaxBytes >= 0 {
 		limit = "size cap " + bytesize.Format(st.MaxBytes)
@@ -251,7 +255,7 @@ func printVerify(w io.Writer, r verifyResult) {
 	for _, b := range r.Bad {
 		fmt.Fprintf(w, "corrupt %s entry %s (%s): %s; dropped\n", b.Source, b.Hash, bytesize.Format(b.Size), b.Reason)
 	}
-	fmt.Fprintf(w, "checked %d inline and %d blob entries (%s): ", r.Inline, r.Blob, bytesize.Format(r.VerifyReport.Bytes))
+	fmt.Fprintf(w, "checked %d inline and %d blob entries and %d chunks of partial downloads (%s): ", r.Inline, r.Blob, r.Partial, bytesize.Format(r.VerifyReport.Bytes))
 	if r.Clean {
 		fmt.Fprintln(w, "all good")
 	} else {

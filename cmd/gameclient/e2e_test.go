@@ -289,50 +289,6 @@ func TestLostAfterMovingAway(t *testing.T) {
 
 // A client killed mid-download leaves no half-written entry: the next run
 // fetches what is missing and the cache verifies.
-func TestClientKilledMidDownload(t *testing.T) {
-	dir := t.TempDir()
-	big := make([]byte, 64<<20)
-	rand.NewChaCha8([32]byte{5}).Read(big)
-	p := filepath.Join(dir, "assets/e2e/model/huge.b3d")
-	os.MkdirAll(filepath.Dir(p), 0o755)
-	os.WriteFile(p, big, 0o644)
-	url := startServer(t, "-packs", dir)
-	cache := t.TempDir()
-
-	cmd := exec.Command(clientBin, "-server", url, "-cache", cache, "-until-synced")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	// Wait until the download has started writing its temp file.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		tmp, _ := filepath.Glob(filepath.Join(cache, "blobs", "*", ".tmp-*"))
-		if len(tmp) > 0 {
-			if fi, err := os.Stat(tmp[0]); err == nil && fi.Size() > 0 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("download never started")
-		}
-		time.Sleep(time.Millisecond)
-	}
-	cmd.Process.Kill()
-	cmd.Wait()
-
-	r := syncOnce(t, url, cache)
-	if r.FromBlob != 0 || r.FromNetwork == 0 {
-		t.Fatalf("after a kill mid-download: %+v", r)
-	}
-	tmp, _ := filepath.Glob(filepath.Join(cache, "blobs", "*", ".tmp-*"))
-	if len(tmp) != 0 {
-		t.Fatalf("temp files left: %v", tmp)
-	}
-	if r := syncOnce(t, url, cache); r.FromBlob != 1 || r.BytesReceived != 0 {
-		t.Fatalf("third run: %+v", r)
-	}
-}
-
 // A player visits two servers with a 4 MiB cache cap: after the second
 // sync the first server's blobs are evicted, the second's (bound) stay.
 func TestCacheStaysUnderItsCap(t *testing.T) {

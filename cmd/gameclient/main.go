@@ -112,6 +112,8 @@ func run() int {
 		logFormat   = flag.String("log-format", "text", "text (key=value lines) or json (one object a line)")
 		cacheMax    = flag.Int64("cache-max-mib", assetsmgr.DefaultMaxBytes>>20, "evict least recently used blobs past this many MiB (bound ones are kept); negative for no limit")
 		version     = flag.Bool("version", false, "print the version and exit")
+		noChunks    = flag.Bool("no-chunks", false, "fetch large resources whole: no manifests, resume or deltas")
+		noCompress  = flag.Bool("no-compression", false, "do not offer zstd: every stream comes raw")
 		localPacks  listFlag
 	)
 	flag.Var(&localPacks, "packs", "local resource pack directory; repeat or comma-separate")
@@ -179,7 +181,8 @@ func run() int {
 	}
 	defer cache.Close()
 
-	syncer := session.NewSyncer(session.SyncOptions{URL: *server, Cache: cache, Token: *token, Logger: log, OnEvent: nameLoaded(cache, out.event)})
+	syncer := session.NewSyncer(session.SyncOptions{URL: *server, Cache: cache, Token: *token, Logger: log, OnEvent: nameLoaded(cache, out.event),
+		NoChunks: *noChunks, NoCompression: *noCompress})
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -1,0 +1,311 @@
+package session
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/voxsync/voxsync/configs"
+	"github.com/voxsync/voxsync/manifest"
+	"github.com/voxsync/voxsync/packets"
+	"github.com/voxsync/voxsync/resources"
+)
+
+// waitSynced fails the test unless s syncs within 30 s.
+func waitSynced(t *testing.T, s *Syncer) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.WaitSynced(ctx); err != nil {
+		t.Fatalf("not synced: %v (%+v)", err, s.Stats())
+	}
+}
+
+// cutAfter dials TCP connections that are closed once n bytes have been
+// read from the first one: a connection lost in the middle of a download.
+func cutAfter(n int64) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	var first atomic.Bool
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err != nil || !first.CompareAndSwap(false, true) {
+			return c, err
+		}
+		return &cuttingConn{Conn: c, left: n}, nil
+	}
+}
+
+type cuttingConn struct {
+	net.Conn
+	left int64
+}
+
+func (c *cuttingConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if c.left -= int64(n); c.left <= 0 {
+		c.Conn.Close()
+	}
+	return n, err
+}
+
+func TestChunkedDownloadResumesAfterConnectionLoss(t *testing.T) {
+	dir := t.TempDir()
+	data := randomBytes(24<<20, 3)
+	writePackFile(t, dir, "assets/m/model/world.bin", data)
+	ts := startServer(t, serverSetup{dirs: []string{dir}, cfg: func(c *configs.Server) { c.BuiltinPack = false }})
+	s, _, cache, _ := startSyncer(t, ts.url, func(o *SyncOptions) { o.NetDialContext = cutAfter(12 << 20) })
+	waitSynced(t, s)
+	st := s.Stats()
+	if st.Sessions != 2 {
+		t.Fatalf("%d sessions; the first connection should have been cut at 12 MiB", st.Sessions)
+	}
+	// What was verified before the cut is kept: at most the chunks cut
+	// off mid-stream (16 streams of at most 512 KiB) are fetched twice.
+	if over := st.WireBytes - int64(len(data)); over > 8<<20 || st.ChunksResumed < 4<<20 {
+		t.Fatalf("received %d bytes for %d (%d over), resumed %d: %+v", st.WireBytes, len(data), over, st.ChunksResumed, st)
+	}
+	got := readBlob(t, s, resources.Sum(data))
+	if !bytes.Equal(got, data) {
+		t.Fatal("assembled resource differs")
+	}
+	_ = cache
+}
+
+func readBlob(t *testing.T, s *Syncer, h resources.Hash) []byte {
+	t.Helper()
+	b, err := s.Open(context.Background(), h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := b.ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+func TestChunkedDeltaFetchesOnlyChangedChunks(t *testing.T) {
+	dir := t.TempDir()
+	v1 := randomBytes(16<<20, 4)
+	writePackFile(t, dir, "assets/m/model/world.bin", v1)
+	ts := startServer(t, serverSetup{dirs: []string{dir}, cfg: func(c *configs.Server) { c.BuiltinPack = false }, hotReload: true})
+	s, rec, _, _ := startSyncer(t, ts.url, nil)
+	waitSynced(t, s)
+	before := s.Stats()
+
+	// Version 2: 1 MiB overwritten in the middle, 100 KiB inserted near
+	// the start.
+	v2 := append(append(append([]byte{}, v1[:1<<20]...), randomBytes(100<<10, 5)...), v1[1<<20:]...)
+	copy(v2[8<<20:], randomBytes(1<<20, 6))
+	writePackFile(t, dir, "assets/m/model/world.bin", v2)
+	h2 := resources.Sum(v2)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		l := waitEvent[Loaded](t, rec)
+		if l.Binding.Hash == h2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("version 2 never loaded")
+		}
+	}
+	after := s.Stats()
+	wire := after.WireBytes - before.WireBytes
+	local := after.FromLocalChunks - before.FromLocalChunks
+	if wire > 4<<20 || local < 12<<20 {
+		t.Fatalf("delta moved %d bytes over the wire and copied %d locally; want ≤ 4 MiB and most of 16 MiB local", wire, local)
+	}
+	if !bytes.Equal(readBlob(t, s, h2), v2) {
+		t.Fatal("version 2 assembled wrong")
+	}
+	t.Logf("delta: %d bytes on the wire, %d copied from version 1", wire, local)
+}
+
+// jsonModels returns n small JSON block models.
+func jsonModels(n int) map[string][]byte {
+	out := make(map[string][]byte, n)
+	for i := range n {
+		var b bytes.Buffer
+		b.WriteString("{\n  \"parent\": \"block/cube_all\",\n  \"textures\": {\n")
+		for j := range 6 {
+			b.WriteString("    \"side" + string(rune('a'+j)) + "\": \"default:block/stone_" + string(rune('a'+i%26)) + string(rune('a'+j)) + "\",\n")
+		}
+		fmt.Fprintf(&b, "    \"particle\": \"default:block/stone_%d\"\n  },\n  \"elements\": [{\"from\": [0, 0, 0], \"to\": [16, %d, 16]}]\n}\n", i, i%17)
+		out["m"+string(rune('a'+i%26))+string(rune('a'+i/26%26))+".json"] = b.Bytes()
+	}
+	return out
+}
+
+func TestCompressionNegotiatedAndRefused(t *testing.T) {
+	dir := t.TempDir()
+	var total int64
+	for name, data := range jsonModels(200) {
+		writePackFile(t, dir, "assets/m/model/"+name, data)
+		total += int64(len(data))
+	}
+	writePackFile(t, dir, "assets/m/texture/noise.png", randomBytes(50_000, 7))
+	total += 50_000
+	for _, tc := range []struct {
+		name         string
+		serverOff    bool
+		clientOff    bool
+		wantCompress bool
+	}{
+		{"both offer zstd", false, false, true},
+		{"client refuses", false, true, false},
+		{"server refuses", true, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ts := startServer(t, serverSetup{dirs: []string{dir}, cfg: func(c *configs.Server) {
+				c.BuiltinPack = false
+				c.Compression = !tc.serverOff
+			}})
+			s, _, _, _ := startSyncer(t, ts.url, func(o *SyncOptions) { o.NoCompression = tc.clientOff })
+			waitSynced(t, s)
+			st := s.Stats()
+			if st.BytesReceived != total {
+				t.Fatalf("received %d resource bytes, want %d", st.BytesReceived, total)
+			}
+			// The PNG is never compressed: at best the JSON shrinks.
+			if tc.wantCompress && st.WireBytes*2 > st.BytesReceived-50_000+50_000*2 {
+				t.Fatalf("%d bytes on the wire for %d: JSON not compressed 2×", st.WireBytes, st.BytesReceived)
+			}
+			if !tc.wantCompress && st.WireBytes != st.BytesReceived {
+				t.Fatalf("%d bytes on the wire for %d, with compression refused", st.WireBytes, st.BytesReceived)
+			}
+		})
+	}
+}
+
+// TestNeededNowOvertakesPrefetch: with one stream slot, a needed-now
+// request starts at the server's next turn, before the large prefetch in
+// progress ends; a raise does the same for a request already queued.
+func TestNeededNowOvertakesPrefetch(t *testing.T) {
+	dir := t.TempDir()
+	big := randomBytes(32<<20, 8)
+	small := randomBytes(1000, 9)
+	small2 := randomBytes(1200, 10)
+	writePackFile(t, dir, "assets/m/sound/big.ogg", big)
+	writePackFile(t, dir, "assets/m/texture/small.png", small)
+	writePackFile(t, dir, "assets/m/texture/small2.png", small2)
+	ts := startServer(t, serverSetup{dirs: []string{dir}, cfg: func(c *configs.Server) {
+		c.BuiltinPack = false
+		c.ActiveStreams = 1
+	}})
+	c, _ := join(t, ts.url)
+	c.binds(3)
+	hb, hs, hs2 := resources.Sum(big), resources.Sum(small), resources.Sum(small2)
+	c.send(&packets.ResourceRequest{Wants: []packets.Want{{Hash: hb, Priority: packets.PriorityPrefetch}, {Hash: hs2, Priority: packets.PriorityPrefetch}}})
+	// Wait for the big stream to start, then ask for small as needed now
+	// and raise small2, queued behind big.
+	bigStream := expectInit(t, c, hb)
+	c.send(&packets.ResourceRequest{Wants: []packets.Want{{Hash: hs, Priority: packets.PriorityNow}, {Hash: hs2, Priority: packets.PriorityNow, Raise: true}}})
+	done := map[resources.Hash]int{} // completion order
+	streams := map[uint32]resources.Hash{bigStream: hb}
+	for len(done) < 3 {
+		switch p := c.recv().(type) {
+		case *packets.InitResSend:
+			streams[p.Stream] = p.Hash
+		case *packets.ChunkSend:
+			if p.Last {
+				done[streams[p.Stream]] = len(done)
+			}
+		}
+	}
+	if done[hb] != 2 {
+		t.Fatalf("completion order big %d, small %d, small2 %d: the prefetch finished before a needed-now request", done[hb], done[hs], done[hs2])
+	}
+}
+
+func expectInit(t *testing.T, c *rawClient, h resources.Hash) uint32 {
+	t.Helper()
+	for {
+		if p, ok := c.recv().(*packets.InitResSend); ok && p.Hash == h {
+			return p.Stream
+		}
+	}
+}
+
+// TestManifestRequestOverTheWire checks the server's manifest against the
+// resource, and that its chunks can be fetched as ranges.
+func TestManifestRequestOverTheWire(t *testing.T) {
+	dir := t.TempDir()
+	data := randomBytes(3<<20, 11)
+	writePackFile(t, dir, "assets/m/model/map.bin", data)
+	ts := startServer(t, serverSetup{dirs: []string{dir}, cfg: func(c *configs.Server) { c.BuiltinPack = false }})
+	c := dial(t, ts.url)
+	c.send(&packets.Hello{Version: packets.Version, Capabilities: packets.CapChunked})
+	w, ok := c.recv().(*packets.Welcome)
+	if !ok || w.Capabilities != packets.CapChunked {
+		t.Fatalf("welcome %+v", w)
+	}
+	c.binds(1)
+	h := resources.Sum(data)
+	c.send(&packets.ResourceRequest{Wants: []packets.Want{{Hash: h, Manifest: true}}})
+	var lengths []uint32
+	var hashes []resources.Hash
+	for {
+		p, ok := c.recv().(*packets.Manifest)
+		if !ok {
+			continue
+		}
+		if p.Hash != h || p.Size != uint64(len(data)) || int(p.First) != len(lengths) {
+			t.Fatalf("manifest part %+v", p)
+		}
+		for _, ch := range p.Chunks {
+			lengths = append(lengths, ch.Length)
+			hashes = append(hashes, ch.Hash)
+		}
+		if len(lengths) == int(p.Total) {
+			break
+		}
+	}
+	m, err := manifest.New(uint64(len(data)), lengths, hashes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Chunks) < 6 {
+		t.Fatalf("3 MiB cut into %d chunks", len(m.Chunks))
+	}
+	for _, ch := range m.Chunks {
+		if sha256.Sum256(data[ch.Offset:ch.End()]) != ch.Hash {
+			t.Fatalf("chunk at %d does not match its hash", ch.Offset)
+		}
+	}
+	// Every chunk as a range, all pending at once.
+	req := &packets.ResourceRequest{}
+	for _, ch := range m.Chunks {
+		req.Wants = append(req.Wants, packets.Want{Hash: h, HasRange: true, Offset: ch.Offset, Length: uint64(ch.Length)})
+	}
+	c.send(req)
+	got := make([]byte, len(data))
+	streams := map[uint32]*packets.InitResSend{}
+	for left := len(m.Chunks); left > 0; {
+		switch p := c.recv().(type) {
+		case *packets.InitResSend:
+			if p.Encoding != packets.EncodingRaw {
+				t.Fatalf("an encoded stream without zstd negotiated: %+v", p)
+			}
+			streams[p.Stream] = p
+		case *packets.ChunkSend:
+			copy(got[p.Offset:], p.Data)
+			if p.Last {
+				left--
+			}
+		}
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatal("chunks fetched as ranges differ from the resource")
+	}
+	// Without the capability a manifest request is a protocol error.
+	c2, _ := join(t, ts.url)
+	c2.binds(1)
+	c2.send(&packets.ResourceRequest{Wants: []packets.Want{{Hash: h, Manifest: true}}})
+	if d := c2.expectDisconnect(); d.Code != packets.DisconnectProtocolError {
+		t.Fatalf("disconnect %+v", d)
+	}
+}

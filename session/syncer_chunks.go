@@ -1,0 +1,347 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/voxsync/voxsync/assetsmgr"
+	"github.com/voxsync/voxsync/compression"
+	"github.com/voxsync/voxsync/manifest"
+	"github.com/voxsync/voxsync/packets"
+	"github.com/voxsync/voxsync/resources"
+)
+
+// chunkWindow caps the bytes of one resource's chunks requested and not yet
+// received. Small enough that little is lost when the client is killed
+// (what was in flight, plus what was received and not yet durable), and
+// that a newly needed resource's request is not queued behind much; large
+// enough to keep a loopback or LAN link busy.
+const chunkWindow = 4 << 20
+
+// chunkFetch is the download of one large resource by chunks: its manifest
+// is collected, the cache's partial copies what is held locally, and the
+// missing chunks are requested, verified and written as they arrive.
+type chunkFetch struct {
+	// The manifest, collected part by part; m is set once complete.
+	total   uint32
+	lengths []uint32
+	hashes  []resources.Hash
+	m       *manifest.Manifest
+
+	partial  *assetsmgr.Partial // nil until opened
+	todo     []int              // chunks to request, in order
+	inflight map[int]bool       // requested and not yet fully received
+	flight   int64              // bytes of the inflight chunks
+	left     int                // chunks not yet Put
+	started  bool               // the partial is being opened or is open
+}
+
+func newChunkFetch() *chunkFetch { return &chunkFetch{inflight: make(map[int]bool)} }
+
+// want is the request for chunk i.
+func (f *chunkFetch) want(h resources.Hash, prio uint8, i int) packets.Want {
+	c := f.m.Chunks[i]
+	return packets.Want{Hash: h, Priority: prio, HasRange: true, Offset: c.Offset, Length: uint64(c.Length)}
+}
+
+// resetFetchLocked gives up hs's chunked fetch: its partial is closed
+// (keeping the chunks made durable, to resume from) once the lock is
+// released, and the next request starts again from the manifest.
+func (s *Syncer) resetFetchLocked(hs *hashState) {
+	f := hs.fetch
+	if f == nil {
+		return
+	}
+	s.outstanding -= len(f.inflight)
+	for id, a := range s.streams {
+		if a.fetch == f {
+			delete(s.streams, id)
+		}
+	}
+	if f.partial != nil {
+		s.closing = append(s.closing, f.partial)
+	}
+	hs.fetch = nil
+}
+
+// closePartials closes the partials given up while the lock was held.
+func (s *Syncer) closePartials() {
+	s.mu.Lock()
+	ps := s.closing
+	s.closing = nil
+	s.mu.Unlock()
+	for _, p := range ps {
+		if err := p.Close(); err != nil {
+			s.log.Warn("close partial download", "err", err)
+		}
+	}
+}
+
+// manifestPart collects a part of a manifest asked for; the last one opens
+// the cache's partial for the resource on a worker.
+func (s *Syncer) manifestPart(ctx context.Context, out *outbox, p *packets.Manifest) {
+	s.mu.Lock()
+	hs := s.hashes[p.Hash]
+	if hs == nil || hs.fetch == nil || hs.fetch.m != nil || hs.state != phaseRequested {
+		s.mu.Unlock()
+		return // not asked for (any more)
+	}
+	f := hs.fetch
+	var why error
+	switch {
+	case p.Size != hs.size:
+		why = fmt.Errorf("manifest of %d bytes for a hash bound with %d", p.Size, hs.size)
+	case int(p.First) != len(f.lengths):
+		why = fmt.Errorf("manifest part from chunk %d, expected %d", p.First, len(f.lengths))
+	case p.First == 0:
+		if err := manifest.CheckHeader(p.Size, p.Total); err != nil {
+			why = err
+		}
+		f.total = p.Total
+	case p.Total != f.total:
+		why = fmt.Errorf("manifest part says %d chunks, the first said %d", p.Total, f.total)
+	}
+	if why != nil {
+		s.resetFetchLocked(hs)
+		s.failStreamAndUnlock(out, p.Hash, fmt.Errorf("bad manifest: %w", why))
+		return
+	}
+	for _, c := range p.Chunks {
+		f.lengths = append(f.lengths, c.Length)
+		f.hashes = append(f.hashes, c.Hash)
+	}
+	if len(f.lengths) < int(f.total) {
+		s.mu.Unlock()
+		return
+	}
+	m, err := manifest.New(p.Size, f.lengths, f.hashes)
+	if err != nil {
+		s.resetFetchLocked(hs)
+		s.failStreamAndUnlock(out, p.Hash, fmt.Errorf("bad manifest: %w", err))
+		return
+	}
+	f.m, f.lengths, f.hashes = m, nil, nil
+	// The manifest request is answered: its room is free.
+	if hs.sent {
+		hs.sent = false
+		s.outstanding--
+	}
+	f.started = true
+	s.mu.Unlock()
+	out.wg.Go(func() { s.openPartial(ctx, out, p.Hash, f) })
+}
+
+// openPartial opens (or resumes) the cache's partial for a fetch, which
+// copies the chunks held locally, and requests the rest.
+func (s *Syncer) openPartial(ctx context.Context, out *outbox, h resources.Hash, f *chunkFetch) {
+	part, err := s.opts.Cache.OpenPartial(ctx, h, f.m)
+	s.mu.Lock()
+	hs := s.hashes[h]
+	if hs == nil || hs.fetch != f {
+		s.mu.Unlock()
+		if part != nil {
+			part.Close()
+		}
+		return
+	}
+	if err != nil {
+		s.resetFetchLocked(hs)
+		s.failHashLocked(hs, err)
+		s.mu.Unlock()
+		s.log.Error("cannot store resource", "hash", h.Short(), "err", err)
+		s.poke()
+		return
+	}
+	f.partial = part
+	f.todo = part.Missing()
+	f.left = len(f.todo)
+	held, local := part.Held()
+	s.stats.FromLocalChunks += local
+	s.stats.ChunksResumed += held - local
+	s.progressed = true
+	if f.left == 0 {
+		s.mu.Unlock()
+		s.commitFetch(out, h, f)
+		return
+	}
+	hs.state = phaseStreaming
+	s.fetching = append(s.fetching, h)
+	s.mu.Unlock()
+	s.pumpRequests(out)
+}
+
+// failHashLocked reports every key of hs Failed for good, for errors that
+// retrying cannot fix (the disk).
+func (s *Syncer) failHashLocked(hs *hashState, err error) {
+	hs.state = phaseFailed
+	s.settleLocked(hs)
+	var evs []Event
+	for k := range hs.keys {
+		evs = append(evs, Failed{Binding: s.keys[k].b, Err: err})
+	}
+	s.pendingEvents = append(s.pendingEvents, evs...)
+}
+
+// chunkReceived takes a chunk stream's complete bytes off the reader: the
+// decoding, verification and write run on a worker, at most putSem at
+// once, so the reader goes on receiving while the other cores verify.
+func (s *Syncer) chunkReceived(out *outbox, a *assembly) {
+	select {
+	case s.putSem <- struct{}{}:
+	case <-out.done:
+		return
+	}
+	out.wg.Go(func() {
+		defer func() { <-s.putSem }()
+		data := a.buf
+		var err error
+		if a.encoded {
+			data, err = compression.Decompress(nil, a.buf, int(a.size))
+		}
+		if err == nil {
+			err = a.fetch.partial.Put(a.chunk, data)
+		}
+		s.chunkStored(out, a, err)
+	})
+}
+
+// chunkStored records a chunk written (or refused); the last one commits.
+func (s *Syncer) chunkStored(out *outbox, a *assembly, err error) {
+	s.mu.Lock()
+	hs := s.hashes[a.hash]
+	f := a.fetch
+	if hs == nil || hs.fetch != f {
+		s.mu.Unlock()
+		return
+	}
+	if err != nil {
+		if errors.Is(err, assetsmgr.ErrNotWritable) || errors.Is(err, assetsmgr.ErrDiskFull) {
+			s.resetFetchLocked(hs)
+			s.failHashLocked(hs, err)
+			s.mu.Unlock()
+			s.flushEvents()
+			s.poke()
+			return
+		}
+		s.stats.StreamErrors++
+		hs.retries++
+		if hs.retries > s.opts.MaxRetries {
+			s.resetFetchLocked(hs)
+			s.failHashLocked(hs, fmt.Errorf("chunk %d: %w", a.chunk, err))
+			s.mu.Unlock()
+			s.log.Error("resource failed", "hash", a.hash.Short(), "err", err, "tries", hs.retries)
+			s.flushEvents()
+			s.poke()
+			return
+		}
+		s.log.Warn("bad chunk; requesting again", "hash", a.hash.Short(), "chunk", a.chunk, "err", err, "try", hs.retries)
+		s.stats.Rerequested++
+		f.todo = append([]int{a.chunk}, f.todo...)
+		if !slices.Contains(s.fetching, a.hash) {
+			s.fetching = append(s.fetching, a.hash)
+		}
+		s.mu.Unlock()
+		s.pumpRequests(out)
+		return
+	}
+	f.left--
+	s.progressed = true
+	done := f.left == 0
+	s.mu.Unlock()
+	if done {
+		s.commitFetch(out, a.hash, f)
+	}
+}
+
+// commitFetch makes a complete partial the resource's blob: the cache
+// checks the whole hash. Chunks found rotten are fetched again; a manifest
+// whose chunks all verify but whose whole does not is the server's error,
+// and the resource is fetched again from its manifest, up to MaxRetries.
+func (s *Syncer) commitFetch(out *outbox, h resources.Hash, f *chunkFetch) {
+	s.mu.Lock()
+	hs := s.hashes[h]
+	if hs == nil || hs.fetch != f {
+		s.mu.Unlock()
+		return
+	}
+	hs.state = phaseStoring
+	s.settleLocked(hs)
+	s.mu.Unlock()
+	s.pumpRequests(out)
+	err := f.partial.Commit(func(err error) {
+		s.mu.Lock()
+		if hs := s.hashes[h]; hs != nil && hs.fetch == f {
+			hs.fetch = nil
+		}
+		s.mu.Unlock()
+		s.stored(h, err)
+	})
+	if err == nil {
+		return
+	}
+	s.mu.Lock()
+	if hs := s.hashes[h]; hs == nil || hs.fetch != f {
+		s.mu.Unlock()
+		return
+	}
+	if errors.Is(err, assetsmgr.ErrChunksLost) {
+		s.log.Warn("chunks on disk were damaged; fetching them again", "hash", h.Short(), "err", err)
+		f.todo = f.partial.Missing()
+		f.left = len(f.todo)
+		hs.state = phaseStreaming
+		s.fetching = append(s.fetching, h)
+		s.mu.Unlock()
+		s.pumpRequests(out)
+		return
+	}
+	// The whole did not match: the manifest was wrong. Start over.
+	s.resetFetchLocked(hs)
+	hs.state = phaseStreaming // as streamFailedLocked expects
+	s.failStreamAndUnlock(out, h, err)
+}
+
+// Need marks the resource bound under k as needed now: its requests, and
+// those of its chunks, are raised to packets.PriorityNow, overtaking every
+// other request. A game calls it when it touches a resource that is not
+// loaded yet.
+func (s *Syncer) Need(k resources.Key) {
+	s.mu.Lock()
+	ks := s.keys[k]
+	if ks == nil {
+		s.mu.Unlock()
+		return
+	}
+	h := ks.b.Hash
+	hs := s.hashes[h]
+	out := s.out
+	if hs == nil || hs.prio >= packets.PriorityNow {
+		s.mu.Unlock()
+		return
+	}
+	hs.prio = packets.PriorityNow
+	var raise []packets.Want
+	if hs.sent {
+		w := packets.Want{Hash: h, Priority: hs.prio, Manifest: hs.fetch != nil, Raise: true}
+		raise = append(raise, w)
+	}
+	if f := hs.fetch; f != nil && f.m != nil {
+		for i := range f.inflight {
+			w := f.want(h, hs.prio, i)
+			w.Raise = true
+			raise = append(raise, w)
+		}
+	}
+	if hs.queued {
+		// Not asked yet: jump the queue of hashes waiting for room.
+		if i := slices.Index(s.waiting, h); i > 0 {
+			s.waiting = slices.Insert(slices.Delete(s.waiting, i, i+1), 0, h)
+		}
+	}
+	s.mu.Unlock()
+	if out != nil {
+		s.sendRequests(out, raise)
+		s.pumpRequests(out)
+	}
+}
