@@ -47,7 +47,13 @@ func (p *Pack) openBeneathFD(path string) (int, error) {
 // costs an fcntl, a cleanup registration and poller bookkeeping apiece:
 // at 10,000 files that is measurable next to the hashing itself.
 func (p *Pack) hashBeneath(path string, size int64, h hash.Hash, buf []byte) (int64, error) {
+	p.fdMu.RLock()
+	if p.closed {
+		p.fdMu.RUnlock()
+		return 0, ErrPackClosed
+	}
 	fd, err := p.openBeneathFD(path)
+	p.fdMu.RUnlock()
 	if err != nil {
 		return 0, err
 	}

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/BurntSushi/toml"
 )
@@ -31,10 +32,25 @@ type Pack struct {
 	fsys  fs.FS    // read-only view of the pack root
 	root  *os.Root // nil for the built-in pack
 	dirFD *os.File // the pack directory, for openat2; nil for the built-in pack
+	// fdMu is held shared while dirFD's number is in use and exclusively
+	// to close it: a stream that opens a file of a view being replaced
+	// must never use a closed descriptor, whose number the process may
+	// already have given to another file.
+	fdMu   sync.RWMutex
+	closed bool // guarded by fdMu
 }
+
+// ErrPackClosed: the pack belongs to a view that was replaced; the file is
+// opened again through the current view.
+var ErrPackClosed = errors.New("pack closed: it was reloaded")
 
 // open opens a file of the pack for reading, never outside the pack.
 func (p *Pack) open(path string) (fs.File, error) {
+	p.fdMu.RLock()
+	defer p.fdMu.RUnlock()
+	if p.closed {
+		return nil, fmt.Errorf("open %s: %w", path, ErrPackClosed)
+	}
 	if f, err := p.openBeneath(path); !errors.Is(err, errors.ErrUnsupported) {
 		if err != nil {
 			return nil, err
@@ -98,6 +114,9 @@ func openDir(dir string, order int) (*Pack, error) {
 }
 
 func (p *Pack) close() {
+	p.fdMu.Lock()
+	defer p.fdMu.Unlock()
+	p.closed = true
 	if p.root != nil {
 		p.root.Close()
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/voxsync/voxsync/compression"
 	"github.com/voxsync/voxsync/configs"
 	"github.com/voxsync/voxsync/manifest"
 	"github.com/voxsync/voxsync/packets"
@@ -308,4 +309,200 @@ func TestManifestRequestOverTheWire(t *testing.T) {
 	if d := c2.expectDisconnect(); d.Code != packets.DisconnectProtocolError {
 		t.Fatalf("disconnect %+v", d)
 	}
+}
+
+// chunkedFake starts a Syncer that fetches anything over 1,000 bytes by
+// chunks from a scripted server, binds data, and returns the connection
+// after the client's manifest request.
+func chunkedFake(t *testing.T, data []byte) (*fakeConn, *recorder, *Syncer, resources.Binding) {
+	t.Helper()
+	fs := newFakeServerWith(t, packets.CapChunked|packets.CapZstd)
+	s, rec, _, _ := startSyncer(t, fs.url, func(o *SyncOptions) { o.ChunkedMin = 1000 })
+	c := fs.accept(t)
+	b := binding("big.bin", data)
+	c.send(&packets.Bind{Entries: []resources.Binding{b}}, &packets.BindsDone{})
+	if w := expect[*packets.ResourceRequest](c).Wants; len(w) != 1 || !w[0].Manifest || w[0].Hash != b.Hash {
+		t.Fatalf("first request %+v, want the manifest", w)
+	}
+	return c, rec, s, b
+}
+
+// fixedManifest cuts data into n-byte chunks.
+func fixedManifest(b resources.Binding, data []byte, n int) (*packets.Manifest, []manifest.Chunk) {
+	p := &packets.Manifest{Hash: b.Hash, Size: b.Size}
+	var chunks []manifest.Chunk
+	for off := 0; off < len(data); off += n {
+		end := min(off+n, len(data))
+		h := resources.Hash(sha256.Sum256(data[off:end]))
+		p.Chunks = append(p.Chunks, packets.ManifestChunk{Length: uint32(end - off), Hash: h})
+		chunks = append(chunks, manifest.Chunk{Offset: uint64(off), Length: uint32(end - off), Hash: h})
+	}
+	p.Total = uint32(len(p.Chunks))
+	return p, chunks
+}
+
+// serveRanges answers range requests from data until the client asks for
+// nothing more for a while, corrupting the first answer for each offset in
+// bad. It returns how many times each offset was asked for.
+func serveRanges(t *testing.T, c *fakeConn, b resources.Binding, data []byte, bad map[uint64]bool) map[uint64]int {
+	asked, _ := serveRangesUntilManifest(t, c, b, data, bad)
+	return asked
+}
+
+// serveRangesUntilManifest is serveRanges that also stops at a manifest
+// request, which it returns.
+func serveRangesUntilManifest(t *testing.T, c *fakeConn, b resources.Binding, data []byte, bad map[uint64]bool) (map[uint64]int, *packets.Want) {
+	t.Helper()
+	asked := map[uint64]int{}
+	id := uint32(100)
+	for {
+		var req *packets.ResourceRequest
+		select {
+		case p, ok := <-c.in:
+			if !ok {
+				return asked, nil
+			}
+			var isReq bool
+			if req, isReq = p.(*packets.ResourceRequest); !isReq {
+				continue
+			}
+		case <-time.After(time.Second):
+			return asked, nil
+		}
+		for _, w := range req.Wants {
+			if w.Manifest {
+				return asked, &w
+			}
+			if !w.HasRange {
+				continue
+			}
+			asked[w.Offset]++
+			payload := append([]byte{}, data[w.Offset:w.Offset+w.Length]...)
+			if bad[w.Offset] {
+				payload[0] ^= 0xff
+				delete(bad, w.Offset)
+			}
+			id++
+			c.send(&packets.InitResSend{Stream: id, Hash: b.Hash, Size: b.Size, Offset: w.Offset, Length: w.Length, Ref: b.Ref},
+				&packets.ChunkSend{Stream: id, Offset: w.Offset, Last: true, Data: payload})
+		}
+	}
+}
+
+func TestSyncerRefetchesACorruptChunk(t *testing.T) {
+	data := randomBytes(40_000, 20)
+	c, rec, s, b := chunkedFake(t, data)
+	mf, chunks := fixedManifest(b, data, 10_000)
+	c.send(mf)
+	asked := serveRanges(t, c, b, data, map[uint64]bool{chunks[1].Offset: true})
+	if l := waitEvent[Loaded](t, rec); l.Binding.Hash != b.Hash {
+		t.Fatal("wrong resource loaded")
+	}
+	if asked[chunks[1].Offset] != 2 || asked[chunks[0].Offset] != 1 || s.Stats().StreamErrors == 0 {
+		t.Fatalf("requests per chunk %v, stats %+v: want the corrupt chunk asked twice and the others once", asked, s.Stats())
+	}
+}
+
+func TestSyncerRefusesBadManifests(t *testing.T) {
+	data := randomBytes(30_000, 21)
+	h := resources.Sum(data)
+	short := &packets.Manifest{Hash: h, Size: 30_000, Total: 2, Chunks: []packets.ManifestChunk{{Length: 10_000, Hash: h}, {Length: 10_000, Hash: h}}}
+	tooMany := &packets.Manifest{Hash: h, Size: 30_000, Total: 40_000, Chunks: []packets.ManifestChunk{{Length: 1, Hash: h}}}
+	wrongSize := &packets.Manifest{Hash: h, Size: 29_999, Total: 1, Chunks: []packets.ManifestChunk{{Length: 29_999, Hash: h}}}
+	outOfOrder := &packets.Manifest{Hash: h, Size: 30_000, Total: 3, First: 1, Chunks: []packets.ManifestChunk{{Length: 10_000, Hash: h}}}
+	for _, tc := range []struct {
+		name string
+		mf   *packets.Manifest
+	}{{"chunks short of the size", short}, {"more chunks than bytes", tooMany}, {"another size", wrongSize}, {"part out of order", outOfOrder}} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, rec, _, b := chunkedFake(t, data)
+			// Each bad manifest is a bad stream: asked again, up to the
+			// retry limit (3 in these tests), then the resource fails.
+			for try := 0; ; try++ {
+				c.send(tc.mf)
+				p := waitManifestRequestOrFailure(t, c, rec)
+				if p == nil {
+					if try != 3 {
+						t.Fatalf("failed after %d re-requests, want 3", try)
+					}
+					return
+				}
+				if p.Hash != b.Hash {
+					t.Fatal("re-requested another hash")
+				}
+			}
+		})
+	}
+}
+
+// waitManifestRequestOrFailure returns the client's next manifest request,
+// or nil once it reports the resource Failed.
+func waitManifestRequestOrFailure(t *testing.T, c *fakeConn, rec *recorder) *packets.Want {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case p := <-c.in:
+			if r, ok := p.(*packets.ResourceRequest); ok {
+				for _, w := range r.Wants {
+					if w.Manifest {
+						return &w
+					}
+				}
+			}
+		case e := <-rec.ch:
+			if _, ok := e.(Failed); ok {
+				return nil
+			}
+		case <-deadline:
+			t.Fatal("neither a new manifest request nor a failure")
+		}
+	}
+}
+
+// A manifest whose chunks all verify, but which describes other bytes
+// than the bound hash, is caught when the whole is checked; the client
+// starts over from a new manifest.
+func TestSyncerCatchesALyingManifest(t *testing.T) {
+	data := randomBytes(30_000, 22)
+	other := randomBytes(30_000, 23)
+	c, rec, _, b := chunkedFake(t, data)
+	lie, _ := fixedManifest(b, other, 10_000)
+	c.send(lie)
+	asked, w := serveRangesUntilManifest(t, c, b, other, nil)
+	if w == nil || w.Hash != b.Hash || len(asked) != 3 {
+		t.Fatalf("after a lying manifest whose 3 chunks were served: %+v (asked %v)", w, asked)
+	}
+	_ = rec
+}
+
+// A zstd frame that inflates past its stream's declared length is a bad
+// chunk: refused without decoding it whole, and asked for again.
+func TestSyncerRefusesACompressionBomb(t *testing.T) {
+	data := bytes.Repeat([]byte("voxel "), 5_000) // 30,000 bytes
+	c, rec, _, b := chunkedFake(t, data)
+	mf, chunks := fixedManifest(b, data, 10_000)
+	c.send(mf)
+	bomb, _ := compressionFrame(bytes.Repeat([]byte("voxel "), 200_000)) // 1.2 MB of output
+	first := expect[*packets.ResourceRequest](c)
+	w := first.Wants[0]
+	c.send(&packets.InitResSend{Stream: 1, Hash: b.Hash, Size: b.Size, Offset: w.Offset, Length: w.Length, Ref: b.Ref, Encoding: packets.EncodingZstd, EncodedLength: uint64(len(bomb))},
+		&packets.ChunkSend{Stream: 1, Offset: 0, Last: true, Data: bomb})
+	// Answer everything (the first request's other chunks too) properly.
+	for _, o := range first.Wants[1:] {
+		c.send(&packets.InitResSend{Stream: 2 + uint32(o.Offset), Hash: b.Hash, Size: b.Size, Offset: o.Offset, Length: o.Length, Ref: b.Ref},
+			&packets.ChunkSend{Stream: 2 + uint32(o.Offset), Offset: o.Offset, Last: true, Data: data[o.Offset : o.Offset+o.Length]})
+	}
+	asked := serveRanges(t, c, b, data, nil)
+	if asked[w.Offset] != 1 {
+		t.Fatalf("the chunk answered with a bomb was asked again %d times, want 1 (%v; chunks %v)", asked[w.Offset], asked, chunks)
+	}
+	if l := waitEvent[Loaded](t, rec); l.Binding.Hash != b.Hash {
+		t.Fatal("wrong resource loaded")
+	}
+}
+
+func compressionFrame(b []byte) ([]byte, error) {
+	z, _ := compression.Compress(nil, b)
+	return z, nil
 }

@@ -89,6 +89,11 @@ func (s *Syncer) manifestPart(ctx context.Context, out *outbox, p *packets.Manif
 		return // not asked for (any more)
 	}
 	f := hs.fetch
+	if p.First == 0 {
+		// A first part starts the answer over: the server restarts a
+		// manifest request sent again (after a stall) from the beginning.
+		f.lengths, f.hashes = f.lengths[:0], f.hashes[:0]
+	}
 	var why error
 	switch {
 	case p.Size != hs.size:

@@ -18,13 +18,14 @@ import (
 // chunkResult is the part of the JSON summary about chunks and the wire.
 type chunkResult struct {
 	result
-	WireBytes       int64 `json:"wire_bytes"`
-	FromLocalChunks int64 `json:"from_local_chunks"`
-	ResumedBytes    int64 `json:"resumed_bytes"`
-	StreamErrors    int   `json:"stream_errors"`
+	WireBytes       int64   `json:"wire_bytes"`
+	FromLocalChunks int64   `json:"from_local_chunks"`
+	ResumedBytes    int64   `json:"resumed_bytes"`
+	StreamErrors    int     `json:"stream_errors"`
+	SyncSeconds     float64 `json:"sync_seconds"`
 }
 
-func syncChunks(t *testing.T, url, cache string, extra ...string) chunkResult {
+func syncChunks(t testing.TB, url, cache string, extra ...string) chunkResult {
 	t.Helper()
 	args := append([]string{"-server", url, "-cache", cache, "-until-synced", "-json", "-timeout", "60s"}, extra...)
 	cmd := exec.Command(clientBin, args...)
@@ -44,7 +45,7 @@ func syncChunks(t *testing.T, url, cache string, extra ...string) chunkResult {
 }
 
 // payloadSent reads the server's payload bytes sent from its metrics.
-func payloadSent(t *testing.T, admin string) int64 {
+func payloadSent(t testing.TB, admin string) int64 {
 	t.Helper()
 	_, body := httpGet(t, admin+"/metrics")
 	m := regexp.MustCompile(`(?m)^voxsync_server_payload_bytes_sent_total (\S+)$`).FindStringSubmatch(body)
@@ -55,7 +56,7 @@ func payloadSent(t *testing.T, admin string) int64 {
 	return int64(f)
 }
 
-func writeRandom(t *testing.T, p string, size int, seed byte) []byte {
+func writeRandom(t testing.TB, p string, size int, seed byte) []byte {
 	t.Helper()
 	data := make([]byte, size)
 	rand.NewChaCha8([32]byte{seed}).Read(data)
@@ -68,7 +69,7 @@ func writeRandom(t *testing.T, p string, size int, seed byte) []byte {
 
 // killAtHalf starts a client and SIGKILLs it once the server has sent half
 // of size bytes.
-func killAtHalf(t *testing.T, url, admin, cache string, size int64) {
+func killAtHalf(t testing.TB, url, admin, cache string, size int64) {
 	t.Helper()
 	base := payloadSent(t, admin)
 	cmd := exec.Command(clientBin, "-server", url, "-cache", cache, "-until-synced")
