@@ -28,6 +28,7 @@ type StoreStats struct {
 	Misses   int64 // Gets that called raw and compressed
 	NotWorth int64 // of the misses, those whose content was not worth compressing
 	Evicted  int64 // entries dropped to stay within the budget
+	NotTried int64 // Gets answered not worth without reading: the content's first ranges did not compress
 }
 
 // Store keeps the compressed form of contents so that each is compressed
@@ -39,10 +40,24 @@ type Store struct {
 
 	mu      sync.Mutex // guards everything below
 	entries map[Key]*storeEntry
+	// contents counts the verdicts on ranges of one content (Key.Hash) of
+	// at least probeMin bytes: a large resource whose first ranges do not
+	// compress is taken not to compress at all, and its other ranges are
+	// never read for it. Cleared when it reaches maxContents.
+	contents map[[32]byte]*contentVerdicts
 	lru     list.List // of *storeEntry that are done and held, most recent first
 	bytes   int64     // cost of the entries in lru
 	stats   StoreStats
 }
+
+type contentVerdicts struct{ worth, notWorth int }
+
+const (
+	// giveUpAfter not-worth ranges of a content, none worth it, and the
+	// content is not tried any more.
+	giveUpAfter = 4
+	maxContents = 1 << 16
+)
 
 // storeEntry is one content's compressed form or verdict. While raw runs it
 // is in flight: done is open, it is in entries (so that callers for the
@@ -63,7 +78,7 @@ func (e *storeEntry) cost() int64 { return int64(len(e.compressed)) + entryCost 
 // data (plus a small fixed cost per entry). A budget of 0 or less keeps
 // nothing but still lets concurrent callers share one compression.
 func NewStore(budget int64) *Store {
-	return &Store{budget: budget, entries: make(map[Key]*storeEntry)}
+	return &Store{budget: budget, entries: make(map[Key]*storeEntry), contents: make(map[[32]byte]*contentVerdicts)}
 }
 
 // Get returns the compressed form of the content under k, one zstd frame
@@ -78,6 +93,11 @@ func NewStore(budget int64) *Store {
 // The returned slice is shared: callers must not modify it.
 func (s *Store) Get(k Key, raw func() ([]byte, error)) (compressed []byte, ok bool, err error) {
 	s.mu.Lock()
+	if v := s.contents[k.Hash]; v != nil && v.worth == 0 && v.notWorth >= giveUpAfter {
+		s.stats.NotTried++
+		s.mu.Unlock()
+		return nil, false, nil
+	}
 	if e, found := s.entries[k]; found {
 		s.stats.Hits++
 		if e.elem != nil {
@@ -130,6 +150,21 @@ func (s *Store) finish(e *storeEntry) {
 	defer close(e.done)
 	if e.err == nil && !e.ok {
 		s.stats.NotWorth++
+	}
+	if e.err == nil && e.key.N >= probeMin {
+		if len(s.contents) >= maxContents {
+			clear(s.contents)
+		}
+		v := s.contents[e.key.Hash]
+		if v == nil {
+			v = &contentVerdicts{}
+			s.contents[e.key.Hash] = v
+		}
+		if e.ok {
+			v.worth++
+		} else {
+			v.notWorth++
+		}
 	}
 	if e.err != nil || e.cost() > s.budget {
 		delete(s.entries, e.key)

@@ -2,6 +2,7 @@ package compression
 
 import (
 	"bytes"
+	"crypto/rand"
 	"errors"
 	"sync"
 	"sync/atomic"
@@ -266,5 +267,28 @@ func BenchmarkStoreHit(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		s.Get(keyN(1), raw)
+	}
+}
+
+// A large content whose first ranges do not compress is not read again for
+// its other ranges; one that compresses keeps being tried.
+func TestStoreGivesUpOnIncompressibleContent(t *testing.T) {
+	s := NewStore(1 << 20)
+	random := make([]byte, 64<<10)
+	rand.Read(random)
+	reads := 0
+	for i := range 10 {
+		s.Get(Key{Hash: [32]byte{1}, Off: uint64(i) << 16, N: 64 << 10}, func() ([]byte, error) { reads++; return random, nil })
+	}
+	if reads != giveUpAfter || s.Stats().NotTried != 10-giveUpAfter {
+		t.Fatalf("read %d of 10 incompressible ranges (stats %+v), want %d", reads, s.Stats(), giveUpAfter)
+	}
+	text := bytes.Repeat([]byte("compressible "), 6000)
+	reads = 0
+	for i := range 10 {
+		s.Get(Key{Hash: [32]byte{2}, Off: uint64(i) << 17, N: uint64(len(text))}, func() ([]byte, error) { reads++; return text, nil })
+	}
+	if reads != 10 {
+		t.Fatalf("read %d of 10 compressible ranges", reads)
 	}
 }

@@ -208,7 +208,7 @@ func NewSyncer(opts SyncOptions) *Syncer {
 		hashes:  make(map[resources.Hash]*hashState),
 		streams: make(map[uint32]*assembly),
 		changed: make(chan struct{}, 1),
-		putSem:  make(chan struct{}, max(runtime.GOMAXPROCS(0), 2)),
+		putSem:  make(chan struct{}, maxPuts),
 	}
 }
 
@@ -1209,7 +1209,7 @@ func (s *Syncer) initStream(out *outbox, p *packets.InitResSend) {
 			}
 		}
 		a.chunk, a.fetch = i, f
-		a.buf = make([]byte, 0, a.end-a.next)
+		a.buf = getChunkBuf(int(a.end - a.next))
 		if _, dup := s.streams[p.Stream]; dup {
 			s.dropStreamLocked(p.Stream)
 			s.mu.Unlock()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/voxsync/voxsync/assetsmgr"
 	"github.com/voxsync/voxsync/compression"
@@ -19,6 +20,48 @@ import (
 // that a newly needed resource's request is not queued behind much; large
 // enough to keep a loopback or LAN link busy.
 const chunkWindow = 4 << 20
+
+// maxPuts bounds the chunks received and not yet verified and written.
+// More than the cores: a worker also waits for its write and for the
+// cache's whole-resource hash to keep up, and while it waits the reader
+// goes on receiving (measured: 2 → 8 took a 512 MiB sync on this 2-core
+// machine from ~550 to ~600 MB/s). At most 8 chunks of 1 MiB are held.
+const maxPuts = 8
+
+// chunkBufs recycles chunk buffers by size class (powers of two from 64 KiB
+// to the 1 MiB chunk cap): a 1 GiB resource is thousands of chunks, and a
+// fresh buffer for each cost a tenth of the client's CPU in clearing and
+// returning memory.
+var chunkBufs [5]sync.Pool
+
+func chunkBufClass(n int) int {
+	c := 0
+	for size := 64 << 10; size < n && c < len(chunkBufs)-1; size <<= 1 {
+		c++
+	}
+	return c
+}
+
+// getChunkBuf returns an empty buffer with room for n bytes.
+func getChunkBuf(n int) []byte {
+	c := chunkBufClass(n)
+	if b, ok := chunkBufs[c].Get().(*[]byte); ok && cap(*b) >= n {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, max(n, (64<<10)<<c))
+}
+
+// putChunkBuf recycles b once nothing refers to it.
+func putChunkBuf(b []byte) {
+	if cap(b) < 64<<10 || cap(b) > manifest.MaxChunkLen {
+		return
+	}
+	c := chunkBufClass(cap(b))
+	if (64<<10)<<c != cap(b) {
+		return // not one of ours
+	}
+	chunkBufs[c].Put(&b)
+}
 
 // chunkFetch is the download of one large resource by chunks: its manifest
 // is collected, the cache's partial copies what is held locally, and the
@@ -203,11 +246,13 @@ func (s *Syncer) chunkReceived(out *outbox, a *assembly) {
 		data := a.buf
 		var err error
 		if a.encoded {
-			data, err = compression.Decompress(nil, a.buf, int(a.size))
+			data, err = compression.Decompress(getChunkBuf(int(a.size)), a.buf, int(a.size))
+			putChunkBuf(a.buf)
 		}
 		if err == nil {
-			err = a.fetch.partial.Put(a.chunk, data)
+			err = a.fetch.partial.Put(a.chunk, data) // keeps no reference
 		}
+		putChunkBuf(data)
 		s.chunkStored(out, a, err)
 	})
 }
