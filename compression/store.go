@@ -45,9 +45,9 @@ type Store struct {
 	// compress is taken not to compress at all, and its other ranges are
 	// never read for it. Cleared when it reaches maxContents.
 	contents map[[32]byte]*contentVerdicts
-	lru     list.List // of *storeEntry that are done and held, most recent first
-	bytes   int64     // cost of the entries in lru
-	stats   StoreStats
+	lru      list.List // of *storeEntry that are done and held, most recent first
+	bytes    int64     // cost of the entries in lru
+	stats    StoreStats
 }
 
 type contentVerdicts struct{ worth, notWorth int }
