@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/voxsync/voxsync/internal/bytesize"
 	"github.com/voxsync/voxsync/manifest"
 	"github.com/voxsync/voxsync/resources"
 )
@@ -50,6 +51,8 @@ var (
 	// ErrPartialInUse: the resource's partial is already open in this
 	// process (or being removed).
 	ErrPartialInUse = errors.New("partial resource already open")
+	// ErrLargerThanCache: the resource is larger than the cache's size cap.
+	ErrLargerThanCache = errors.New("resource larger than the cache")
 )
 
 const (
@@ -139,6 +142,12 @@ type Partial struct {
 func (c *Cache) OpenPartial(ctx context.Context, h resources.Hash, m *manifest.Manifest) (*Partial, error) {
 	if err := checkManifest(m); err != nil {
 		return nil, fmt.Errorf("open partial %s: %w", h.Short(), err)
+	}
+	// The whole size is reserved on disk at once: a resource the cache
+	// could never keep is refused before taking the space.
+	if c.maxBytes > 0 && int64(m.Size) > c.maxBytes {
+		return nil, fmt.Errorf("open partial %s: %w: %s is more than the cache's size cap of %s; raise the cap (gameclient -cache-max-mib)",
+			h.Short(), ErrLargerThanCache, bytesize.Format(int64(m.Size)), bytesize.Format(c.maxBytes))
 	}
 	if !c.claimPartial(h) {
 		return nil, fmt.Errorf("open partial %s: %w", h.Short(), ErrPartialInUse)

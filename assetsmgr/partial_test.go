@@ -769,3 +769,21 @@ func TestCacheCloseKeepsOpenPartials(t *testing.T) {
 		t.Fatalf("held %d after the cache was closed with the partial open, want %d", held, 3*testChunk)
 	}
 }
+
+// A resource larger than the cache's size cap is refused before any space
+// is reserved for it.
+func TestPartialLargerThanTheCacheIsRefused(t *testing.T) {
+	c, err := Open(context.Background(), Options{Dir: t.TempDir(), MaxBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	data := chachaBytes(40, 2<<20)
+	m := fixedManifest(t, data, testChunk)
+	if _, err := c.OpenPartial(context.Background(), resources.Sum(data), m); !errors.Is(err, ErrLargerThanCache) {
+		t.Fatalf("OpenPartial of 2 MiB under a 1 MiB cap: %v", err)
+	}
+	if parts, _ := filepath.Glob(filepath.Join(c.Dir(), "partial", "*")); len(parts) != 0 {
+		t.Fatalf("space reserved anyway: %v", parts)
+	}
+}

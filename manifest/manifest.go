@@ -28,6 +28,11 @@ const (
 	MaxChunkLen = 1 << 20
 	// MaxChunks caps the chunks of one manifest: 16 GiB at 64 KiB chunks.
 	MaxChunks = 1 << 18
+	// MinAverageChunk: a manifest has at most one chunk per this many
+	// bytes of the resource, rounded up. Every chunk costs the receiver a
+	// request and a record, so a server cannot make a 16 MiB resource
+	// cost 262,144 of them.
+	MinAverageChunk = 4 << 10
 )
 
 // ErrInvalid is wrapped by every validation failure.
@@ -90,8 +95,8 @@ func checkCount(size uint64, n int) error {
 		return fmt.Errorf("%w: no chunks for %d bytes", ErrInvalid, size)
 	case size > uint64(n)*MaxChunkLen:
 		return fmt.Errorf("%w: %d chunks of at most %d bytes cannot cover %d bytes", ErrInvalid, n, MaxChunkLen, size)
-	case uint64(n) > size:
-		return fmt.Errorf("%w: %d chunks for %d bytes", ErrInvalid, n, size)
+	case uint64(n) > (size+MinAverageChunk-1)/MinAverageChunk:
+		return fmt.Errorf("%w: %d chunks for %d bytes; at most one per %d bytes", ErrInvalid, n, size, MinAverageChunk)
 	}
 	return nil
 }

@@ -22,11 +22,12 @@ func TestNewChecksEveryRule(t *testing.T) {
 		ok      bool
 	}{
 		{"one chunk", 10, []uint32{10}, true},
-		{"several", 30, []uint32{10, 15, 5}, true},
+		{"several", 3 * MinAverageChunk, []uint32{MinAverageChunk, MinAverageChunk + 5, MinAverageChunk - 5}, true},
+		{"more chunks than one per MinAverageChunk", 30, []uint32{10, 15, 5}, false},
 		{"empty resource", 0, nil, true},
-		{"short of the size", 30, []uint32{10, 15}, false},
-		{"past the size", 20, []uint32{10, 15}, false},
-		{"empty chunk", 10, []uint32{10, 0}, false},
+		{"short of the size", 3 * MinAverageChunk, []uint32{MinAverageChunk, MinAverageChunk}, false},
+		{"past the size", 2 * MinAverageChunk, []uint32{MinAverageChunk, MinAverageChunk + 1}, false},
+		{"empty chunk", 2 * MinAverageChunk, []uint32{2 * MinAverageChunk, 0}, false},
 		{"chunk over the cap", MaxChunkLen + 1, []uint32{MaxChunkLen + 1}, false},
 		{"chunks for an empty resource", 0, []uint32{1}, false},
 		{"no chunks for bytes", 5, nil, false},
@@ -79,7 +80,8 @@ func TestCheckHeaderRefusesBeforeAllocating(t *testing.T) {
 }
 
 func TestEncodeDecodeAndFind(t *testing.T) {
-	m, err := New(35, []uint32{10, 20, 5}, []resources.Hash{h(1), h(2), h(3)})
+	const k = MinAverageChunk
+	m, err := New(35*k, []uint32{10 * k, 20 * k, 5 * k}, []resources.Hash{h(1), h(2), h(3)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,15 +89,15 @@ func TestEncodeDecodeAndFind(t *testing.T) {
 	if err != nil || got.Digest() != m.Digest() || len(got.Chunks) != 3 || got.Chunks[2] != m.Chunks[2] {
 		t.Fatalf("round trip: %+v, %v", got, err)
 	}
-	if i, ok := m.Find(10, 20); !ok || i != 1 {
-		t.Fatalf("Find(10, 20) = %d, %v", i, ok)
+	if i, ok := m.Find(10*k, 20*k); !ok || i != 1 {
+		t.Fatalf("Find(10k, 20k) = %d, %v", i, ok)
 	}
-	for _, q := range [][2]uint64{{10, 19}, {11, 20}, {35, 0}, {0, 35}} {
+	for _, q := range [][2]uint64{{10 * k, 19 * k}, {11 * k, 20 * k}, {35 * k, 0}, {0, 35 * k}} {
 		if _, ok := m.Find(q[0], q[1]); ok {
 			t.Errorf("Find(%d, %d) found a chunk", q[0], q[1])
 		}
 	}
-	other, _ := New(35, []uint32{10, 20, 5}, []resources.Hash{h(1), h(2), h(4)})
+	other, _ := New(35*k, []uint32{10 * k, 20 * k, 5 * k}, []resources.Hash{h(1), h(2), h(4)})
 	if other.Digest() == m.Digest() {
 		t.Fatal("different chunks, same digest")
 	}
@@ -158,7 +160,7 @@ func TestBuildCutsByContentAndHashesTheWhole(t *testing.T) {
 }
 
 func FuzzDecode(f *testing.F) {
-	m, _ := New(35, []uint32{10, 20, 5}, []resources.Hash{h(1), h(2), h(3)})
+	m, _ := New(3*MinAverageChunk, []uint32{MinAverageChunk, MinAverageChunk, MinAverageChunk}, []resources.Hash{h(1), h(2), h(3)})
 	f.Add(m.Encode())
 	f.Add(Single(0, h(0)).Encode())
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})

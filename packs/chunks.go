@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 
 	"github.com/voxsync/voxsync/cdc"
 	"github.com/voxsync/voxsync/manifest"
@@ -18,6 +19,8 @@ const ChunkedMin = manifest.MaxChunkLen
 type chunkSlot struct {
 	mu sync.Mutex // guards m; held while computing, so it is computed once
 	m  *manifest.Manifest
+	// done is m once computed, for readers that must not wait.
+	done atomic.Pointer[manifest.Manifest]
 }
 
 // Manifest returns the chunks e is sent in. A large file's are cut by
@@ -46,7 +49,22 @@ func (e *Entry) Manifest(ctx context.Context) (*manifest.Manifest, error) {
 		return nil, fmt.Errorf("cut %s in pack %s: %w", e.Path, e.Pack, ErrChanged)
 	}
 	e.cut.m = m
+	e.cut.done.Store(m)
 	return m, nil
+}
+
+// IsChunk reports whether [off, off+n) is exactly one chunk of e's
+// manifest, without waiting for a manifest still being cut (then false).
+func (e *Entry) IsChunk(off, n uint64) bool {
+	if e.cut == nil {
+		return off == 0 && n == uint64(e.Size)
+	}
+	m := e.cut.done.Load()
+	if m == nil {
+		return false
+	}
+	_, ok := m.Find(off, n)
+	return ok
 }
 
 // Chunked reports whether e is cut by content.

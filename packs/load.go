@@ -180,7 +180,7 @@ func Load(ctx context.Context, opts Options, prev *View) (*View, error) {
 				budget -= int64(len(*d)) // carried over from the previous view
 			}
 		}
-		entries = append(entries, Entry{Loc: l, ID: lay.ids[i], Hash: c.state.hash, Content: unique.Make(c.state.hash), Size: c.state.size, Pack: c.pack, Path: c.path, mem: c.state.mem, cut: c.state.cut, view: v})
+		entries = append(entries, Entry{Loc: l, ID: lay.ids[i], Hash: c.state.hash, Content: unique.Make(c.state.hash), Size: c.state.size, Pack: c.pack, Path: c.path, mtime: c.state.mtime, mem: c.state.mem, cut: c.state.cut, view: v})
 	}
 	v.memBudget.Store(budget)
 	// The indexes are independent: build them on both cores.

@@ -28,6 +28,7 @@ type Entry struct {
 	Size    int64
 	Pack    *Pack
 	Path    string // slash path inside the pack, e.g. assets/default/texture/stone.png
+	mtime   int64  // when indexed (UnixNano); 0 for files that never change
 	// mem holds the bytes of a small file once it has been served, so
 	// later requests do not touch the disk; nil for files always read from
 	// disk. Shared with the next view while the file is unchanged.
@@ -92,6 +93,15 @@ func (e *Entry) Open() (Content, error) {
 	f, err := e.Pack.open(e.Path)
 	if err != nil {
 		return nil, fmt.Errorf("open %s in pack %s: %w", e.Path, e.Pack, err)
+	}
+	// A file rewritten in place since it was indexed no longer has the
+	// indexed hash: serving it would send every client bytes that fail
+	// verification until the next reload. One fstat tells.
+	if e.mtime != 0 {
+		if fi, err := f.Stat(); err == nil && (fi.Size() != e.Size || fi.ModTime().UnixNano() != e.mtime) {
+			f.Close()
+			return nil, fmt.Errorf("open %s in pack %s: %w", e.Path, e.Pack, ErrChanged)
+		}
 	}
 	ra, ok := f.(Content)
 	if !ok {

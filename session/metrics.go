@@ -23,6 +23,8 @@ type ServerMetrics struct {
 	reloads         *prometheus.CounterVec
 	reloadResources prometheus.Gauge
 	hashesRequested prometheus.Counter
+	manifestsSent   prometheus.Counter
+	bytesSaved      prometheus.Counter
 	hashesServed    *prometheus.CounterVec
 	streamSeconds   prometheus.Histogram
 }
@@ -58,6 +60,8 @@ func newServerMetrics() *ServerMetrics {
 		reloads:         prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "voxsync", Subsystem: "server", Name: "pack_reloads_total", Help: "Hot reloads of the pack directories, by outcome (applied, partial, failed)."}, []string{"outcome"}),
 		reloadResources: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "voxsync", Subsystem: "server", Name: "resources", Help: "Resources in the current pack view."}),
 		hashesRequested: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "voxsync", Subsystem: "server", Name: "hashes_requested_total", Help: "Hashes asked for in ResourceRequest packets."}),
+		manifestsSent:   prometheus.NewCounter(prometheus.CounterOpts{Namespace: "voxsync", Subsystem: "server", Name: "manifests_sent_total", Help: "Manifests of large resources sent in full (clients then fetch their chunks as ranges)."}),
+		bytesSaved:      prometheus.NewCounter(prometheus.CounterOpts{Namespace: "voxsync", Subsystem: "server", Name: "compression_saved_bytes_total", Help: "Payload bytes zstd saved: resource bytes of encoded streams minus the bytes sent for them."}),
 		hashesServed:    prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "voxsync", Subsystem: "server", Name: "hashes_served_total", Help: "Streams started, by where their bytes came from (memory, disk)."}, []string{"source"}),
 		streamSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "voxsync", Subsystem: "server", Name: "stream_duration_seconds",
@@ -67,6 +71,7 @@ func newServerMetrics() *ServerMetrics {
 	}
 	m.Registry.MustRegister(m.clients, m.sessions, m.bytesSent, m.resourcesSent, m.binds, m.losts, m.resourceErrors,
 		m.disconnects, m.reloads, m.reloadResources, m.hashesRequested, m.hashesServed, m.streamSeconds,
+		m.manifestsSent, m.bytesSaved,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Create every label series up front so dashboards see zeros, not gaps.
 	for c := packets.ErrorUnknownHash; c <= packets.ErrorInternal; c++ {

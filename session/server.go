@@ -58,6 +58,9 @@ type Server struct {
 	// cutCancel stops cutting the manifests of the view being replaced.
 	cutCancel context.CancelFunc
 
+	warnMu sync.Mutex                   // guards warned
+	warned map[resources.Hash]time.Time // when a changed file was last warned about
+
 	mu         sync.Mutex // guards view, preloadSet, clients, closed
 	view       *packs.View
 	preloadSet map[resources.Key]bool // keys of view entries matching preload
@@ -209,6 +212,21 @@ func (s *Server) SetView(v *packs.View) {
 	s.metrics.reloadResources.Set(float64(v.Len()))
 	s.metrics.reloads.WithLabelValues(s.admin.reloaded(old, v)).Inc()
 	old.Close()
+}
+
+// warnChanged reports whether to log that the file of h changed in place:
+// at most once a minute per content.
+func (s *Server) warnChanged(h resources.Hash) bool {
+	s.warnMu.Lock()
+	defer s.warnMu.Unlock()
+	if time.Since(s.warned[h]) < time.Minute {
+		return false
+	}
+	if s.warned == nil || len(s.warned) > 1024 {
+		s.warned = make(map[resources.Hash]time.Time)
+	}
+	s.warned[h] = time.Now()
+	return true
 }
 
 // cutManifests computes the manifests of v's large resources in the

@@ -494,7 +494,13 @@ func (c *Client) request(p *packets.ResourceRequest) {
 			"ResourceRequest with %d hashes; the limit announced in Welcome is %d", len(p.Wants), c.srv.cfg.MaxRequestHashes))
 		return
 	}
-	c.srv.metrics.hashesRequested.Add(float64(len(p.Wants)))
+	requested := 0
+	for _, w := range p.Wants {
+		if !w.Raise {
+			requested++
+		}
+	}
+	c.srv.metrics.hashesRequested.Add(float64(requested))
 	c.mu.Lock()
 	defer c.poke()
 	defer c.mu.Unlock()
@@ -1003,9 +1009,19 @@ func closeContent(s *stream) {
 // error; the caller ends the stream.
 func (c *Client) failStream(s *stream, what string, err error) {
 	e := s.entry
-	c.log.Error(what, "loc", e.Loc, "hash", e.Hash.Short(), "offset", s.next, "err", err)
+	msg := "server could not read the resource; retry later"
+	if errors.Is(err, packs.ErrChanged) {
+		// Every stream of the file fails the same way until a reload:
+		// say so once a minute, not once per chunk per client.
+		msg = "the resource changed on the server's disk since it was indexed; retry after the server reloads it"
+		if c.srv.warnChanged(e.Hash) {
+			c.log.Warn("pack file changed in place since it was indexed; it is not served until the packs are reloaded (hot_reload does it within reload_debounce; or restart)", "loc", e.Loc, "path", e.Path, "pack", e.Pack.String())
+		}
+	} else {
+		c.log.Error(what, "loc", e.Loc, "hash", e.Hash.Short(), "offset", s.next, "err", err)
+	}
 	c.mu.Lock()
-	c.queueError(e.Hash, packets.ErrorInternal, "server could not read the resource; retry later")
+	c.queueError(e.Hash, packets.ErrorInternal, msg)
 	c.mu.Unlock()
 }
 
@@ -1042,6 +1058,7 @@ func (c *Client) writeManifestPart(s *stream, buf *[]byte) (last bool, err error
 	last = s.part+n == len(s.mf.Chunks)
 	if last {
 		c.freeLast(s)
+		c.srv.metrics.manifestsSent.Inc()
 	}
 	*buf = packets.Append((*buf)[:0], part)
 	if err := c.writeMessage(*buf); err != nil {
@@ -1081,6 +1098,7 @@ func (c *Client) writeStreamChunk(s *stream, buf *[]byte) (last bool, err error)
 			// The stream carries the frame: offsets count its bytes.
 			s.enc, s.next, s.end = enc, 0, uint64(len(enc))
 			init.Encoding, init.EncodedLength = packets.EncodingZstd, uint64(len(enc))
+			c.srv.metrics.bytesSaved.Add(float64(n - uint64(len(enc))))
 		}
 		*buf = packets.Append((*buf)[:0], init)
 		if err := write(); err != nil {
@@ -1121,6 +1139,13 @@ func (c *Client) writeStreamChunk(s *stream, buf *[]byte) (last bool, err error)
 func (c *Client) encoded(s *stream, off, n uint64) ([]byte, error) {
 	e := s.entry
 	if c.caps&packets.CapZstd == 0 || n == 0 || n > packets.MaxEncodedLength || compression.Skip(e.Ref.Key) {
+		return nil, nil
+	}
+	// Only what many clients ask for the same way is worth keeping
+	// compressed: whole resources and the chunks of their manifests.
+	// Arbitrary ranges are sent raw, or one client asking for many would
+	// cost the server a compression each.
+	if s.key.n != wholeResource && !e.IsChunk(off, n) {
 		return nil, nil
 	}
 	z, ok, err := c.srv.zstd.Get(compression.Key{Hash: e.Hash, Off: off, N: n}, func() ([]byte, error) {

@@ -4,6 +4,7 @@ package session
 
 import (
 	"net"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -17,10 +18,11 @@ import (
 // measures a client's progress rather than the kernel's memory.
 const notSentLowat = 128 << 10
 
-// limitUnsent applies notSentLowat to a TCP connection; other kinds of
-// connection (tests over pipes) are left alone.
+// limitUnsent applies notSentLowat to a TCP connection, or one that wraps
+// it and exposes the socket (syscall.Conn: the server's own byte-counting
+// wrapper); other kinds of connection (tests over pipes) are left alone.
 func limitUnsent(c net.Conn) {
-	tc, ok := c.(*net.TCPConn)
+	tc, ok := c.(syscall.Conn)
 	if !ok {
 		return
 	}
@@ -36,7 +38,7 @@ func limitUnsent(c net.Conn) {
 // bytesAcked returns how many bytes the peer has acknowledged on a TCP
 // connection: what the progress watchdog compares.
 func bytesAcked(c net.Conn) (uint64, bool) {
-	tc, ok := c.(*net.TCPConn)
+	tc, ok := c.(syscall.Conn)
 	if !ok {
 		return 0, false
 	}

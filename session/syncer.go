@@ -18,7 +18,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/gorilla/websocket"
 	"github.com/voxsync/voxsync/assetsmgr"
-	"github.com/voxsync/voxsync/compression"
 	"github.com/voxsync/voxsync/packets"
 	"github.com/voxsync/voxsync/resources"
 )
@@ -117,8 +116,10 @@ type Syncer struct {
 	// fetching are the hashes fetched by chunks whose manifest is in,
 	// highest priority first when requests are sent.
 	fetching []resources.Hash
-	closing  []*assetsmgr.Partial // partials to close once the lock is released
-	putSem   chan struct{}        // bounds chunk verifications and writes running at once
+	closing  []*assetsmgr.Partial    // partials to close once the lock is released
+	putSem   chan struct{}           // bounds chunk verifications and writes running at once
+	buffered int64                   // bytes of buffers of the open streams
+	reopened map[resources.Hash]bool // partials opened before in this run
 	// pendingEvents are events decided under the lock, for flushEvents.
 	pendingEvents []Event
 	runErr        error // why Run returned; nil while it runs
@@ -146,7 +147,9 @@ type hashState struct {
 	state   hashPhase
 	source  assetsmgr.Source
 	retries int
-	prio    uint8
+	// lastFail is when a failure was last counted in retries.
+	lastFail time.Time
+	prio     uint8
 	// sent: asked of the server in this session (whole, or its manifest);
 	// while the hash is also requested or streaming it counts against
 	// Welcome's max pending. queued: waiting in Syncer.waiting for room
@@ -155,6 +158,12 @@ type hashState struct {
 	// fetch is the chunked download of a large resource, from its
 	// manifest request to its commit; nil for whole streams.
 	fetch *chunkFetch
+	// skipParts: a Manifest part was refused; the rest of that answer is
+	// ignored until a part with first = 0 starts a new one.
+	skipParts bool
+	// badManifest is the digest of a manifest whose chunks all verified
+	// but whose whole did not match the bound hash.
+	badManifest resources.Hash
 }
 
 type hashPhase uint8
@@ -202,13 +211,14 @@ func NewSyncer(opts SyncOptions) *Syncer {
 		opts.ChunkedMin = 1 << 20
 	}
 	return &Syncer{
-		opts:    opts,
-		log:     opts.Logger,
-		keys:    make(map[resources.Key]*keyState),
-		hashes:  make(map[resources.Hash]*hashState),
-		streams: make(map[uint32]*assembly),
-		changed: make(chan struct{}, 1),
-		putSem:  make(chan struct{}, maxPuts),
+		opts:     opts,
+		log:      opts.Logger,
+		keys:     make(map[resources.Key]*keyState),
+		hashes:   make(map[resources.Hash]*hashState),
+		streams:  make(map[uint32]*assembly),
+		changed:  make(chan struct{}, 1),
+		putSem:   make(chan struct{}, maxPuts),
+		reopened: make(map[resources.Hash]bool),
 	}
 }
 
@@ -541,11 +551,8 @@ func (s *Syncer) session(ctx context.Context) error {
 }
 
 func (s *Syncer) resetStreamsLocked() {
-	for id, a := range s.streams {
-		if a.pending != nil {
-			a.pending.Abort()
-		}
-		delete(s.streams, id)
+	for id := range s.streams {
+		s.dropStreamLocked(id)
 	}
 	s.maxStream = 0
 }
@@ -832,7 +839,17 @@ func (s *Syncer) flushCancels(out *outbox) {
 // included, extends the read deadline by two ping intervals: the server
 // pings every interval, so only a dead or frozen connection reaches it.
 func (s *Syncer) readLoop(ctx context.Context, conn *websocket.Conn, out *outbox, interval time.Duration) error {
-	alive := func() { conn.SetReadDeadline(time.Now().Add(2 * interval)) }
+	alive := func() {
+		if ctx.Err() == nil {
+			conn.SetReadDeadline(time.Now().Add(2 * interval))
+		}
+	}
+	// Once the session is over (Run's context ended, or the writer failed)
+	// the reader gives the server a second to close, however much it still
+	// has queued for a slow link: a -timeout or a signal is honoured then,
+	// not after the queue drains.
+	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Now().Add(time.Second)) })
+	defer stop()
 	conn.SetPingHandler(func(data string) error {
 		alive()
 		// Answer from here is allowed: gorilla serialises control writes.
@@ -1127,11 +1144,40 @@ func (s *Syncer) lost(out *outbox, keys []resources.Key) {
 	s.pumpRequests(out)
 }
 
+// maxBuffered caps the bytes of stream buffers the client holds at once
+// (small resources, chunks and encoded streams are assembled in memory).
+// The reference server interleaves 16 streams per priority class, at most
+// 1 MiB each; a server that opens more streams than fit is not followed:
+// their chunks are ignored, and the requests are asked again after a stall.
+const maxBuffered = 64 << 20
+
+// addStreamLocked opens stream id, counting its buffer.
+func (s *Syncer) addStreamLocked(id uint32, a *assembly) {
+	s.streams[id] = a
+	s.buffered += int64(cap(a.buf))
+}
+
+// forgetStreamLocked closes stream id, whose buffer is handed on.
+func (s *Syncer) forgetStreamLocked(id uint32) {
+	if a := s.streams[id]; a != nil {
+		s.buffered -= int64(cap(a.buf))
+		delete(s.streams, id)
+	}
+}
+
+// dropStreamLocked closes stream id and discards what it received.
 func (s *Syncer) dropStreamLocked(id uint32) {
-	if a := s.streams[id]; a != nil && a.pending != nil {
+	a := s.streams[id]
+	if a == nil {
+		return
+	}
+	if a.pending != nil {
 		a.pending.Abort()
 	}
-	delete(s.streams, id)
+	s.forgetStreamLocked(id)
+	if a.chunk >= 0 {
+		putChunkBuf(a.buf)
+	}
 }
 
 // streamFailed discards a stream and asks for its hash again, up to
@@ -1142,9 +1188,9 @@ func (s *Syncer) streamFailedLocked(h resources.Hash, why error) (again bool, ev
 	if hs == nil {
 		return false, nil
 	}
+	chunked := hs.fetch != nil
 	s.resetFetchLocked(hs) // a chunked fetch starts again from its manifest
-	hs.retries++
-	if hs.retries > s.opts.MaxRetries {
+	if s.countFailureLocked(hs, chunked) {
 		hs.state = phaseFailed
 		s.settleLocked(hs)
 		s.log.Error("resource failed", "hash", h.Short(), "err", why, "tries", hs.retries)
@@ -1191,6 +1237,13 @@ func (s *Syncer) initStream(out *outbox, p *packets.InitResSend) {
 	if p.Encoding != packets.EncodingRaw {
 		a.encoded, a.next, a.end = true, 0, p.EncodedLength
 	}
+	inMemory := hs.fetch != nil || a.encoded || int64(p.Size) <= s.opts.Cache.InlineMax()
+	if inMemory && s.buffered+int64(a.end-a.next) > maxBuffered {
+		s.stats.StreamErrors++
+		s.mu.Unlock()
+		s.log.Warn("server opened more streams than the client holds at once; ignoring one", "hash", p.Hash.Short(), "held", s.buffered)
+		return
+	}
 	if f := hs.fetch; f != nil {
 		// A chunk of a resource fetched by chunks: it must be one asked
 		// for. Another (one cancelled, or asked of an earlier session) is
@@ -1205,17 +1258,17 @@ func (s *Syncer) initStream(out *outbox, p *packets.InitResSend) {
 		}
 		for id, o := range s.streams {
 			if o.fetch == f && o.chunk == i {
-				delete(s.streams, id) // replaced by the new stream
+				s.dropStreamLocked(id) // replaced by the new stream
 			}
 		}
-		a.chunk, a.fetch = i, f
-		a.buf = getChunkBuf(int(a.end - a.next))
 		if _, dup := s.streams[p.Stream]; dup {
 			s.dropStreamLocked(p.Stream)
 			s.mu.Unlock()
 			return
 		}
-		s.streams[p.Stream] = a
+		a.chunk, a.fetch = i, f
+		a.buf = getChunkBuf(int(a.end - a.next))
+		s.addStreamLocked(p.Stream, a)
 		s.mu.Unlock()
 		return
 	}
@@ -1251,11 +1304,11 @@ func (s *Syncer) initStream(out *outbox, p *packets.InitResSend) {
 		return
 	}
 	// Encoded streams are at most MaxEncodedLength: held in memory whole.
-	if a.encoded || int64(p.Size) <= s.opts.Cache.InlineMax() {
+	if inMemory {
 		a.buf = make([]byte, 0, a.end)
 	}
 	hs.state = phaseStreaming
-	s.streams[p.Stream] = a
+	s.addStreamLocked(p.Stream, a)
 	s.mu.Unlock()
 	if a.buf == nil {
 		pend, err := s.opts.Cache.Create(p.Hash, int64(p.Size))
@@ -1330,10 +1383,7 @@ func (s *Syncer) chunk(out *outbox, p *packets.ChunkSend) {
 		s.mu.Unlock()
 		return
 	}
-	delete(s.streams, p.Stream)
-	if a.encoded {
-		s.stats.BytesReceived += int64(a.size)
-	}
+	s.forgetStreamLocked(p.Stream)
 	if f := a.fetch; f != nil {
 		// One chunk in: its request's room is free.
 		if f.inflight[a.chunk] {
@@ -1355,7 +1405,7 @@ func (s *Syncer) chunk(out *outbox, p *packets.ChunkSend) {
 	done := func(err error) { s.stored(a.hash, err) }
 	data, err := a.buf, error(nil)
 	if a.encoded {
-		data, err = compression.Decompress(nil, a.buf, int(a.size))
+		data, err = s.decode(a)
 	}
 	switch {
 	case err != nil:
@@ -1390,8 +1440,7 @@ func (s *Syncer) chunkFailedAndUnlock(out *outbox, a *assembly, why error) {
 		s.mu.Unlock()
 		return
 	}
-	hs.retries++
-	if hs.retries > s.opts.MaxRetries {
+	if s.countFailureLocked(hs, true) {
 		s.resetFetchLocked(hs)
 		s.failHashLocked(hs, fmt.Errorf("chunk %d: %w", a.chunk, why))
 		s.mu.Unlock()

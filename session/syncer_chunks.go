@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/voxsync/voxsync/assetsmgr"
 	"github.com/voxsync/voxsync/compression"
@@ -100,7 +101,7 @@ func (s *Syncer) resetFetchLocked(hs *hashState) {
 	s.outstanding -= len(f.inflight)
 	for id, a := range s.streams {
 		if a.fetch == f {
-			delete(s.streams, id)
+			s.dropStreamLocked(id)
 		}
 	}
 	if f.partial != nil {
@@ -132,6 +133,13 @@ func (s *Syncer) manifestPart(ctx context.Context, out *outbox, p *packets.Manif
 		return // not asked for (any more)
 	}
 	f := hs.fetch
+	if hs.skipParts {
+		if p.First != 0 {
+			s.mu.Unlock()
+			return // the rest of an answer already refused
+		}
+		hs.skipParts = false
+	}
 	if p.First == 0 {
 		// A first part starts the answer over: the server restarts a
 		// manifest request sent again (after a stall) from the beginning.
@@ -153,6 +161,7 @@ func (s *Syncer) manifestPart(ctx context.Context, out *outbox, p *packets.Manif
 	}
 	if why != nil {
 		s.resetFetchLocked(hs)
+		hs.skipParts = true
 		s.failStreamAndUnlock(out, p.Hash, fmt.Errorf("bad manifest: %w", why))
 		return
 	}
@@ -165,6 +174,17 @@ func (s *Syncer) manifestPart(ctx context.Context, out *outbox, p *packets.Manif
 		return
 	}
 	m, err := manifest.New(p.Size, f.lengths, f.hashes)
+	if err == nil && hs.badManifest == m.Digest() {
+		// The manifest already found not to describe the bound bytes:
+		// fetching its chunks again cannot end differently.
+		s.resetFetchLocked(hs)
+		s.failHashLocked(hs, fmt.Errorf("the server's manifest for %s describes other bytes than the bound hash, again", p.Hash.Short()))
+		s.mu.Unlock()
+		s.log.Error("resource failed: the server sends a wrong manifest", "hash", p.Hash.Short())
+		s.flushEvents()
+		s.poke()
+		return
+	}
 	if err != nil {
 		s.resetFetchLocked(hs)
 		s.failStreamAndUnlock(out, p.Hash, fmt.Errorf("bad manifest: %w", err))
@@ -199,6 +219,7 @@ func (s *Syncer) openPartial(ctx context.Context, out *outbox, h resources.Hash,
 		s.failHashLocked(hs, err)
 		s.mu.Unlock()
 		s.log.Error("cannot store resource", "hash", h.Short(), "err", err)
+		s.flushEvents()
 		s.poke()
 		return
 	}
@@ -207,7 +228,12 @@ func (s *Syncer) openPartial(ctx context.Context, out *outbox, h resources.Hash,
 	f.left = len(f.todo)
 	held, local := part.Held()
 	s.stats.FromLocalChunks += local
-	s.stats.ChunksResumed += held - local
+	if !s.reopened[h] {
+		// Only what an earlier run left: reopened after a reconnect, the
+		// partial also holds what this run received.
+		s.stats.ChunksResumed += held - local
+		s.reopened[h] = true
+	}
 	s.progressed = true
 	if f.left == 0 {
 		s.mu.Unlock()
@@ -218,6 +244,22 @@ func (s *Syncer) openPartial(ctx context.Context, out *outbox, h resources.Hash,
 	s.fetching = append(s.fetching, h)
 	s.mu.Unlock()
 	s.pumpRequests(out)
+}
+
+// failBurst: failures of a chunked resource within this long of the last
+// one counted are one failure. Its chunks in flight fail together when, for
+// example, its file changed on the server; the retries are for trying
+// again later, not for the chunks that were already on their way.
+const failBurst = 100 * time.Millisecond
+
+// countFailureLocked counts a failure of hs towards MaxRetries (bursts as
+// one, for a chunked resource) and reports whether it is over the limit.
+func (s *Syncer) countFailureLocked(hs *hashState, chunked bool) bool {
+	if !chunked || time.Since(hs.lastFail) >= failBurst {
+		hs.retries++
+		hs.lastFail = time.Now()
+	}
+	return hs.retries > s.opts.MaxRetries
 }
 
 // failHashLocked reports every key of hs Failed for good, for errors that
@@ -246,7 +288,7 @@ func (s *Syncer) chunkReceived(out *outbox, a *assembly) {
 		data := a.buf
 		var err error
 		if a.encoded {
-			data, err = compression.Decompress(getChunkBuf(int(a.size)), a.buf, int(a.size))
+			data, err = s.decode(a)
 			putChunkBuf(a.buf)
 		}
 		if err == nil {
@@ -255,6 +297,23 @@ func (s *Syncer) chunkReceived(out *outbox, a *assembly) {
 		putChunkBuf(data)
 		s.chunkStored(out, a, err)
 	})
+}
+
+// decode decompresses an encoded stream's frame to exactly its declared
+// length; only what decodes counts as received resource bytes.
+func (s *Syncer) decode(a *assembly) ([]byte, error) {
+	var dst []byte
+	if a.chunk >= 0 {
+		dst = getChunkBuf(int(a.size))
+	}
+	data, err := compression.Decompress(dst, a.buf, int(a.size))
+	if err != nil {
+		return nil, fmt.Errorf("decode %d-byte zstd frame: %w", len(a.buf), err)
+	}
+	s.mu.Lock()
+	s.stats.BytesReceived += int64(len(data))
+	s.mu.Unlock()
+	return data, nil
 }
 
 // chunkStored records a chunk written (or refused); the last one commits.
@@ -276,8 +335,7 @@ func (s *Syncer) chunkStored(out *outbox, a *assembly, err error) {
 			return
 		}
 		s.stats.StreamErrors++
-		hs.retries++
-		if hs.retries > s.opts.MaxRetries {
+		if s.countFailureLocked(hs, true) {
 			s.resetFetchLocked(hs)
 			s.failHashLocked(hs, fmt.Errorf("chunk %d: %w", a.chunk, err))
 			s.mu.Unlock()
@@ -346,7 +404,9 @@ func (s *Syncer) commitFetch(out *outbox, h resources.Hash, f *chunkFetch) {
 		s.pumpRequests(out)
 		return
 	}
-	// The whole did not match: the manifest was wrong. Start over.
+	// The whole did not match: the manifest was wrong. Start over; the
+	// same manifest again fails the resource at once.
+	hs.badManifest = f.m.Digest()
 	s.resetFetchLocked(hs)
 	hs.state = phaseStreaming // as streamFailedLocked expects
 	s.failStreamAndUnlock(out, h, err)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,6 +24,10 @@ import (
 type fakeServer struct {
 	url   string
 	conns chan *fakeConn
+	// linger keeps a connection open after the client closes it, as a
+	// server busy writing to a slow link does.
+	linger atomic.Bool
+	closed atomic.Bool
 }
 
 type fakeConn struct {
@@ -55,6 +60,11 @@ func newFakeServerWith(t testing.TB, caps uint64) *fakeServer {
 		}
 		conn.WriteMessage(websocket.BinaryMessage, packets.Encode(&packets.Welcome{Version: packets.Version, Capabilities: caps & hello.(*packets.Hello).Capabilities,
 			Limits: packets.Limits{MaxChunk: 65536, MaxPacket: packets.MaxPacketSize, MaxRequestHashes: 100, MaxPending: 65536, PingIntervalMs: 5000}}))
+		if fs.linger.Load() {
+			// No close frame back either: it would be queued behind
+			// what a slow link has not taken yet.
+			conn.SetCloseHandler(func(int, string) error { return nil })
+		}
 		fc := &fakeConn{t: t, conn: conn, in: make(chan packets.Packet, 64), done: make(chan struct{})}
 		fs.conns <- fc
 		defer close(fc.done)
@@ -62,6 +72,9 @@ func newFakeServerWith(t testing.TB, caps uint64) *fakeServer {
 			_, data, err := conn.ReadMessage()
 			if err != nil {
 				close(fc.in)
+				for fs.linger.Load() && !fs.closed.Load() {
+					time.Sleep(10 * time.Millisecond)
+				}
 				return
 			}
 			p, err := packets.Decode(data)
@@ -73,7 +86,7 @@ func newFakeServerWith(t testing.TB, caps uint64) *fakeServer {
 			fc.in <- p
 		}
 	}))
-	t.Cleanup(hs.Close)
+	t.Cleanup(func() { fs.closed.Store(true); hs.Close() })
 	fs.url = "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"
 	return fs
 }
@@ -373,5 +386,45 @@ func TestSyncerLostAndRefused(t *testing.T) {
 	go s2.Run(ctx)
 	if err := s2.WaitSynced(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A cancelled Syncer returns within about a second even while the server
+// keeps sending (a slow link with megabytes queued): a -timeout or a
+// signal must not wait for the queue to drain.
+func TestSyncerStopsPromptlyWhileTheServerKeepsSending(t *testing.T) {
+	fs := newFakeServer(t)
+	fs.linger.Store(true)
+	cache, err := assetsmgr.Open(context.Background(), assetsmgr.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cache.Close()
+	s := NewSyncer(SyncOptions{URL: fs.url, Cache: cache})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	c := fs.accept(t)
+	data := randomBytes(1<<20, 30)
+	b := binding("slow.bin", data)
+	c.send(&packets.Bind{Entries: []resources.Binding{b}})
+	expect[*packets.ResourceRequest](c)
+	c.send(&packets.InitResSend{Stream: 1, Hash: b.Hash, Size: b.Size, Length: b.Size, Ref: b.Ref})
+	go func() { // a trickle that never ends, and never closes
+		for off := 0; !fs.closed.Load(); off = (off + 100) % (len(data) - 100) {
+			time.Sleep(10 * time.Millisecond)
+			c.send(&packets.ChunkSend{Stream: 1, Offset: uint64(off), Data: data[off : off+100]})
+		}
+	}()
+	time.Sleep(200 * time.Millisecond)
+	start := time.Now()
+	cancel()
+	select {
+	case <-done:
+		if took := time.Since(start); took > 2500*time.Millisecond {
+			t.Fatalf("Run took %v to return after its context ended", took)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return while the server kept sending")
 	}
 }
