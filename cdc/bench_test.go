@@ -9,7 +9,7 @@ import (
 	"testing"
 )
 
-// candidates are the Params that PARAMS.md compares; Default is the second.
+// candidates are the Params that the chunk-size table in docs/benchmarks.md compares; Default is the second.
 var candidates = []Params{
 	{Min: 16 << 10, Avg: 64 << 10, Max: 256 << 10},
 	{Min: 32 << 10, Avg: 128 << 10, Max: 512 << 10},

@@ -45,7 +45,7 @@ var ErrInvalidParams = errors.New("invalid chunk params")
 // a chunk where no boundary was found (as in runs of zeros).
 type Params struct{ Min, Avg, Max int }
 
-// Default is 32/128/512 KiB, chosen by measurement (PARAMS.md, and
+// Default is 32/128/512 KiB, chosen by measurement (see the chunk-size table in docs/benchmarks.md, and
 // TestMeasureCandidates with -cdc.measure): it is the candidate with the
 // fewest chunks whose delta met the 4 MiB target in every trial. A client
 // holding v1 of a 256 MiB resource fetches v2 (1 MiB overwritten, 100 KiB
@@ -76,7 +76,7 @@ func (p Params) Validate() error {
 	return nil
 }
 
-// String formats p as min/avg/max, the way PARAMS.md names candidates.
+// String formats p as min/avg/max, the way the chunk-size table in docs/benchmarks.md names candidates.
 func (p Params) String() string {
 	return fmt.Sprintf("%s/%s/%s", size(p.Min), size(p.Avg), size(p.Max))
 }

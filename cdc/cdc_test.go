@@ -66,7 +66,7 @@ func TestParamsString(t *testing.T) {
 	}
 }
 
-// TestDefaultIsMeasured keeps Default among the Params that PARAMS.md and
+// TestDefaultIsMeasured keeps Default among the Params that the chunk-size table in docs/benchmarks.md and
 // TestMeasureCandidates measure.
 func TestDefaultIsMeasured(t *testing.T) {
 	if !slices.Contains(candidates, Default) {

@@ -13,16 +13,16 @@ import (
 	"time"
 )
 
-var measure = flag.Bool("cdc.measure", false, "measure the candidate Params of PARAMS.md (about 40 s on 2 cores, 1 GiB of memory)")
+var measure = flag.Bool("cdc.measure", false, "measure the candidate Params of the chunk-size table in docs/benchmarks.md (about 40 s on 2 cores, 1 GiB of memory)")
 
-// Costs of the sync protocol per chunk, from PARAMS.md.
+// Costs of the sync protocol per chunk, from the chunk-size table in docs/benchmarks.md.
 const (
 	manifestEntry = 36  // bytes of one chunk in a manifest
 	requestHeader = 120 // bytes of headers of one chunk request and its stream
 	wireTarget    = 4 << 20
 )
 
-// TestMeasureCandidates produces the table of PARAMS.md: for each candidate,
+// TestMeasureCandidates produces the table of the chunk-size table in docs/benchmarks.md: for each candidate,
 // what a client holding v1 of a 256 MiB resource downloads to get v2 (v1
 // with 1 MiB overwritten in the middle and 100 KiB inserted at 1 MiB),
 // over several seeds; the chunks of a 1 GiB resource; and the speed.
