@@ -67,6 +67,10 @@ func TestSecondClientOnOneCacheIsRefused(t *testing.T) {
 	if !strings.Contains(stderr.String(), want) {
 		t.Fatalf("second client's error %q does not say %q", stderr.String(), want)
 	}
+	var sum struct{ Outcome, Error string }
+	if err := json.Unmarshal(stdout.Bytes(), &sum); err != nil || sum.Outcome != "error" || !strings.Contains(sum.Error, want) {
+		t.Fatalf("-json printed %q (%v); want an error summary saying %q", stdout.String(), err, want)
+	}
 	if _, err := os.Stat(tmp); err != nil {
 		t.Fatalf("the first client's temp file: %v", err)
 	}

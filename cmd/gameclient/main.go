@@ -176,6 +176,10 @@ func run() int {
 	}
 	cache, err := assetsmgr.Open(ctx, assetsmgr.Options{Dir: *cacheDir, Packs: localPacks, Logger: log, MaxBytes: maxBytes})
 	if err != nil {
+		if *jsonOut {
+			// Scripts read one object whatever happened.
+			json.NewEncoder(os.Stdout).Encode(summary{Outcome: "error", Error: err.Error()})
+		}
 		fmt.Fprintln(os.Stderr, "gameclient:", err)
 		return exitFailed
 	}
