@@ -17,8 +17,12 @@ const ChunkedMin = manifest.MaxChunkLen
 
 // chunkSlot holds a large file's manifest once computed.
 type chunkSlot struct {
-	mu sync.Mutex // guards m; held while computing, so it is computed once
+	mu sync.Mutex // guards m and changed; held while computing, so it is computed once
 	m  *manifest.Manifest
+	// changed: the file no longer has its indexed hash. Kept, so that
+	// clients asking again do not make the server read it again; a reload
+	// that sees the change gives the file a new slot.
+	changed error
 	// done is m once computed, for readers that must not wait.
 	done atomic.Pointer[manifest.Manifest]
 }
@@ -36,6 +40,9 @@ func (e *Entry) Manifest(ctx context.Context) (*manifest.Manifest, error) {
 	if e.cut.m != nil {
 		return e.cut.m, nil
 	}
+	if e.cut.changed != nil {
+		return nil, e.cut.changed
+	}
 	f, err := e.Pack.open(e.Path)
 	if err != nil {
 		return nil, fmt.Errorf("cut %s in pack %s: %w", e.Path, e.Pack, err)
@@ -46,7 +53,8 @@ func (e *Entry) Manifest(ctx context.Context) (*manifest.Manifest, error) {
 		return nil, fmt.Errorf("cut %s in pack %s: %w", e.Path, e.Pack, err)
 	}
 	if whole != e.Hash || m.Size != uint64(e.Size) {
-		return nil, fmt.Errorf("cut %s in pack %s: %w", e.Path, e.Pack, ErrChanged)
+		e.cut.changed = fmt.Errorf("cut %s in pack %s: %w", e.Path, e.Pack, ErrChanged)
+		return nil, e.cut.changed
 	}
 	e.cut.m = m
 	e.cut.done.Store(m)

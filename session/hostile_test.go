@@ -318,7 +318,9 @@ func TestSyncerCancelPrecedesTheRequestItMakesRoomFor(t *testing.T) {
 		}
 		joined <- c
 	}})
-	s, _, _, _ := startSyncer(t, ts.url, nil)
+	// Whole streams: each resource is one request (chunked, a manifest
+	// and then a chunk are).
+	s, _, _, _ := startSyncer(t, ts.url, func(o *SyncOptions) { o.NoChunks = true })
 	sc := <-joined
 	// Once the client has its two allowed requests pending on the server,
 	// release both while they are being sent.
@@ -331,7 +333,7 @@ func TestSyncerCancelPrecedesTheRequestItMakesRoomFor(t *testing.T) {
 		sc.mu.Lock()
 		pending = pending[:0]
 		for k := range sc.pending {
-			pending = append(pending, k.hash)
+			pending = append(pending, k)
 		}
 		sc.mu.Unlock()
 		time.Sleep(100 * time.Microsecond)
@@ -376,7 +378,7 @@ func TestCancelAfterReloadWithdrawsTheRequest(t *testing.T) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		sc.mu.Lock()
-		n := len(sc.pending)
+		n := sc.pendingLocked()
 		sc.mu.Unlock()
 		if n == 0 {
 			return

@@ -66,7 +66,11 @@ type Client struct {
 	// entries for the same content.
 	queues  [numClasses][]queued
 	queuedN int // items in all queues, live or stale
-	pending map[reqKey]pend
+	// pending holds whole-resource requests by hash (nearly all of them;
+	// a client may have thousands), parts the range and manifest requests
+	// of chunked fetches; nil until a client makes one. See pendLocked.
+	pending map[resources.Hash]pend
+	parts   map[reqKey]pend
 	gen     uint32
 	// active are the streams being interleaved, at most active_streams
 	// per class; only the highest class with any is served.
@@ -131,8 +135,16 @@ func classOf(priority uint8) uint8 {
 // thousands.
 type queued struct {
 	entry *packs.Entry
-	key   reqKey
+	part  *reqKey // a range or manifest request; nil for a whole resource
 	gen   uint32
+}
+
+// key is the request q answers.
+func (q *queued) key() reqKey {
+	if q.part != nil {
+		return *q.part
+	}
+	return reqKey{hash: q.entry.Hash, n: wholeResource}
 }
 
 // stream is a resource, range or manifest being sent. Only the writer
@@ -148,7 +160,7 @@ type stream struct {
 	started   bool
 	began     time.Time          // first write, for the stream-duration metric
 	mf        *manifest.Manifest // a manifest request's chunks
-	part      int                // the next manifest chunk to send
+	mfNext    int                // the next manifest chunk to send
 }
 
 func newClient(s *Server, conn *websocket.Conn, remote string) *Client {
@@ -163,7 +175,7 @@ func newClient(s *Server, conn *websocket.Conn, remote string) *Client {
 		uses:       resources.NewUses(),
 		told:       make(map[resources.Key]unique.Handle[resources.Hash]),
 		dirty:      make(map[resources.Key]struct{}),
-		pending:    make(map[reqKey]pend),
+		pending:    make(map[resources.Hash]pend),
 		regions:    make(map[world.Region]bool),
 	}
 	c.ctx, c.cancel = context.WithCancel(s.ctx)
@@ -509,13 +521,13 @@ func (c *Client) request(p *packets.ResourceRequest) {
 		if w.HasRange {
 			key.off, key.n = w.Offset, w.Length
 		}
-		if w.Raise {
-			c.raiseLocked(key, classOf(w.Priority))
-			continue
-		}
 		if w.Manifest && c.caps&packets.CapChunked == 0 {
 			c.byeLocked(packets.DisconnectProtocolError, "manifest requested in a session without the chunked capability")
 			return
+		}
+		if w.Raise {
+			c.raiseLocked(key, classOf(w.Priority))
+			continue
 		}
 		e, ok := c.view.ByHash(w.Hash)
 		switch {
@@ -529,7 +541,7 @@ func (c *Client) request(p *packets.ResourceRequest) {
 			c.queueError(w.Hash, packets.ErrorRangeInvalid, fmt.Sprintf("range %d+%d outside %d bytes", w.Offset, w.Length, e.Size))
 			continue
 		}
-		if _, again := c.pending[key]; !again && len(c.pending) >= c.srv.cfg.MaxPendingRequests {
+		if _, again := c.pendLocked(key); !again && c.pendingLocked() >= c.srv.cfg.MaxPendingRequests {
 			c.byeLocked(packets.DisconnectLimitExceeded, fmt.Sprintf("more than %d resources requested and not yet sent", c.srv.cfg.MaxPendingRequests))
 			return
 		}
@@ -543,30 +555,66 @@ func (c *Client) request(p *packets.ResourceRequest) {
 // enqueueLocked queues a request under a new generation.
 func (c *Client) enqueueLocked(e *packs.Entry, key reqKey, class uint8) {
 	c.gen++
-	c.pending[key] = pend{gen: c.gen, class: class}
-	c.queues[class] = append(c.queues[class], queued{entry: e, key: key, gen: c.gen})
+	c.setPendLocked(key, pend{gen: c.gen, class: class})
+	q := queued{entry: e, gen: c.gen}
+	if key.n != wholeResource || key.manifest {
+		q.part = &key
+	}
+	c.queues[class] = append(c.queues[class], q)
 	c.queuedN++
-	if c.queuedN > 2*len(c.pending)+1024 {
+	if c.queuedN > 2*c.pendingLocked()+1024 {
 		c.compactQueueLocked()
 	}
 }
+
+// pendLocked looks up a pending request.
+func (c *Client) pendLocked(k reqKey) (pend, bool) {
+	if k.n == wholeResource && !k.manifest {
+		p, ok := c.pending[k.hash]
+		return p, ok
+	}
+	p, ok := c.parts[k]
+	return p, ok
+}
+
+func (c *Client) setPendLocked(k reqKey, p pend) {
+	if k.n == wholeResource && !k.manifest {
+		c.pending[k.hash] = p
+		return
+	}
+	if c.parts == nil {
+		c.parts = make(map[reqKey]pend)
+	}
+	c.parts[k] = p
+}
+
+func (c *Client) deletePendLocked(k reqKey) {
+	if k.n == wholeResource && !k.manifest {
+		delete(c.pending, k.hash)
+		return
+	}
+	delete(c.parts, k)
+}
+
+// pendingLocked counts the pending requests, as max_pending_requests does.
+func (c *Client) pendingLocked() int { return len(c.pending) + len(c.parts) }
 
 // raiseLocked moves a pending request to a higher class: a stream already
 // being sent keeps its place and progress in the higher class's turns; one
 // still queued is queued again there. Anything else is ignored: the
 // request may have completed while the raise was on its way.
 func (c *Client) raiseLocked(key reqKey, class uint8) {
-	p, ok := c.pending[key]
+	p, ok := c.pendLocked(key)
 	if !ok || class <= p.class {
 		return
 	}
 	for cls := range c.active {
 		for i, s := range c.active[cls] {
-			if s.key == key && s.gen == p.gen {
+			if s.gen == p.gen && s.key() == key {
 				c.active[cls] = slices.Delete(c.active[cls], i, i+1)
 				s.class = class
 				c.active[class] = append(c.active[class], s)
-				c.pending[key] = pend{gen: p.gen, class: class}
+				c.setPendLocked(key, pend{gen: p.gen, class: class})
 				return
 			}
 		}
@@ -610,7 +658,7 @@ func (c *Client) boundLocked(h resources.Hash) bool {
 
 // liveLocked reports whether q is still wanted.
 func (c *Client) liveLocked(q queued) bool {
-	p, ok := c.pending[q.key]
+	p, ok := c.pendLocked(q.key())
 	return ok && p.gen == q.gen
 }
 
@@ -645,9 +693,12 @@ func (c *Client) cancelHashes(hs []resources.Hash) {
 	for _, h := range hs {
 		cancel[h] = true
 	}
-	for k := range c.pending {
+	for _, h := range hs {
+		delete(c.pending, h)
+	}
+	for k := range c.parts {
 		if cancel[k.hash] {
-			delete(c.pending, k)
+			delete(c.parts, k)
 		}
 	}
 	c.mu.Unlock()
@@ -949,14 +1000,14 @@ func (c *Client) sendChunk(buf *[]byte) (more bool, err error) {
 			e, ok := c.view.ByHash(s.entry.Hash)
 			if !ok {
 				c.active[cls] = slices.Delete(active, c.rr[cls], c.rr[cls]+1)
-				delete(c.pending, s.key)
+				c.deletePendLocked(s.key())
 				c.queueError(s.entry.Hash, packets.ErrorUnknownHash, "resource "+s.entry.Hash.String()+" was removed from the server's packs")
 				s = nil
 				continue
 			}
 			s.entry = e // same hash: its pending entry stands
 		}
-		if s.id == 0 && !s.key.manifest {
+		if s.id == 0 && (s.part == nil || !s.part.manifest) {
 			if c.nextStream == math.MaxUint32 {
 				// Stream ids are never reused within a session.
 				c.byeLocked(packets.DisconnectInternal, "stream ids exhausted; reconnect")
@@ -972,7 +1023,7 @@ func (c *Client) sendChunk(buf *[]byte) (more bool, err error) {
 	c.mu.Unlock()
 
 	var last bool
-	if s.key.manifest {
+	if s.part != nil && s.part.manifest {
 		last, err = c.writeManifestPart(s, buf)
 	} else {
 		last, err = c.writeStreamChunk(s, buf)
@@ -986,11 +1037,11 @@ func (c *Client) sendChunk(buf *[]byte) (more bool, err error) {
 			c.active[s.class] = slices.Delete(c.active[s.class], i, i+1)
 		}
 		if c.liveLocked(s.queued) {
-			delete(c.pending, s.key) // a read error ended it; the last write already freed it otherwise
+			c.deletePendLocked(s.key()) // a read error ended it; the last write already freed it otherwise
 		}
 		c.mu.Unlock()
 		closeContent(s)
-		if !s.key.manifest {
+		if s.part == nil || !s.part.manifest {
 			c.srv.metrics.streamDone(s.began)
 		}
 	}
@@ -1031,7 +1082,7 @@ func (c *Client) failStream(s *stream, what string, err error) {
 func (c *Client) freeLast(s *stream) {
 	c.mu.Lock()
 	if c.liveLocked(s.queued) {
-		delete(c.pending, s.key)
+		c.deletePendLocked(s.key())
 	}
 	c.mu.Unlock()
 }
@@ -1050,12 +1101,12 @@ func (c *Client) writeManifestPart(s *stream, buf *[]byte) (last bool, err error
 		s.mf = m
 	}
 	per := min(packets.MaxManifestEntries, (int(c.srv.limits.MaxPacket)-packets.ManifestHeaderSize)/packets.ManifestEntrySize)
-	n := min(len(s.mf.Chunks)-s.part, per)
-	part := &packets.Manifest{Hash: e.Hash, Size: s.mf.Size, Total: uint32(len(s.mf.Chunks)), First: uint32(s.part), Chunks: make([]packets.ManifestChunk, n)}
-	for i, ch := range s.mf.Chunks[s.part : s.part+n] {
+	n := min(len(s.mf.Chunks)-s.mfNext, per)
+	part := &packets.Manifest{Hash: e.Hash, Size: s.mf.Size, Total: uint32(len(s.mf.Chunks)), First: uint32(s.mfNext), Chunks: make([]packets.ManifestChunk, n)}
+	for i, ch := range s.mf.Chunks[s.mfNext : s.mfNext+n] {
 		part.Chunks[i] = packets.ManifestChunk{Length: ch.Length, Hash: ch.Hash}
 	}
-	last = s.part+n == len(s.mf.Chunks)
+	last = s.mfNext+n == len(s.mf.Chunks)
 	if last {
 		c.freeLast(s)
 		c.srv.metrics.manifestsSent.Inc()
@@ -1064,7 +1115,7 @@ func (c *Client) writeManifestPart(s *stream, buf *[]byte) (last bool, err error
 	if err := c.writeMessage(*buf); err != nil {
 		return false, err
 	}
-	s.part += n
+	s.mfNext += n
 	return last, nil
 }
 
@@ -1077,8 +1128,8 @@ func (c *Client) writeStreamChunk(s *stream, buf *[]byte) (last bool, err error)
 		s.started, s.began = true, time.Now()
 		c.srv.metrics.streamStarted(e.InMemory())
 		off, n := uint64(0), uint64(e.Size)
-		if s.key.n != wholeResource {
-			off, n = s.key.off, s.key.n
+		if s.part != nil {
+			off, n = s.part.off, s.part.n
 		}
 		content, err := e.Open()
 		if err != nil {
@@ -1145,7 +1196,7 @@ func (c *Client) encoded(s *stream, off, n uint64) ([]byte, error) {
 	// compressed: whole resources and the chunks of their manifests.
 	// Arbitrary ranges are sent raw, or one client asking for many would
 	// cost the server a compression each.
-	if s.key.n != wholeResource && !e.IsChunk(off, n) {
+	if s.part != nil && !e.IsChunk(off, n) {
 		return nil, nil
 	}
 	z, ok, err := c.srv.zstd.Get(compression.Key{Hash: e.Hash, Off: off, N: n}, func() ([]byte, error) {
@@ -1173,4 +1224,5 @@ func (c *Client) closeStreams() {
 	}
 	c.queuedN = 0
 	clear(c.pending)
+	c.parts = nil
 }

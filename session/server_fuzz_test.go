@@ -70,8 +70,8 @@ func FuzzServerSession(f *testing.F) {
 			}
 			c.handle(p)
 			c.mu.Lock()
-			if len(c.pending) > s.cfg.MaxPendingRequests {
-				t.Fatalf("%d pending requests, limit %d", len(c.pending), s.cfg.MaxPendingRequests)
+			if c.pendingLocked() > s.cfg.MaxPendingRequests {
+				t.Fatalf("%d pending requests, limit %d", c.pendingLocked(), s.cfg.MaxPendingRequests)
 			}
 			queued := 0
 			for _, q := range c.queues {
@@ -80,8 +80,8 @@ func FuzzServerSession(f *testing.F) {
 			if queued != c.queuedN {
 				t.Fatalf("%d queued, counted %d", queued, c.queuedN)
 			}
-			if queued > 2*len(c.pending)+1024+maxReq {
-				t.Fatalf("%d queued for %d pending", queued, len(c.pending))
+			if queued > 2*c.pendingLocked()+1024+maxReq {
+				t.Fatalf("%d queued for %d pending", queued, c.pendingLocked())
 			}
 			if len(c.errs) > maxQueuedErrors {
 				t.Fatalf("%d queued errors", len(c.errs))

@@ -106,11 +106,17 @@ func (s *Server) Status() Status {
 		cs := &st.Clients[i]
 		c.mu.Lock()
 		// A chunked resource has several requests pending: count hashes.
-		outstanding := make(map[resources.Hash]bool, len(c.pending))
-		for k := range c.pending {
-			outstanding[k.hash] = true
+		outstanding := len(c.pending)
+		if len(c.parts) > 0 {
+			hashes := make(map[resources.Hash]bool, len(c.parts))
+			for k := range c.parts {
+				if _, whole := c.pending[k.hash]; !whole {
+					hashes[k.hash] = true
+				}
+			}
+			outstanding += len(hashes)
 		}
-		cs.Bound, cs.Outstanding = len(c.told), len(outstanding)
+		cs.Bound, cs.Outstanding = len(c.told), outstanding
 		for _, list := range c.active {
 			for _, sm := range list {
 				cs.Streams = append(cs.Streams, StreamStatus{Resource: sm.entry.Type.String() + "/" + sm.entry.Ref.String(), Size: sm.entry.Size})

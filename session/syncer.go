@@ -158,6 +158,9 @@ type hashState struct {
 	// fetch is the chunked download of a large resource, from its
 	// manifest request to its commit; nil for whole streams.
 	fetch *chunkFetch
+	// quietUntil: failures until then are the rest of a burst (the
+	// chunks that were in flight when a fetch was given up).
+	quietUntil time.Time
 	// skipParts: a Manifest part was refused; the rest of that answer is
 	// ignored until a part with first = 0 starts a new one.
 	skipParts bool
@@ -692,7 +695,7 @@ func (s *Syncer) requestLocked(hs []resources.Hash) []packets.Want {
 // fetched by chunks, else the whole resource.
 func (s *Syncer) firstWantLocked(h resources.Hash, st *hashState) packets.Want {
 	if st.fetch == nil && s.caps&packets.CapChunked != 0 && int64(st.size) > s.opts.ChunkedMin {
-		st.fetch = newChunkFetch()
+		st.fetch = newChunkFetch(h)
 	}
 	return packets.Want{Hash: h, Priority: st.prio, Manifest: st.fetch != nil}
 }
@@ -719,8 +722,15 @@ func (s *Syncer) fillWindowLocked() []packets.Want {
 	if max := int(s.limits.MaxPending); max > 0 {
 		room = max - s.outstanding
 	}
-	var send []packets.Want
-	for len(s.waiting) > 0 && len(send) < room {
+	// Chunks of resources more urgent than the first one waiting go
+	// first (Need puts a needed resource at the head of the queue), then
+	// the queue, then every other resource's chunks.
+	head := -1
+	if len(s.waiting) > 0 {
+		head = int(s.prioOf(s.waiting[0]))
+	}
+	send := s.fillChunksLocked(nil, &room, head)
+	for len(s.waiting) > 0 && room > 0 {
 		h := s.waiting[0]
 		s.waiting = s.waiting[1:]
 		st := s.hashes[h]
@@ -733,10 +743,21 @@ func (s *Syncer) fillWindowLocked() []packets.Want {
 		}
 		st.sent = true
 		s.outstanding++
+		room--
 		send = append(send, s.firstWantLocked(h, st))
 	}
 	if len(s.waiting) == 0 {
 		s.waiting = nil
+	}
+	return s.fillChunksLocked(send, &room, -1)
+}
+
+// fillChunksLocked appends requests for the missing chunks of resources of
+// priority above minPrio, highest first, each with at most chunkWindow
+// bytes in flight, while room lasts.
+func (s *Syncer) fillChunksLocked(send []packets.Want, room *int, minPrio int) []packets.Want {
+	if len(s.fetching) == 0 || *room <= 0 {
+		return send
 	}
 	if len(s.fetching) > 1 {
 		slices.SortStableFunc(s.fetching, func(a, b resources.Hash) int {
@@ -750,12 +771,13 @@ func (s *Syncer) fillWindowLocked() []packets.Want {
 			continue
 		}
 		f := st.fetch
-		for len(f.todo) > 0 && len(send) < room && f.flight < chunkWindow {
+		for int(st.prio) > minPrio && len(f.todo) > 0 && *room > 0 && f.flight < chunkWindow {
 			i := f.todo[0]
 			f.todo = f.todo[1:]
 			f.inflight[i] = true
 			f.flight += int64(f.m.Chunks[i].Length)
 			s.outstanding++
+			*room--
 			send = append(send, f.want(h, st.prio, i))
 		}
 		if len(f.todo) > 0 {
@@ -1188,9 +1210,9 @@ func (s *Syncer) streamFailedLocked(h resources.Hash, why error) (again bool, ev
 	if hs == nil {
 		return false, nil
 	}
-	chunked := hs.fetch != nil
+	over := s.countFailureLocked(hs, hs.fetch != nil && len(hs.fetch.inflight) > 0)
 	s.resetFetchLocked(hs) // a chunked fetch starts again from its manifest
-	if s.countFailureLocked(hs, chunked) {
+	if over {
 		hs.state = phaseFailed
 		s.settleLocked(hs)
 		s.log.Error("resource failed", "hash", h.Short(), "err", why, "tries", hs.retries)

@@ -68,6 +68,7 @@ func putChunkBuf(b []byte) {
 // is collected, the cache's partial copies what is held locally, and the
 // missing chunks are requested, verified and written as they arrive.
 type chunkFetch struct {
+	hash resources.Hash
 	// The manifest, collected part by part; m is set once complete.
 	total   uint32
 	lengths []uint32
@@ -82,7 +83,9 @@ type chunkFetch struct {
 	started  bool               // the partial is being opened or is open
 }
 
-func newChunkFetch() *chunkFetch { return &chunkFetch{inflight: make(map[int]bool)} }
+func newChunkFetch(h resources.Hash) *chunkFetch {
+	return &chunkFetch{hash: h, inflight: make(map[int]bool)}
+}
 
 // want is the request for chunk i.
 func (f *chunkFetch) want(h resources.Hash, prio uint8, i int) packets.Want {
@@ -97,6 +100,14 @@ func (s *Syncer) resetFetchLocked(hs *hashState) {
 	f := hs.fetch
 	if f == nil {
 		return
+	}
+	if len(f.inflight) > 0 {
+		// The server still holds these requests (a ResourceError ends
+		// only the one it answers): withdraw them all before anything
+		// takes their room, which flushCancels sends first. Errors for
+		// them may still be on their way: part of this failure.
+		s.cancels = append(s.cancels, f.hash)
+		hs.quietUntil = time.Now().Add(failBurst)
 	}
 	s.outstanding -= len(f.inflight)
 	for id, a := range s.streams {
@@ -214,6 +225,14 @@ func (s *Syncer) openPartial(ctx context.Context, out *outbox, h resources.Hash,
 		}
 		return
 	}
+	if errors.Is(err, assetsmgr.ErrPartialInUse) {
+		// Still being closed after a Lost and a new Bind, or held by a
+		// cache command: a moment's wait, not a failure.
+		s.resetFetchLocked(hs)
+		s.mu.Unlock()
+		s.retryLater(out, h)
+		return
+	}
 	if err != nil {
 		s.resetFetchLocked(hs)
 		s.failHashLocked(hs, err)
@@ -252,13 +271,17 @@ func (s *Syncer) openPartial(ctx context.Context, out *outbox, h resources.Hash,
 // again later, not for the chunks that were already on their way.
 const failBurst = 100 * time.Millisecond
 
-// countFailureLocked counts a failure of hs towards MaxRetries (bursts as
-// one, for a chunked resource) and reports whether it is over the limit.
-func (s *Syncer) countFailureLocked(hs *hashState, chunked bool) bool {
-	if !chunked || time.Since(hs.lastFail) >= failBurst {
-		hs.retries++
-		hs.lastFail = time.Now()
+// countFailureLocked counts a failure of hs towards MaxRetries and reports
+// whether it is over the limit. burst: the failure may be one of several
+// requests failing together (chunks in flight); those within failBurst of
+// the last counted failure, or answering a fetch just given up, count once.
+func (s *Syncer) countFailureLocked(hs *hashState, burst bool) bool {
+	now := time.Now()
+	if now.Before(hs.quietUntil) || (burst && now.Sub(hs.lastFail) < failBurst) {
+		return hs.retries > s.opts.MaxRetries
 	}
+	hs.retries++
+	hs.lastFail = now
 	return hs.retries > s.opts.MaxRetries
 }
 
@@ -404,12 +427,35 @@ func (s *Syncer) commitFetch(out *outbox, h resources.Hash, f *chunkFetch) {
 		s.pumpRequests(out)
 		return
 	}
-	// The whole did not match: the manifest was wrong. Start over; the
-	// same manifest again fails the resource at once.
-	hs.badManifest = f.m.Digest()
+	if errors.Is(err, assetsmgr.ErrNotWritable) || errors.Is(err, assetsmgr.ErrDiskFull) {
+		s.resetFetchLocked(hs)
+		s.failHashLocked(hs, err)
+		s.mu.Unlock()
+		s.log.Error("cannot store resource", "hash", h.Short(), "err", err)
+		s.flushEvents()
+		s.poke()
+		return
+	}
+	if errors.Is(err, assetsmgr.ErrHashMismatch) {
+		// Every chunk matched, the whole did not: the manifest was
+		// wrong. Start over; the same manifest again fails the resource
+		// at once.
+		hs.badManifest = f.m.Digest()
+	}
 	s.resetFetchLocked(hs)
 	hs.state = phaseStreaming // as streamFailedLocked expects
 	s.failStreamAndUnlock(out, h, err)
+}
+
+// retryLater asks for h again after 200 ms (the session permitting).
+func (s *Syncer) retryLater(out *outbox, h resources.Hash) {
+	out.wg.Go(func() {
+		select {
+		case <-time.After(200 * time.Millisecond):
+			s.request(out, []resources.Hash{h})
+		case <-out.done:
+		}
+	})
 }
 
 // Need marks the resource bound under k as needed now: its requests, and

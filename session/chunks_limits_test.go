@@ -1,0 +1,273 @@
+package session
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/voxsync/voxsync/assetsmgr"
+	"github.com/voxsync/voxsync/packets"
+	"github.com/voxsync/voxsync/resources"
+)
+
+// limitedFake is a scripted server announcing maxPending, which tracks its
+// pending set exactly as server_client.go does (keyed by hash, range,
+// manifest; freed when the last packet is written, on ResourceError, or on
+// cancel of the hash) and records the largest it ever got.
+type limitedFake struct {
+	url   string
+	conns chan *fakeConn
+}
+
+func newLimitedFake(t *testing.T, caps uint64, maxPending uint32) *limitedFake {
+	fs := &limitedFake{conns: make(chan *fakeConn, 8)}
+	up := websocket.Upgrader{}
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		_, data, err := conn.ReadMessage()
+		if err != nil {
+			return
+		}
+		hello, _ := packets.Decode(data)
+		conn.WriteMessage(websocket.BinaryMessage, packets.Encode(&packets.Welcome{Version: packets.Version, Capabilities: caps & hello.(*packets.Hello).Capabilities,
+			Limits: packets.Limits{MaxChunk: 65536, MaxPacket: packets.MaxPacketSize, MaxRequestHashes: 100, MaxPending: maxPending, PingIntervalMs: 5000}}))
+		fc := &fakeConn{t: t, conn: conn, in: make(chan packets.Packet, 256), done: make(chan struct{})}
+		fs.conns <- fc
+		defer close(fc.done)
+		for {
+			_, data, err := conn.ReadMessage()
+			if err != nil {
+				close(fc.in)
+				return
+			}
+			p, _ := packets.Decode(data)
+			fc.in <- p
+		}
+	}))
+	t.Cleanup(hs.Close)
+	fs.url = "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"
+	return fs
+}
+
+type rk struct {
+	h        resources.Hash
+	off, n   uint64
+	manifest bool
+}
+
+type pendingModel struct {
+	mu   sync.Mutex
+	set  map[rk]bool
+	max  int
+	over []string
+	lim  int
+}
+
+func (m *pendingModel) apply(p packets.Packet) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch p := p.(type) {
+	case *packets.ResourceRequest:
+		for _, w := range p.Wants {
+			if w.Raise {
+				continue
+			}
+			k := rk{h: w.Hash, n: ^uint64(0), manifest: w.Manifest}
+			if w.HasRange {
+				k.off, k.n = w.Offset, w.Length
+			}
+			if !m.set[k] && len(m.set) >= m.lim {
+				m.over = append(m.over, fmt.Sprintf("request %+v with %d pending (limit %d)", k.off, len(m.set), m.lim))
+			}
+			m.set[k] = true
+			m.max = max(m.max, len(m.set))
+		}
+	case *packets.ResourceCancel:
+		for _, h := range p.Hashes {
+			for k := range m.set {
+				if k.h == h {
+					delete(m.set, k)
+				}
+			}
+		}
+	}
+}
+
+func (m *pendingModel) free(k rk) { m.mu.Lock(); delete(m.set, k); m.mu.Unlock() }
+
+// A ResourceError for one chunk of a chunked fetch makes the client give up
+// the fetch; the server still holds its other chunks' requests, so the
+// client must cancel them before it fills the room: the server must never
+// see more than max pending (it would disconnect with "limit exceeded").
+func TestChunkErrorKeepsWithinMaxPending(t *testing.T) {
+	const maxPending = 8
+	fs := newLimitedFake(t, packets.CapChunked, maxPending)
+	s, _, _, _ := startSyncer(t, fs.url, func(o *SyncOptions) { o.ChunkedMin = 1000; o.StallTimeout = 10 * time.Second })
+	_ = s
+	c := <-fs.conns
+	model := &pendingModel{set: map[rk]bool{}, lim: maxPending}
+	next := func() packets.Packet {
+		select {
+		case p := <-c.in:
+			model.apply(p)
+			return p
+		case <-time.After(2 * time.Second):
+			return nil
+		}
+	}
+	big := randomBytes(100_000, 40)
+	bb := binding("big.bin", big)
+	c.send(&packets.Bind{Entries: []resources.Binding{bb}}, &packets.BindsDone{})
+	var req *packets.ResourceRequest
+	for req == nil {
+		p := next()
+		if p == nil {
+			t.Fatal("no manifest request")
+		}
+		req, _ = p.(*packets.ResourceRequest)
+	}
+	model.free(rk{h: bb.Hash, n: ^uint64(0), manifest: true}) // freed before its last part
+	mf, _ := fixedManifest(bb, big, 10_000)
+	c.send(mf)
+	// The client asks for max pending chunks.
+	var chunks []packets.Want
+	for len(chunks) < maxPending {
+		p := next()
+		if p == nil {
+			t.Fatalf("only %d chunk requests", len(chunks))
+		}
+		if r, ok := p.(*packets.ResourceRequest); ok {
+			chunks = append(chunks, r.Wants...)
+		}
+	}
+	// Five small resources now wait for room.
+	var smalls []resources.Binding
+	for i := range 5 {
+		d := randomBytes(100, byte(50+i))
+		b := binding(fmt.Sprintf("small%d.bin", i), d)
+		b.ID = resources.ResourceID(10 + i)
+		smalls = append(smalls, b)
+	}
+	c.send(&packets.Bind{Entries: smalls}, &packets.BindsDone{})
+	// The server cannot read the first chunk's file (ErrorInternal): it
+	// frees that one request only, as failStream does.
+	w := chunks[0]
+	model.free(rk{h: w.Hash, off: w.Offset, n: w.Length})
+	c.send(&packets.ResourceError{Hash: bb.Hash, Code: packets.ErrorInternal, Message: "server could not read the resource; retry later"})
+	for p := next(); p != nil; p = next() {
+	}
+	model.mu.Lock()
+	defer model.mu.Unlock()
+	t.Logf("server-side pending peaked at %d (limit %d)", model.max, maxPending)
+	if len(model.over) > 0 {
+		t.Fatalf("a real server would disconnect with limit exceeded: %v", model.over)
+	}
+}
+
+var _ = assetsmgr.ErrChunksLost
+var _ = context.Background
+
+// A chunked resource's chunks in flight fail together when its file changed
+// on the server: a burst of ResourceErrors is one retry (docs/protocol.md),
+// also after the first one has given up the fetch.
+func TestChunkErrorBurstCountsAsOne(t *testing.T) {
+	fs := newLimitedFake(t, packets.CapChunked, 65536)
+	_, rec, _, _ := startSyncer(t, fs.url, func(o *SyncOptions) { o.ChunkedMin = 1000; o.MaxRetries = 3 })
+	c := <-fs.conns
+	big := randomBytes(100_000, 41)
+	bb := binding("big.bin", big)
+	c.send(&packets.Bind{Entries: []resources.Binding{bb}}, &packets.BindsDone{})
+	expect[*packets.ResourceRequest](c) // manifest
+	mf, _ := fixedManifest(bb, big, 10_000)
+	c.send(mf)
+	var n int
+	for n < 10 {
+		n += len(expect[*packets.ResourceRequest](c).Wants)
+	}
+	// The file changed on the server: every chunk in flight fails at once.
+	for range n {
+		c.send(&packets.ResourceError{Hash: bb.Hash, Code: packets.ErrorInternal, Message: "the resource changed on the server's disk"})
+	}
+	deadline := time.After(2 * time.Second)
+	for {
+		select {
+		case e := <-rec.ch:
+			if f, ok := e.(Failed); ok {
+				t.Fatalf("one burst of %d chunk errors failed the resource: %v", n, f.Err)
+			}
+		case <-deadline:
+			return
+		}
+	}
+}
+
+// A resource the game needs now gets its chunks requested before prefetch
+// resources waiting for room under max pending.
+func TestNeededChunksGoBeforeWaitingPrefetch(t *testing.T) {
+	const maxPending = 4
+	fs := newLimitedFake(t, packets.CapChunked, maxPending)
+	big := randomBytes(100_000, 42)
+	bb := binding("big.bin", big)
+	s, _, _, _ := startSyncer(t, fs.url, func(o *SyncOptions) {
+		o.ChunkedMin = 1000
+		o.StallTimeout = time.Minute
+		o.Priority = func(b resources.Binding) uint8 {
+			if b.Hash == bb.Hash {
+				return packets.PriorityNormal
+			}
+			return packets.PriorityPrefetch
+		}
+	})
+	c := <-fs.conns
+	c.send(&packets.Bind{Entries: []resources.Binding{bb}}, &packets.BindsDone{})
+	expect[*packets.ResourceRequest](c) // the manifest
+	smalls := map[resources.Hash][]byte{}
+	var bs []resources.Binding
+	for i := range 20 {
+		d := randomBytes(100, byte(60+i))
+		b := binding(fmt.Sprintf("small%d.bin", i), d)
+		b.ID = resources.ResourceID(10 + i)
+		bs = append(bs, b)
+		smalls[b.Hash] = d
+	}
+	c.send(&packets.Bind{Entries: bs})
+	var sent []packets.Want
+	for len(sent) < maxPending-1 {
+		sent = append(sent, expect[*packets.ResourceRequest](c).Wants...)
+	}
+	s.Need(bb.Key())
+	mf, _ := fixedManifest(bb, big, 10_000)
+	c.send(mf) // frees the manifest's slot
+	id := uint32(1)
+	for range 6 {
+		r := expect[*packets.ResourceRequest](c)
+		for _, w := range r.Wants {
+			if w.Raise {
+				continue
+			}
+			if w.HasRange {
+				return // a chunk of the needed resource got the room
+			}
+			t.Logf("free slot went to a prefetch resource (priority %d) while the needed-now resource's chunks wait", w.Priority)
+			// answer one waiting small resource; its slot frees
+			d := smalls[w.Hash]
+			for _, b := range bs {
+				if b.Hash == w.Hash {
+					id++
+					c.stream(id, b, d, 100)
+				}
+			}
+		}
+	}
+	t.Fatal("6 freed slots in a row went to prefetch resources; no chunk of the needed-now resource was requested")
+}
