@@ -61,7 +61,7 @@ const (
 	// A partial's file is synced and its chunks recorded once this many
 	// bytes were written since the last sync, or this long after the first
 	// of them, whichever comes first.
-	partialFlushBytes = 4 << 20
+	partialFlushBytes = 2 << 20
 	partialFlushEvery = 100 * time.Millisecond
 	// partialHashRead is the most the hasher reads back at once; at least
 	// one chunk.
