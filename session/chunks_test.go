@@ -155,16 +155,23 @@ func TestCompressionNegotiatedAndRefused(t *testing.T) {
 		name         string
 		serverOff    bool
 		clientOff    bool
+		budget       int64 // compression_cache; 0: the default
 		wantCompress bool
 	}{
-		{"both offer zstd", false, false, true},
-		{"client refuses", false, true, false},
-		{"server refuses", true, false, false},
+		{"both offer zstd", false, false, 0, true},
+		{"client refuses", false, true, 0, false},
+		{"server refuses", true, false, 0, false},
+		// Frames held by streams count against compression_cache too:
+		// with room for none, everything goes raw.
+		{"no room for a frame", false, false, 16, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ts := startServer(t, serverSetup{dirs: []string{dir}, cfg: func(c *configs.Server) {
 				c.BuiltinPack = false
 				c.Compression = !tc.serverOff
+				if tc.budget > 0 {
+					c.CompressionCache = tc.budget
+				}
 			}})
 			s, _, _, _ := startSyncer(t, ts.url, func(o *SyncOptions) { o.NoCompression = tc.clientOff })
 			waitSynced(t, s)

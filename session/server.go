@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -48,6 +49,7 @@ type Server struct {
 	addrs    *addrLimits
 	caps     uint64             // the optional features offered: packets.Cap*
 	zstd     *compression.Store // compressed forms, shared by every client
+	encHeld  atomic.Int64       // bytes of compressed frames held by streams being sent
 	bufs     sync.Pool          // *[]byte packet buffers of a chunk's size, for writers
 	admin    adminState         // for the admin listener: connections, reload history
 

@@ -990,7 +990,7 @@ func (c *Client) sendChunk(buf *[]byte) (more bool, err error) {
 		s = active[c.rr[cls]]
 		if !c.liveLocked(s.queued) {
 			c.active[cls] = slices.Delete(active, c.rr[cls], c.rr[cls]+1)
-			closeContent(s)
+			c.closeContent(s)
 			s = nil
 			continue
 		}
@@ -1040,7 +1040,7 @@ func (c *Client) sendChunk(buf *[]byte) (more bool, err error) {
 			c.deletePendLocked(s.key()) // a read error ended it; the last write already freed it otherwise
 		}
 		c.mu.Unlock()
-		closeContent(s)
+		c.closeContent(s)
 		if s.part == nil || !s.part.manifest {
 			c.srv.metrics.streamDone(s.began)
 		}
@@ -1048,12 +1048,15 @@ func (c *Client) sendChunk(buf *[]byte) (more bool, err error) {
 	return true, nil
 }
 
-func closeContent(s *stream) {
+func (c *Client) closeContent(s *stream) {
 	if s.content != nil {
 		s.content.Close()
 		s.content = nil
 	}
-	s.enc = nil
+	if s.enc != nil {
+		c.srv.encHeld.Add(-int64(len(s.enc)))
+		s.enc = nil
+	}
 }
 
 // failStream answers a request the server could not read with a retryable
@@ -1210,6 +1213,13 @@ func (c *Client) encoded(s *stream, off, n uint64) ([]byte, error) {
 	if err != nil || !ok {
 		return nil, err
 	}
+	// A stream holds its frame until sent, even after the store let it
+	// go: streams to slow clients may hold at most compression_cache in
+	// all; past that, they are sent raw.
+	if c.srv.encHeld.Add(int64(len(z))) > c.srv.cfg.CompressionCache {
+		c.srv.encHeld.Add(-int64(len(z)))
+		return nil, nil
+	}
 	return z, nil
 }
 
@@ -1218,7 +1228,7 @@ func (c *Client) closeStreams() {
 	defer c.mu.Unlock()
 	for cls := range c.active {
 		for _, s := range c.active[cls] {
-			closeContent(s)
+			c.closeContent(s)
 		}
 		c.active[cls], c.queues[cls] = nil, nil
 	}
