@@ -77,7 +77,7 @@ func Compress(dst, src []byte) (out []byte, worth bool) {
 		if 20*(len(out)-len(dst)) > 19*len(src) {
 			return out, false
 		}
-		out = out[:len(dst)]
+		dst = out[:len(dst)] // the room the probe grew serves the frame
 	}
 	out = encoder().EncodeAll(src, dst)
 	return out, worthSending(len(src), len(out)-len(dst))
