@@ -322,9 +322,6 @@ func (c *Cache) partialChunkRows(ctx context.Context, h resources.Hash) ([]chunk
 	return out, nil
 }
 
-// Hash returns the resource's hash.
-func (p *Partial) Hash() resources.Hash { return p.hash }
-
 // Missing returns the indexes of m.Chunks not yet held, in order.
 func (p *Partial) Missing() []int {
 	p.mu.Lock()

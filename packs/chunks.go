@@ -75,9 +75,6 @@ func (e *Entry) IsChunk(off, n uint64) bool {
 	return ok
 }
 
-// Chunked reports whether e is cut by content.
-func (e *Entry) Chunked() bool { return e.cut != nil }
-
 // CutAll computes the manifests of every large entry not yet cut, one at a
 // time, so the first client to ask for one does not wait. It returns when
 // done or when ctx is cancelled.

@@ -3,61 +3,19 @@ package session
 import (
 	"context"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
 	"github.com/voxsync/voxsync/assetsmgr"
 	"github.com/voxsync/voxsync/packets"
 	"github.com/voxsync/voxsync/resources"
 )
 
-// limitedFake is a scripted server announcing maxPending, which tracks its
-// pending set exactly as server_client.go does (keyed by hash, range,
-// manifest; freed when the last packet is written, on ResourceError, or on
-// cancel of the hash) and records the largest it ever got.
-type limitedFake struct {
-	url   string
-	conns chan *fakeConn
-}
-
-func newLimitedFake(t *testing.T, caps uint64, maxPending uint32) *limitedFake {
-	fs := &limitedFake{conns: make(chan *fakeConn, 8)}
-	up := websocket.Upgrader{}
-	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		conn, err := up.Upgrade(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer conn.Close()
-		_, data, err := conn.ReadMessage()
-		if err != nil {
-			return
-		}
-		hello, _ := packets.Decode(data)
-		conn.WriteMessage(websocket.BinaryMessage, packets.Encode(&packets.Welcome{Version: packets.Version, Capabilities: caps & hello.(*packets.Hello).Capabilities,
-			Limits: packets.Limits{MaxChunk: 65536, MaxPacket: packets.MaxPacketSize, MaxRequestHashes: 100, MaxPending: maxPending, PingIntervalMs: 5000}}))
-		fc := &fakeConn{t: t, conn: conn, in: make(chan packets.Packet, 256), done: make(chan struct{})}
-		fs.conns <- fc
-		defer close(fc.done)
-		for {
-			_, data, err := conn.ReadMessage()
-			if err != nil {
-				close(fc.in)
-				return
-			}
-			p, _ := packets.Decode(data)
-			fc.in <- p
-		}
-	}))
-	t.Cleanup(hs.Close)
-	fs.url = "ws" + strings.TrimPrefix(hs.URL, "http") + "/ws"
-	return fs
-}
+// The scripted server below keeps its pending set exactly as
+// server_client.go does (keyed by hash, range, manifest; freed when the
+// last packet is written, on ResourceError, or on cancel of the hash) and
+// records the largest it ever got.
 
 type rk struct {
 	h        resources.Hash
@@ -111,7 +69,7 @@ func (m *pendingModel) free(k rk) { m.mu.Lock(); delete(m.set, k); m.mu.Unlock()
 // see more than max pending (it would disconnect with "limit exceeded").
 func TestChunkErrorKeepsWithinMaxPending(t *testing.T) {
 	const maxPending = 8
-	fs := newLimitedFake(t, packets.CapChunked, maxPending)
+	fs := newFakeServerLimited(t, packets.CapChunked, maxPending)
 	s, _, _, _ := startSyncer(t, fs.url, func(o *SyncOptions) { o.ChunkedMin = 1000; o.StallTimeout = 10 * time.Second })
 	_ = s
 	c := <-fs.conns
@@ -181,7 +139,7 @@ var _ = context.Background
 // on the server: a burst of ResourceErrors is one retry (docs/protocol.md),
 // also after the first one has given up the fetch.
 func TestChunkErrorBurstCountsAsOne(t *testing.T) {
-	fs := newLimitedFake(t, packets.CapChunked, 65536)
+	fs := newFakeServerLimited(t, packets.CapChunked, 65536)
 	_, rec, _, _ := startSyncer(t, fs.url, func(o *SyncOptions) { o.ChunkedMin = 1000; o.MaxRetries = 3 })
 	c := <-fs.conns
 	big := randomBytes(100_000, 41)
@@ -215,7 +173,7 @@ func TestChunkErrorBurstCountsAsOne(t *testing.T) {
 // resources waiting for room under max pending.
 func TestNeededChunksGoBeforeWaitingPrefetch(t *testing.T) {
 	const maxPending = 4
-	fs := newLimitedFake(t, packets.CapChunked, maxPending)
+	fs := newFakeServerLimited(t, packets.CapChunked, maxPending)
 	big := randomBytes(100_000, 42)
 	bb := binding("big.bin", big)
 	s, _, _, _ := startSyncer(t, fs.url, func(o *SyncOptions) {

@@ -120,10 +120,8 @@ type Syncer struct {
 	putSem   chan struct{}           // bounds chunk verifications and writes running at once
 	buffered int64                   // bytes of buffers of the open streams
 	reopened map[resources.Hash]bool // partials opened before in this run
-	// pendingEvents are events decided under the lock, for flushEvents.
-	pendingEvents []Event
-	runErr        error // why Run returned; nil while it runs
-	lastErr       error // why the last connection attempt or session ended
+	runErr   error                   // why Run returned; nil while it runs
+	lastErr  error                   // why the last connection attempt or session ended
 	// Per session: the server's answer is complete once a BindsDone for
 	// the latest Move (or the join) arrives. Keys bound before this
 	// session that it has not bound again by the first such marker
@@ -394,15 +392,6 @@ func (s *Syncer) send(out *outbox, p packets.Packet) {
 	case out.ch <- p:
 	case <-out.done:
 	}
-}
-
-// flushEvents emits the events collected in pendingEvents.
-func (s *Syncer) flushEvents() {
-	s.mu.Lock()
-	evs := s.pendingEvents
-	s.pendingEvents = nil
-	s.mu.Unlock()
-	s.emit(evs)
 }
 
 func (s *Syncer) emit(evs []Event) {
@@ -1339,11 +1328,7 @@ func (s *Syncer) initStream(out *outbox, p *packets.InitResSend) {
 			// A disk problem is not the server's fault: fail the hash
 			// with a clear error rather than re-request forever.
 			s.dropStreamLocked(p.Stream)
-			s.failHashLocked(hs, err)
-			s.mu.Unlock()
-			s.log.Error("cannot store resource", "hash", p.Hash.Short(), "err", err)
-			s.flushEvents()
-			s.poke()
+			s.failHashAndUnlock(hs, p.Hash, "cannot store resource", err)
 			return
 		}
 		if s.streams[p.Stream] == a {
@@ -1463,12 +1448,7 @@ func (s *Syncer) chunkFailedAndUnlock(out *outbox, a *assembly, why error) {
 		return
 	}
 	if s.countFailureLocked(hs, true) {
-		s.resetFetchLocked(hs)
-		s.failHashLocked(hs, fmt.Errorf("chunk %d: %w", a.chunk, why))
-		s.mu.Unlock()
-		s.log.Error("resource failed", "hash", a.hash.Short(), "err", why, "tries", hs.retries)
-		s.flushEvents()
-		s.poke()
+		s.failHashAndUnlock(hs, a.hash, "resource failed", fmt.Errorf("chunk %d: %w", a.chunk, why))
 		return
 	}
 	s.log.Warn("bad chunk stream; requesting again", "hash", a.hash.Short(), "chunk", a.chunk, "err", why, "try", hs.retries)

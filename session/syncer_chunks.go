@@ -188,12 +188,8 @@ func (s *Syncer) manifestPart(ctx context.Context, out *outbox, p *packets.Manif
 	if err == nil && hs.badManifest == m.Digest() {
 		// The manifest already found not to describe the bound bytes:
 		// fetching its chunks again cannot end differently.
-		s.resetFetchLocked(hs)
-		s.failHashLocked(hs, fmt.Errorf("the server's manifest for %s describes other bytes than the bound hash, again", p.Hash.Short()))
-		s.mu.Unlock()
-		s.log.Error("resource failed: the server sends a wrong manifest", "hash", p.Hash.Short())
-		s.flushEvents()
-		s.poke()
+		s.failHashAndUnlock(hs, p.Hash, "resource failed: the server sends a wrong manifest",
+			fmt.Errorf("the server's manifest for %s describes other bytes than the bound hash, again", p.Hash.Short()))
 		return
 	}
 	if err != nil {
@@ -234,12 +230,7 @@ func (s *Syncer) openPartial(ctx context.Context, out *outbox, h resources.Hash,
 		return
 	}
 	if err != nil {
-		s.resetFetchLocked(hs)
-		s.failHashLocked(hs, err)
-		s.mu.Unlock()
-		s.log.Error("cannot store resource", "hash", h.Short(), "err", err)
-		s.flushEvents()
-		s.poke()
+		s.failHashAndUnlock(hs, h, "cannot store resource", err)
 		return
 	}
 	f.partial = part
@@ -285,16 +276,22 @@ func (s *Syncer) countFailureLocked(hs *hashState, burst bool) bool {
 	return hs.retries > s.opts.MaxRetries
 }
 
-// failHashLocked reports every key of hs Failed for good, for errors that
-// retrying cannot fix (the disk).
-func (s *Syncer) failHashLocked(hs *hashState, err error) {
+// failHashAndUnlock gives up hash h for good (s.mu held): for errors that
+// retrying cannot fix (the disk, a server that keeps lying) or after the
+// last retry. It releases the lock, logs why, and reports every key Failed.
+func (s *Syncer) failHashAndUnlock(hs *hashState, h resources.Hash, what string, err error) {
+	s.resetFetchLocked(hs)
 	hs.state = phaseFailed
 	s.settleLocked(hs)
 	var evs []Event
 	for k := range hs.keys {
 		evs = append(evs, Failed{Binding: s.keys[k].b, Err: err})
 	}
-	s.pendingEvents = append(s.pendingEvents, evs...)
+	tries := hs.retries
+	s.mu.Unlock()
+	s.log.Error(what, "hash", h.Short(), "err", err, "tries", tries)
+	s.emit(evs)
+	s.poke()
 }
 
 // chunkReceived takes a chunk stream's complete bytes off the reader: the
@@ -350,21 +347,12 @@ func (s *Syncer) chunkStored(out *outbox, a *assembly, err error) {
 	}
 	if err != nil {
 		if errors.Is(err, assetsmgr.ErrNotWritable) || errors.Is(err, assetsmgr.ErrDiskFull) {
-			s.resetFetchLocked(hs)
-			s.failHashLocked(hs, err)
-			s.mu.Unlock()
-			s.flushEvents()
-			s.poke()
+			s.failHashAndUnlock(hs, a.hash, "cannot store resource", err)
 			return
 		}
 		s.stats.StreamErrors++
 		if s.countFailureLocked(hs, true) {
-			s.resetFetchLocked(hs)
-			s.failHashLocked(hs, fmt.Errorf("chunk %d: %w", a.chunk, err))
-			s.mu.Unlock()
-			s.log.Error("resource failed", "hash", a.hash.Short(), "err", err, "tries", hs.retries)
-			s.flushEvents()
-			s.poke()
+			s.failHashAndUnlock(hs, a.hash, "resource failed", fmt.Errorf("chunk %d: %w", a.chunk, err))
 			return
 		}
 		s.log.Warn("bad chunk; requesting again", "hash", a.hash.Short(), "chunk", a.chunk, "err", err, "try", hs.retries)
@@ -428,12 +416,7 @@ func (s *Syncer) commitFetch(out *outbox, h resources.Hash, f *chunkFetch) {
 		return
 	}
 	if errors.Is(err, assetsmgr.ErrNotWritable) || errors.Is(err, assetsmgr.ErrDiskFull) {
-		s.resetFetchLocked(hs)
-		s.failHashLocked(hs, err)
-		s.mu.Unlock()
-		s.log.Error("cannot store resource", "hash", h.Short(), "err", err)
-		s.flushEvents()
-		s.poke()
+		s.failHashAndUnlock(hs, h, "cannot store resource", err)
 		return
 	}
 	if errors.Is(err, assetsmgr.ErrHashMismatch) {

@@ -42,6 +42,11 @@ func newFakeServer(t testing.TB) *fakeServer { return newFakeServerWith(t, 0) }
 // newFakeServerWith answers Hello with a Welcome choosing caps (of those
 // the client offers).
 func newFakeServerWith(t testing.TB, caps uint64) *fakeServer {
+	return newFakeServerLimited(t, caps, 65536)
+}
+
+// newFakeServerLimited also announces maxPending requests.
+func newFakeServerLimited(t testing.TB, caps uint64, maxPending uint32) *fakeServer {
 	fs := &fakeServer{conns: make(chan *fakeConn, 8)}
 	up := websocket.Upgrader{}
 	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -59,13 +64,13 @@ func newFakeServerWith(t testing.TB, caps uint64) *fakeServer {
 			return
 		}
 		conn.WriteMessage(websocket.BinaryMessage, packets.Encode(&packets.Welcome{Version: packets.Version, Capabilities: caps & hello.(*packets.Hello).Capabilities,
-			Limits: packets.Limits{MaxChunk: 65536, MaxPacket: packets.MaxPacketSize, MaxRequestHashes: 100, MaxPending: 65536, PingIntervalMs: 5000}}))
+			Limits: packets.Limits{MaxChunk: 65536, MaxPacket: packets.MaxPacketSize, MaxRequestHashes: 100, MaxPending: maxPending, PingIntervalMs: 5000}}))
 		if fs.linger.Load() {
 			// No close frame back either: it would be queued behind
 			// what a slow link has not taken yet.
 			conn.SetCloseHandler(func(int, string) error { return nil })
 		}
-		fc := &fakeConn{t: t, conn: conn, in: make(chan packets.Packet, 64), done: make(chan struct{})}
+		fc := &fakeConn{t: t, conn: conn, in: make(chan packets.Packet, 256), done: make(chan struct{})}
 		fs.conns <- fc
 		defer close(fc.done)
 		for {

@@ -25,6 +25,8 @@ type chunkResult struct {
 	SyncSeconds     float64 `json:"sync_seconds"`
 }
 
+// syncChunks runs one gameclient -until-synced -json and fails the test
+// unless everything bound was loaded.
 func syncChunks(t testing.TB, url, cache string, extra ...string) chunkResult {
 	t.Helper()
 	args := append([]string{"-server", url, "-cache", cache, "-until-synced", "-json", "-timeout", "60s"}, extra...)

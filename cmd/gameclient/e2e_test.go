@@ -2,11 +2,9 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"database/sql"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -138,21 +136,11 @@ type result struct {
 
 func syncOnce(t *testing.T, url, cache string, extra ...string) result {
 	t.Helper()
-	args := append([]string{"-server", url, "-cache", cache, "-until-synced", "-json", "-timeout", "60s"}, extra...)
-	cmd := exec.Command(clientBin, args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("gameclient: %v\nstdout: %s\nstderr: %s", err, stdout.String(), stderr.String())
+	r := syncChunks(t, url, cache, extra...)
+	if r.Bound == 0 {
+		t.Fatalf("nothing bound: %+v", r)
 	}
-	var r result
-	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
-		t.Fatalf("summary is not JSON: %v: %q", err, stdout.String())
-	}
-	if !r.Synced || r.Loaded != r.Bound || r.Failed != 0 || r.Bound == 0 {
-		t.Fatalf("not synced: %+v\nstderr: %s", r, stderr.String())
-	}
-	return r
+	return r.result
 }
 
 // makePack writes a pack with small (inline) and large (blob) files and
