@@ -1,7 +1,6 @@
 package session
 
 import (
-	"encoding/binary"
 	"testing"
 
 	"github.com/voxsync/voxsync/configs"
@@ -53,14 +52,10 @@ func FuzzServerSession(f *testing.F) {
 		}
 		defer s.leave(c)
 		maxReq := 0
-		for len(in) >= 2 && !c.ending.Load() {
-			n := int(binary.LittleEndian.Uint16(in))
-			in = in[2:]
-			if n > len(in) {
+		for p, err := range packetsOf(in) {
+			if c.ending.Load() {
 				break
 			}
-			p, err := packets.Decode(in[:n])
-			in = in[n:]
 			if err != nil {
 				c.Disconnect(packets.DisconnectProtocolError, err.Error())
 				break

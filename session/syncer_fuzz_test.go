@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"iter"
 	"os"
 	"path/filepath"
 	"testing"
@@ -31,6 +32,26 @@ func packetSeq(ps ...packets.Packet) []byte {
 		out = append(out, e...)
 	}
 	return out
+}
+
+// packetsOf is packetSeq's inverse: the packets of a fuzz input in order,
+// each with its decoding error, until the input runs out or a length
+// overruns it.
+func packetsOf(in []byte) iter.Seq2[packets.Packet, error] {
+	return func(yield func(packets.Packet, error) bool) {
+		for len(in) >= 2 {
+			n := int(binary.LittleEndian.Uint16(in))
+			in = in[2:]
+			if n > len(in) {
+				return
+			}
+			p, err := packets.Decode(in[:n])
+			in = in[n:]
+			if !yield(p, err) {
+				return
+			}
+		}
+	}
 }
 
 func FuzzSyncerHandle(f *testing.F) {
@@ -84,14 +105,7 @@ func FuzzSyncerHandle(f *testing.F) {
 				}
 			}
 		}()
-		for len(in) >= 2 {
-			n := int(binary.LittleEndian.Uint16(in))
-			in = in[2:]
-			if n > len(in) {
-				break
-			}
-			p, err := packets.Decode(in[:n])
-			in = in[n:]
+		for p, err := range packetsOf(in) {
 			if err != nil {
 				continue
 			}
