@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+	"github.com/voxsync/voxsync/mirror"
 	"github.com/voxsync/voxsync/packets"
 	"github.com/voxsync/voxsync/resources"
 )
@@ -57,13 +58,17 @@ type Server struct {
 	Chunked            bool     `toml:"chunked"`
 	Compression        bool     `toml:"compression"`
 	CompressionCache   int64    `toml:"compression_cache"`
-	MaxClients         int      `toml:"max_clients"`
-	WriteTimeout       Duration `toml:"write_timeout"`
-	PingInterval       Duration `toml:"ping_interval"`
-	HandshakeTimeout   Duration `toml:"handshake_timeout"`
-	AuthToken          string   `toml:"auth_token"`
-	HotReload          bool     `toml:"hot_reload"`
-	ReloadDebounce     Duration `toml:"reload_debounce"`
+	// Mirrors are base URLs of HTTP mirrors serving the published layout
+	// (gameserver publish); clients fetch content from them and from the
+	// server at once.
+	Mirrors          []string `toml:"mirrors"`
+	MaxClients       int      `toml:"max_clients"`
+	WriteTimeout     Duration `toml:"write_timeout"`
+	PingInterval     Duration `toml:"ping_interval"`
+	HandshakeTimeout Duration `toml:"handshake_timeout"`
+	AuthToken        string   `toml:"auth_token"`
+	HotReload        bool     `toml:"hot_reload"`
+	ReloadDebounce   Duration `toml:"reload_debounce"`
 	// Per-address limits (an IPv6 address counts as its /64).
 	MaxClientsPerAddress  int `toml:"max_clients_per_address"`
 	AuthFailuresPerMinute int `toml:"auth_failures_per_minute"`
@@ -157,6 +162,14 @@ func (s *Server) Validate() error {
 	for _, p := range s.Preload {
 		if _, err := resources.ParsePattern(p); err != nil {
 			return bad("preload", "%v", err)
+		}
+	}
+	if len(s.Mirrors) > packets.MaxMirrors {
+		return bad("mirrors", "%d URLs, limit %d", len(s.Mirrors), packets.MaxMirrors)
+	}
+	for _, m := range s.Mirrors {
+		if _, err := mirror.ParseBase(m); err != nil {
+			return bad("mirrors", "%v", err)
 		}
 	}
 	return s.validateListeners()

@@ -51,6 +51,9 @@ func TestLoadServerErrorsNameTheSetting(t *testing.T) {
 		{`chunk_sise = 1`, "chunk_sise"},
 		{"builtin_pack = false", "packs"},
 		{`write_timeout = "soon"`, "write_timeout"},
+		{`mirrors = ["ftp://files.example/game/"]`, "mirrors"},
+		{`mirrors = ["http://user:secret@cdn.example/game/"]`, "mirrors"},
+		{`mirrors = ["cdn.example/game/"]`, "mirrors"},
 	}
 	for _, tc := range tests {
 		p := filepath.Join(t.TempDir(), "server.toml")

@@ -66,6 +66,10 @@ func Decode(b []byte) (Packet, error) {
 		p = &BindsDone{Seq: d.u32()}
 	case TypeManifest:
 		p = decodeManifest(d)
+	case TypeMirrors:
+		p = decodeMirrors(d)
+	case TypeMirrorReport:
+		p = decodeMirrorReport(d)
 	default:
 		return nil, errorf(0, "type", ErrUnknownType, "type byte 0x%02x", b[0])
 	}
@@ -269,6 +273,27 @@ func decodeManifest(d *decoder) *Manifest {
 		c.Hash = d.hash()
 		p.Chunks = append(p.Chunks, c)
 	}
+	return p
+}
+
+func decodeMirrors(d *decoder) *Mirrors {
+	p := &Mirrors{}
+	d.field = "count"
+	n := d.count(MaxMirrors, 1)
+	p.URLs = make([]string, 0, n)
+	for i := 0; i < n && d.err == nil; i++ {
+		d.at(i, "url")
+		p.URLs = append(p.URLs, d.str(MaxMirrorURLLen))
+	}
+	return p
+}
+
+func decodeMirrorReport(d *decoder) *MirrorReport {
+	p := &MirrorReport{}
+	d.field = "bytes"
+	p.Bytes = d.u64()
+	d.field = "objects"
+	p.Objects = d.u32()
 	return p
 }
 

@@ -135,3 +135,16 @@ func (p *Manifest) appendPayload(b []byte) []byte {
 	}
 	return b
 }
+
+func (p *Mirrors) appendPayload(b []byte) []byte {
+	b = appendUvarint(b, uint64(len(p.URLs)))
+	for _, u := range p.URLs {
+		b = appendStr(b, u)
+	}
+	return b
+}
+
+func (p *MirrorReport) appendPayload(b []byte) []byte {
+	b = appendU64(b, p.Bytes)
+	return appendU32(b, p.Objects)
+}

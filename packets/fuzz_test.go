@@ -64,6 +64,8 @@ func FuzzDecodeDisconnect(f *testing.F)      { fuzzType(f, TypeDisconnect) }
 func FuzzDecodeMove(f *testing.F)            { fuzzType(f, TypeMove) }
 func FuzzDecodeBindsDone(f *testing.F)       { fuzzType(f, TypeBindsDone) }
 func FuzzDecodeManifest(f *testing.F)        { fuzzType(f, TypeManifest) }
+func FuzzDecodeMirrors(f *testing.F)         { fuzzType(f, TypeMirrors) }
+func FuzzDecodeMirrorReport(f *testing.F)    { fuzzType(f, TypeMirrorReport) }
 
 // FuzzDecode lets the fuzzer choose the type byte too.
 func FuzzDecode(f *testing.F) {

@@ -40,6 +40,10 @@ const (
 	// MaxEncodedLength caps the decoded length of an encoded stream, so a
 	// receiver can hold a whole frame and its output in memory.
 	MaxEncodedLength = MaxManifestChunkLen
+	// MaxMirrors caps the URLs of one Mirrors packet and MaxMirrorURLLen
+	// each URL, so that a full packet (about 8 KiB) fits MinMaxPacket.
+	MaxMirrors      = 16
+	MaxMirrorURLLen = 500
 )
 
 // MaxWantSize is the largest encoding of one ResourceRequest entry (hash,

@@ -60,6 +60,14 @@ const (
 	//	[32]byte sha256 | u64 size | u32 total chunks | u32 first |
 	//	uvarint n (≤ MaxManifestEntries) | n × {u32 length | [32]byte sha256}
 	TypeManifest Type = 0x0D
+	// TypeMirrors, S→C (CapMirrors): base URLs of HTTP mirrors serving the
+	// published layout; sent after Welcome, replacing any earlier list.
+	//	uvarint n (≤ MaxMirrors) | n × str url (≤ MaxMirrorURLLen)
+	TypeMirrors Type = 0x0E
+	// TypeMirrorReport, C→S (CapMirrors): what the client fetched from
+	// mirrors since its last report, for the server's metrics.
+	//	u64 bytes | u32 objects
+	TypeMirrorReport Type = 0x0F
 )
 
 // Capabilities: optional features, offered in Hello and chosen in Welcome.
@@ -69,9 +77,12 @@ const (
 	CapChunked uint64 = 1 << 0
 	// CapZstd: the server may send a stream zstd-encoded.
 	CapZstd uint64 = 1 << 1
+	// CapMirrors: the server may send Mirrors, and the client may fetch
+	// content from them and send MirrorReport.
+	CapMirrors uint64 = 1 << 2
 	// KnownCapabilities are the bits this version defines; a Welcome may
 	// choose only bits the Hello offered.
-	KnownCapabilities = CapChunked | CapZstd
+	KnownCapabilities = CapChunked | CapZstd | CapMirrors
 )
 
 var typeNames = map[Type]string{
@@ -79,7 +90,8 @@ var typeNames = map[Type]string{
 	TypeResourceRequest: "ResourceRequest", TypeResourceCancel: "ResourceCancel",
 	TypeInitResSend: "InitResSend", TypeChunkSend: "ChunkSend",
 	TypeResourceError: "ResourceError", TypeDisconnect: "Disconnect", TypeMove: "Move",
-	TypeBindsDone: "BindsDone", TypeManifest: "Manifest",
+	TypeBindsDone: "BindsDone", TypeManifest: "Manifest", TypeMirrors: "Mirrors",
+	TypeMirrorReport: "MirrorReport",
 }
 
 func (t Type) String() string {
@@ -349,6 +361,19 @@ type Manifest struct {
 	Chunks []ManifestChunk
 }
 
+// Mirrors lists the base URLs of HTTP mirrors of the server's content
+// (see docs/protocol.md, "Mirrors"). The decoder checks only lengths: a
+// receiver ignores a URL it cannot use, so a bad entry in a server's
+// configuration costs that mirror, never the session.
+type Mirrors struct{ URLs []string }
+
+// MirrorReport tells the server what the client fetched from mirrors since
+// its last report: payload bytes the server did not have to send.
+type MirrorReport struct {
+	Bytes   uint64
+	Objects uint32
+}
+
 func (*Hello) Type() Type           { return TypeHello }
 func (*Welcome) Type() Type         { return TypeWelcome }
 func (*Bind) Type() Type            { return TypeBind }
@@ -362,3 +387,5 @@ func (*Disconnect) Type() Type      { return TypeDisconnect }
 func (*Move) Type() Type            { return TypeMove }
 func (*BindsDone) Type() Type       { return TypeBindsDone }
 func (*Manifest) Type() Type        { return TypeManifest }
+func (*Mirrors) Type() Type         { return TypeMirrors }
+func (*MirrorReport) Type() Type    { return TypeMirrorReport }

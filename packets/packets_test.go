@@ -45,6 +45,10 @@ func samples() []Packet {
 		&Manifest{Hash: h1, Size: 3 << 20, Total: 3, First: 0, Chunks: []ManifestChunk{{Length: 1 << 20, Hash: h1}, {Length: 1 << 20, Hash: h2}}},
 		&Manifest{Hash: h1, Size: 3 << 20, Total: 3, First: 2, Chunks: []ManifestChunk{{Length: 1 << 20, Hash: h2}}},
 		&Manifest{Hash: h2, Size: 0, Total: 0, Chunks: []ManifestChunk{}},
+		&Mirrors{URLs: []string{"http://127.0.0.1:9000/bucket/prefix/", "https://cdn.example/game/"}},
+		&Mirrors{URLs: []string{}},
+		&Mirrors{URLs: []string{"ftp://not-http/ is decoded, and ignored by the client"}},
+		&MirrorReport{Bytes: 1 << 40, Objects: 2500},
 	}
 }
 
@@ -125,6 +129,10 @@ func TestDecodeErrors(t *testing.T) {
 		{"manifest over chunk cap", append(append([]byte{byte(TypeManifest)}, hash[:]...), 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 4, 0, 0, 0, 0, 0, 0), ErrTooLarge, "total"},
 		{"manifest part past total", append(append([]byte{byte(TypeManifest)}, hash[:]...), 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 0), ErrInvalidValue, "count"},
 		{"manifest empty chunk", append(append(append([]byte{byte(TypeManifest)}, hash[:]...), 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0), hash[:]...), ErrInvalidValue, "entry 0 length"},
+		{"mirrors count over cap", append([]byte{byte(TypeMirrors)}, appendUvarint(nil, MaxMirrors+1)...), ErrTooLarge, "count"},
+		{"mirror url too long", appendStr([]byte{byte(TypeMirrors), 1}, strings.Repeat("u", MaxMirrorURLLen+1)), ErrTooLarge, "entry 0 url"},
+		{"mirror url bad utf8", []byte{byte(TypeMirrors), 1, 2, 0xff, 0xfe}, ErrInvalidValue, "entry 0 url"},
+		{"mirror report truncated", []byte{byte(TypeMirrorReport), 1, 0, 0, 0, 0, 0, 0, 0, 1}, ErrTruncated, "objects"},
 		{"zstd stream longer than the cap", Encode(&InitResSend{Hash: hash, Size: 1 << 30, Length: 1 << 30, Encoding: EncodingZstd, EncodedLength: 10, Ref: resources.Ref{Domain: "d", Key: "k"}}), ErrTooLarge, "encoded length"},
 		{"zstd stream that grows", Encode(&InitResSend{Hash: hash, Size: 100, Length: 100, Encoding: EncodingZstd, EncodedLength: 101, Ref: resources.Ref{Domain: "d", Key: "k"}}), ErrInvalidValue, "encoded length"},
 		{"request range truncated", append(append([]byte{byte(TypeResourceRequest), 1}, hash[:]...), 0, 1, 0), ErrTruncated, "entry 0 offset"},

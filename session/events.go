@@ -2,6 +2,7 @@ package session
 
 import (
 	"github.com/voxsync/voxsync/assetsmgr"
+	"github.com/voxsync/voxsync/mirror"
 	"github.com/voxsync/voxsync/resources"
 )
 
@@ -73,10 +74,18 @@ type Stats struct {
 	// ChunksResumed bytes kept from an interrupted download.
 	FromLocalChunks int64 `json:"from_local_chunks"`
 	ChunksResumed   int64 `json:"resumed_bytes"`
-	Requested       int   `json:"requested"`
-	Rerequested     int   `json:"rerequested"`
-	StreamErrors    int   `json:"stream_errors"`
-	Sessions        int   `json:"sessions"`
+	// BytesFromMirrors and BytesInBand split BytesReceived by source: HTTP
+	// mirrors, and the game server. MirrorObjects counts the objects
+	// (whole resources and chunks) the mirrors served; Mirrors has each
+	// mirror's counts for the current session.
+	BytesFromMirrors int64                `json:"bytes_from_mirrors"`
+	BytesInBand      int64                `json:"bytes_in_band"`
+	MirrorObjects    int                  `json:"mirror_objects"`
+	Mirrors          []mirror.SourceStats `json:"mirrors,omitempty"`
+	Requested        int                  `json:"requested"`
+	Rerequested      int                  `json:"rerequested"`
+	StreamErrors     int                  `json:"stream_errors"`
+	Sessions         int                  `json:"sessions"`
 	// SyncSeconds is the time from Run to the first moment every bound
 	// resource was loaded (0 until then).
 	SyncSeconds float64 `json:"sync_seconds"`

@@ -25,6 +25,8 @@ type ServerMetrics struct {
 	hashesRequested prometheus.Counter
 	manifestsSent   prometheus.Counter
 	bytesSaved      prometheus.Counter
+	mirrorBytes     prometheus.Counter
+	mirrorObjects   prometheus.Counter
 	hashesServed    *prometheus.CounterVec
 	streamSeconds   prometheus.Histogram
 }
@@ -62,6 +64,8 @@ func newServerMetrics() *ServerMetrics {
 		hashesRequested: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "voxsync", Subsystem: "server", Name: "hashes_requested_total", Help: "Hashes asked for in ResourceRequest packets."}),
 		manifestsSent:   prometheus.NewCounter(prometheus.CounterOpts{Namespace: "voxsync", Subsystem: "server", Name: "manifests_sent_total", Help: "Manifests of large resources sent in full (clients then fetch their chunks as ranges)."}),
 		bytesSaved:      prometheus.NewCounter(prometheus.CounterOpts{Namespace: "voxsync", Subsystem: "server", Name: "compression_saved_bytes_total", Help: "Payload bytes zstd saved: resource bytes of encoded streams minus the bytes sent for them."}),
+		mirrorBytes:     prometheus.NewCounter(prometheus.CounterOpts{Namespace: "voxsync", Subsystem: "server", Name: "mirror_bytes_total", Help: "Payload bytes clients report they fetched from the mirrors instead of this server (compare payload_bytes_sent_total)."}),
+		mirrorObjects:   prometheus.NewCounter(prometheus.CounterOpts{Namespace: "voxsync", Subsystem: "server", Name: "mirror_objects_total", Help: "Objects (whole resources and chunks) clients report they fetched from the mirrors."}),
 		hashesServed:    prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "voxsync", Subsystem: "server", Name: "hashes_served_total", Help: "Streams started, by where their bytes came from (memory, disk)."}, []string{"source"}),
 		streamSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "voxsync", Subsystem: "server", Name: "stream_duration_seconds",
@@ -71,7 +75,7 @@ func newServerMetrics() *ServerMetrics {
 	}
 	m.Registry.MustRegister(m.clients, m.sessions, m.bytesSent, m.resourcesSent, m.binds, m.losts, m.resourceErrors,
 		m.disconnects, m.reloads, m.reloadResources, m.hashesRequested, m.hashesServed, m.streamSeconds,
-		m.manifestsSent, m.bytesSaved,
+		m.manifestsSent, m.bytesSaved, m.mirrorBytes, m.mirrorObjects,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Create every label series up front so dashboards see zeros, not gaps.
 	for c := packets.ErrorUnknownHash; c <= packets.ErrorInternal; c++ {

@@ -13,6 +13,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/voxsync/voxsync/compression"
 	"github.com/voxsync/voxsync/configs"
+	"github.com/voxsync/voxsync/mirror"
 	"github.com/voxsync/voxsync/packets"
 	"github.com/voxsync/voxsync/packs"
 	"github.com/voxsync/voxsync/resources"
@@ -48,6 +49,7 @@ type Server struct {
 	limits   packets.Limits
 	addrs    *addrLimits
 	caps     uint64             // the optional features offered: packets.Cap*
+	mirrors  []string           // the mirrors' base URLs, sent to clients with CapMirrors
 	zstd     *compression.Store // compressed forms, shared by every client
 	encHeld  atomic.Int64       // bytes of compressed frames held by streams being sent
 	bufs     sync.Pool          // *[]byte packet buffers of a chunk's size, for writers
@@ -104,6 +106,16 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	if opts.Config.Compression {
 		s.caps |= packets.CapZstd
 		s.zstd = compression.NewStore(opts.Config.CompressionCache)
+	}
+	for _, m := range opts.Config.Mirrors {
+		u, err := mirror.ParseBase(m)
+		if err != nil {
+			return nil, fmt.Errorf("new server: mirrors: %w", err)
+		}
+		s.mirrors = append(s.mirrors, u)
+	}
+	if len(s.mirrors) > 0 {
+		s.caps |= packets.CapMirrors
 	}
 	for _, p := range opts.Config.Preload {
 		pat, err := resources.ParsePattern(p)

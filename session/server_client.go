@@ -41,6 +41,8 @@ type Client struct {
 	session uuid.UUID
 	hello   packets.Hello
 	caps    uint64 // the session's capabilities, as sent in Welcome
+	// mirrorBytes: what the client reports it fetched from mirrors.
+	mirrorBytes atomic.Uint64
 
 	ctx        context.Context
 	cancel     context.CancelFunc
@@ -375,6 +377,12 @@ func (c *Client) handshake() error {
 		c.srv.leave(c)
 		return fmt.Errorf("write welcome: %w", err)
 	}
+	if c.caps&packets.CapMirrors != 0 {
+		if err := c.writeNow(&packets.Mirrors{URLs: c.srv.mirrors}); err != nil {
+			c.srv.leave(c)
+			return fmt.Errorf("write mirrors: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -488,6 +496,16 @@ func (c *Client) handle(p packets.Packet) {
 		c.cancelHashes(p.Hashes)
 	case *packets.Move:
 		c.move(p)
+	case *packets.MirrorReport:
+		if c.caps&packets.CapMirrors == 0 {
+			c.Disconnect(packets.DisconnectProtocolError, "MirrorReport in a session without the mirrors capability")
+			return
+		}
+		// Client-reported, for the operator's view of what the mirrors
+		// save; nothing else depends on it.
+		c.srv.metrics.mirrorBytes.Add(float64(p.Bytes))
+		c.srv.metrics.mirrorObjects.Add(float64(p.Objects))
+		c.mirrorBytes.Add(p.Bytes)
 	case *packets.Disconnect:
 		c.mu.Lock()
 		if c.end == "" {

@@ -27,11 +27,14 @@ type Status struct {
 
 // StatusTotals are the server-wide numbers, as in /metrics.
 type StatusTotals struct {
-	Clients         int   `json:"clients"`
-	Sessions        int64 `json:"sessions"`
-	Resources       int   `json:"resources"`
-	ResourceBytes   int64 `json:"resource_bytes"`
-	PayloadBytes    int64 `json:"payload_bytes_sent"`
+	Clients       int   `json:"clients"`
+	Sessions      int64 `json:"sessions"`
+	Resources     int   `json:"resources"`
+	ResourceBytes int64 `json:"resource_bytes"`
+	PayloadBytes  int64 `json:"payload_bytes_sent"`
+	// MirrorBytes: payload bytes clients report they fetched from the
+	// mirrors instead of this server.
+	MirrorBytes     int64 `json:"mirror_bytes"`
 	StreamsSent     int64 `json:"streams_sent"`
 	HashesRequested int64 `json:"hashes_requested"`
 	ReloadsApplied  int64 `json:"reloads_applied"`
@@ -50,8 +53,9 @@ type ClientStatus struct {
 	Bound          int            `json:"bound"`
 	Loaded         int            `json:"loaded"`
 	Outstanding    int            `json:"outstanding"`
-	BytesSent      int64          `json:"bytes_sent"` // on the wire, framing included
-	Streams        []StreamStatus `json:"streams"`    // being sent now
+	BytesSent      int64          `json:"bytes_sent"`   // on the wire, framing included
+	MirrorBytes    int64          `json:"mirror_bytes"` // fetched from mirrors, as the client reports
+	Streams        []StreamStatus `json:"streams"`      // being sent now
 	ConnectedSince time.Time      `json:"connected_since"`
 }
 
@@ -87,7 +91,8 @@ func (s *Server) Status() Status {
 
 	s.admin.mu.Lock()
 	for _, c := range clients {
-		cs := ClientStatus{Remote: c.remote, Session: c.session.String(), Client: c.hello.Client.String(), Protocol: c.hello.Version}
+		cs := ClientStatus{Remote: c.remote, Session: c.session.String(), Client: c.hello.Client.String(), Protocol: c.hello.Version,
+			MirrorBytes: int64(c.mirrorBytes.Load())}
 		if tc := s.admin.conns[c.remote]; tc != nil {
 			cs.BytesSent, cs.ConnectedSince = tc.sent.Load(), tc.since
 		}
@@ -155,6 +160,7 @@ func (s *Server) Status() Status {
 		Resources:       view.Len(),
 		ResourceBytes:   view.TotalSize(),
 		PayloadBytes:    int64(metricValue(m.bytesSent)),
+		MirrorBytes:     int64(metricValue(m.mirrorBytes)),
 		StreamsSent:     int64(metricValue(m.resourcesSent)),
 		HashesRequested: int64(metricValue(m.hashesRequested)),
 		ReloadsApplied:  int64(metricValue(m.reloads.WithLabelValues(ReloadApplied))),

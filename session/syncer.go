@@ -18,6 +18,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/gorilla/websocket"
 	"github.com/voxsync/voxsync/assetsmgr"
+	"github.com/voxsync/voxsync/mirror"
 	"github.com/voxsync/voxsync/packets"
 	"github.com/voxsync/voxsync/resources"
 )
@@ -78,6 +79,12 @@ type SyncOptions struct {
 	// Priority gives a newly bound resource's request priority; nil gives
 	// packets.PriorityNormal. Need raises one later.
 	Priority func(resources.Binding) uint8
+	// NoMirrors leaves out the mirrors capability: everything comes from
+	// the game server even when it names mirrors.
+	NoMirrors bool
+	// MirrorParallel is how many requests each mirror serves at once;
+	// 0 takes mirror.Options' default.
+	MirrorParallel int
 }
 
 // Syncer keeps a game client's resources in sync with a server: it follows
@@ -120,8 +127,14 @@ type Syncer struct {
 	putSem   chan struct{}           // bounds chunk verifications and writes running at once
 	buffered int64                   // bytes of buffers of the open streams
 	reopened map[resources.Hash]bool // partials opened before in this run
-	runErr   error                   // why Run returned; nil while it runs
-	lastErr  error                   // why the last connection attempt or session ended
+	// mirrors are the session's mirrors and their queue; nil without.
+	mirrors *mirrorSession
+	// reportedBytes and reportedObjects are what MirrorReports covered.
+	reportedBytes   int64
+	reportedObjects int
+	lastMirrors     []mirror.SourceStats // the last session's, for Stats between sessions
+	runErr          error                // why Run returned; nil while it runs
+	lastErr         error                // why the last connection attempt or session ended
 	// Per session: the server's answer is complete once a BindsDone for
 	// the latest Move (or the join) arrives. Keys bound before this
 	// session that it has not bound again by the first such marker
@@ -153,6 +166,9 @@ type hashState struct {
 	// Welcome's max pending. queued: waiting in Syncer.waiting for room
 	// under that limit.
 	sent, queued bool
+	// atMirror: queued for or being fetched from the mirrors as a whole
+	// object (neither sent nor queued for the server meanwhile).
+	atMirror bool
 	// fetch is the chunked download of a large resource, from its
 	// manifest request to its commit; nil for whole streams.
 	fetch *chunkFetch
@@ -232,6 +248,12 @@ func (s *Syncer) Stats() Stats {
 
 func (s *Syncer) statsLocked() Stats {
 	st := s.stats
+	st.BytesInBand = st.BytesReceived - st.BytesFromMirrors
+	if s.mirrors != nil {
+		st.Mirrors = s.mirrors.pool.Stats()
+	} else {
+		st.Mirrors = s.lastMirrors
+	}
 	st.Bound = len(s.keys)
 	for _, k := range s.keys {
 		h := s.hashes[k.b.Hash]
@@ -513,8 +535,8 @@ func (s *Syncer) session(ctx context.Context) error {
 			// a reconnected client ends like a fresh one.
 			st.state, st.retries = phaseAwaitBind, 0
 		}
-		st.sent, st.queued = false, false // the new session has nothing pending
-		s.resetFetchLocked(st)            // chunks durable so far are resumed from
+		st.sent, st.queued, st.atMirror = false, false, false // the new session has nothing pending
+		s.resetFetchLocked(st)                                // chunks durable so far are resumed from
 	}
 	s.waiting, s.outstanding, s.cancels = nil, 0, nil
 	pos := s.pos
@@ -529,7 +551,17 @@ func (s *Syncer) session(ctx context.Context) error {
 
 	err = s.readLoop(ctx, conn, out, interval)
 	cancel()
+	s.mu.Lock()
+	ms := s.mirrors
+	if ms != nil {
+		s.lastMirrors = ms.pool.Stats()
+	}
+	s.stopMirrorsLocked()
+	s.mu.Unlock()
 	out.wg.Wait()
+	if ms != nil {
+		ms.pool.Close()
+	}
 	werr := <-writerDone
 	s.mu.Lock()
 	s.out = nil
@@ -554,7 +586,7 @@ func (s *Syncer) resetStreamsLocked() {
 func (s *Syncer) writeLoop(ctx context.Context, conn *websocket.Conn, out *outbox, interval time.Duration) error {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
-	lastPing := time.Now()
+	lastPing, lastReport := time.Now(), time.Now()
 	var buf []byte
 	for {
 		select {
@@ -576,6 +608,9 @@ func (s *Syncer) writeLoop(ctx context.Context, conn *websocket.Conn, out *outbo
 				}
 			}
 			if !bye {
+				if p := s.mirrorReport(); p != nil {
+					conn.WriteMessage(websocket.BinaryMessage, packets.Encode(p))
+				}
 				conn.WriteMessage(websocket.BinaryMessage, packets.Encode(&packets.Disconnect{Code: packets.DisconnectNormal, Reason: "client closing"}))
 			}
 			conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
@@ -599,7 +634,14 @@ func (s *Syncer) writeLoop(ctx context.Context, conn *websocket.Conn, out *outbo
 			}
 			// The writer is its queue's only reader: what it sends itself
 			// it writes directly, never into the queue.
-			for _, p := range s.requestPackets(s.tickRequests()) {
+			send := s.requestPackets(s.tickRequests())
+			if time.Since(lastReport) >= time.Second {
+				lastReport = time.Now()
+				if p := s.mirrorReport(); p != nil {
+					send = append(send, p)
+				}
+			}
+			for _, p := range send {
 				buf = packets.Append(buf[:0], p)
 				conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
 				if err := conn.WriteMessage(websocket.BinaryMessage, buf); err != nil {
@@ -632,7 +674,7 @@ func (s *Syncer) tickRequests() []packets.Want {
 	var chunks []packets.Want
 	if time.Since(s.lastRecv) >= s.opts.StallTimeout {
 		for h, st := range s.hashes {
-			if st.state != phaseRequested && st.state != phaseStreaming {
+			if (st.state != phaseRequested && st.state != phaseStreaming) || st.atMirror {
 				continue
 			}
 			if f := st.fetch; f != nil && f.m != nil {
@@ -704,6 +746,9 @@ func (s *Syncer) pumpRequests(out *outbox) {
 // manifest), then chunks of the resources fetched by chunks, highest
 // priority first, each resource with at most chunkWindow bytes in flight.
 func (s *Syncer) fillWindowLocked() []packets.Want {
+	if s.outstanding == 0 {
+		s.stealMirrorWorkLocked()
+	}
 	if len(s.waiting) == 0 && len(s.fetching) == 0 {
 		return nil
 	}
@@ -938,6 +983,11 @@ func (s *Syncer) handle(ctx context.Context, out *outbox, p packets.Packet) erro
 		s.chunk(out, p)
 	case *packets.ResourceError:
 		s.resourceError(out, p)
+	case *packets.Mirrors:
+		if s.caps&packets.CapMirrors == 0 {
+			return protocolError("Mirrors in a session without the mirrors capability")
+		}
+		s.startMirrors(ctx, out, p.URLs)
 	case *packets.Disconnect:
 		err := fmt.Errorf("server disconnected: %s: %s", p.Code, p.Reason)
 		if p.Code.Permanent() {
@@ -1086,6 +1136,11 @@ func (s *Syncer) lookup(ctx context.Context, out *outbox, look []resources.Hash)
 			continue
 		}
 		hs.state = phaseRequested
+		if s.wholeViaMirrorLocked(hs) && s.toMirrorsLocked(hs.prio, mirrorWork{hash: h, chunk: -1}) {
+			hs.atMirror = true
+			s.stats.Requested++
+			continue
+		}
 		miss = append(miss, h)
 	}
 	s.stats.Requested += len(miss)

@@ -78,6 +78,7 @@ type chunkFetch struct {
 	partial  *assetsmgr.Partial // nil until opened
 	todo     []int              // chunks to request, in order
 	inflight map[int]bool       // requested and not yet fully received
+	mirrored map[int]bool       // queued for or being fetched from the mirrors
 	flight   int64              // bytes of the inflight chunks
 	left     int                // chunks not yet Put
 	started  bool               // the partial is being opened or is open
@@ -236,6 +237,7 @@ func (s *Syncer) openPartial(ctx context.Context, out *outbox, h resources.Hash,
 	f.partial = part
 	f.todo = part.Missing()
 	f.left = len(f.todo)
+	s.chunksToMirrorsLocked(hs, f)
 	held, local := part.Held()
 	s.stats.FromLocalChunks += local
 	if !s.reopened[h] {
@@ -472,6 +474,7 @@ func (s *Syncer) Need(k resources.Key) {
 			raise = append(raise, w)
 		}
 	}
+	s.raiseMirrorLocked(h)
 	if hs.queued {
 		// Not asked yet: jump the queue of hashes waiting for room.
 		if i := slices.Index(s.waiting, h); i > 0 {

@@ -89,6 +89,9 @@ func (s *Syncer) offered() uint64 {
 	if !s.opts.NoCompression {
 		caps |= packets.CapZstd
 	}
+	if !s.opts.NoMirrors {
+		caps |= packets.CapMirrors
+	}
 	return caps
 }
 

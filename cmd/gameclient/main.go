@@ -114,6 +114,7 @@ func run() int {
 		version     = flag.Bool("version", false, "print the version and exit")
 		noChunks    = flag.Bool("no-chunks", false, "fetch large resources whole: no manifests, resume or deltas")
 		noCompress  = flag.Bool("no-compression", false, "do not offer zstd: every stream comes raw")
+		noMirrors   = flag.Bool("no-mirrors", false, "fetch everything from the game server, even when it names mirrors")
 		localPacks  listFlag
 	)
 	flag.Var(&localPacks, "packs", "local resource pack directory; repeat or comma-separate")
@@ -186,7 +187,7 @@ func run() int {
 	defer cache.Close()
 
 	syncer := session.NewSyncer(session.SyncOptions{URL: *server, Cache: cache, Token: *token, Logger: log, OnEvent: nameLoaded(cache, out.event),
-		NoChunks: *noChunks, NoCompression: *noCompress})
+		NoChunks: *noChunks, NoCompression: *noCompress, NoMirrors: *noMirrors})
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -251,8 +252,12 @@ func run() int {
 	if *jsonOut {
 		json.NewEncoder(os.Stdout).Encode(sum)
 	} else {
-		fmt.Printf("%d bound, %d loaded (%d pack, %d inline, %d blob, %d network), %d failed, %s received in %.2fs\n",
+		fmt.Printf("%d bound, %d loaded (%d pack, %d inline, %d blob, %d network), %d failed, %s received in %.2fs",
 			st.Bound, st.Loaded, st.FromPack, st.FromInline, st.FromBlob, st.FromNetwork, st.Failed, bytesize.Format(st.BytesReceived), sum.Seconds)
+		if st.BytesFromMirrors > 0 {
+			fmt.Printf(" (%s from mirrors, %s from the game server)", bytesize.Format(st.BytesFromMirrors), bytesize.Format(st.BytesInBand))
+		}
+		fmt.Println()
 	}
 	if result != nil && code != exitOK {
 		fmt.Fprintln(os.Stderr, "gameclient:", result)

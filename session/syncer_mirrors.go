@@ -1,0 +1,464 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/voxsync/voxsync/assetsmgr"
+	"github.com/voxsync/voxsync/manifest"
+	"github.com/voxsync/voxsync/mirror"
+	"github.com/voxsync/voxsync/packets"
+	"github.com/voxsync/voxsync/resources"
+)
+
+// The mirrors are the first source of what a session fetches: whole
+// resources of up to manifest.MaxChunkLen (published whole) and the chunks
+// of large ones. The game server is the source of last resort. It sends
+// manifests, and whatever no mirror can serve: an object a mirror lacks,
+// one it fails to send within its lease, or everything while every mirror
+// is resting after failures or was demoted for corrupt bytes. Its uplink
+// is what mirrors exist to spare, so it does not race a healthy mirror.
+// Every byte, whatever its source, is verified by the cache as it is
+// stored.
+
+// mirrorWork is one object for the mirrors: a whole resource (chunk < 0)
+// or chunk `chunk` of a chunked fetch.
+type mirrorWork struct {
+	hash  resources.Hash
+	chunk int
+	fetch *chunkFetch
+}
+
+// mirrorSession is one session's mirrors and the work queued for them, in
+// three priority classes like the server's (now, normal, prefetch).
+type mirrorSession struct {
+	pool   *mirror.Pool
+	queue  [3][]mirrorWork // guarded by Syncer.mu
+	wake   chan struct{}   // cap pool.Slots(): work was queued
+	closed bool            // guarded by Syncer.mu; wake is closed with it
+}
+
+func prioClass(p uint8) int {
+	switch {
+	case p >= 128:
+		return 0
+	case p >= 1:
+		return 1
+	}
+	return 2
+}
+
+// startMirrors takes a Mirrors packet: the session's pool of mirrors
+// replaces any earlier one, and its workers start. What the old pool had
+// queued goes to the new one.
+func (s *Syncer) startMirrors(ctx context.Context, out *outbox, urls []string) {
+	pool := mirror.NewPool(urls, mirror.Options{Logger: s.log, Parallel: s.opts.MirrorParallel})
+	s.mu.Lock()
+	old := s.mirrors
+	s.stopMirrorsLocked()
+	if pool.Len() == 0 {
+		s.mu.Unlock()
+		if len(urls) > 0 {
+			s.log.Warn("no usable mirror; fetching everything from the game server", "mirrors", urls)
+		}
+		if old != nil {
+			s.mirrorsGone(out, old)
+		}
+		return
+	}
+	ms := &mirrorSession{pool: pool, wake: make(chan struct{}, pool.Slots())}
+	if old != nil {
+		ms.queue = old.queue
+		old.queue = [3][]mirrorWork{}
+	}
+	s.mirrors = ms
+	ms.signal(ms.len())
+	s.mu.Unlock()
+	s.log.Info("fetching from mirrors and the game server", "mirrors", pool.Len())
+	for range pool.Slots() {
+		out.wg.Go(func() { s.mirrorWorker(ctx, out, ms) })
+	}
+}
+
+// mirrorsGone sends what was queued for a pool that is gone to the server.
+func (s *Syncer) mirrorsGone(out *outbox, ms *mirrorSession) {
+	s.mu.Lock()
+	q := ms.queue
+	ms.queue = [3][]mirrorWork{}
+	s.mu.Unlock()
+	for _, c := range q {
+		for _, w := range c {
+			s.mirrorUnavailable(out, w)
+		}
+	}
+}
+
+func (ms *mirrorSession) len() int {
+	return len(ms.queue[0]) + len(ms.queue[1]) + len(ms.queue[2])
+}
+
+// signal wakes up to n workers; s.mu is held, so wake is open.
+func (ms *mirrorSession) signal(n int) {
+	for range n {
+		select {
+		case ms.wake <- struct{}{}:
+		default:
+			return
+		}
+	}
+}
+
+// stopMirrorsLocked ends the session's mirror workers; what they are
+// fetching is abandoned by the caller's cancel of the session, or, for a
+// pool replaced mid-session, finished and kept if still wanted.
+func (s *Syncer) stopMirrorsLocked() {
+	if ms := s.mirrors; ms != nil {
+		ms.closed = true
+		close(ms.wake)
+		s.mirrors = nil
+	}
+}
+
+// toMirrorsLocked queues work for the mirrors; false when the session has
+// none that will be asked again, and the caller fetches in-band. Work
+// queued while every mirror rests is taken by the game server meanwhile.
+func (s *Syncer) toMirrorsLocked(prio uint8, ws ...mirrorWork) bool {
+	ms := s.mirrors
+	if ms == nil {
+		return false
+	}
+	if _, ok := ms.pool.UsableAt(); !ok {
+		return false
+	}
+	c := prioClass(prio)
+	ms.queue[c] = append(ms.queue[c], ws...)
+	ms.signal(len(ws))
+	return true
+}
+
+// wholeViaMirrorLocked reports whether hs is fetched from the mirrors as
+// one object: it is published whole (up to manifest.MaxChunkLen) and not
+// fetched by chunks.
+func (s *Syncer) wholeViaMirrorLocked(hs *hashState) bool {
+	return s.mirrors != nil && hs.size <= manifest.MaxChunkLen &&
+		!(s.caps&packets.CapChunked != 0 && int64(hs.size) > s.opts.ChunkedMin)
+}
+
+// nextMirrorWork returns the most urgent work queued; false once the
+// session ends or every mirror was demoted. While every mirror rests after
+// failures it waits, and the game server takes queued work meanwhile at its
+// own pace (stealMirrorWorkLocked): a mirror's hiccup does not send the
+// whole queue to the server.
+func (s *Syncer) nextMirrorWork(out *outbox, ms *mirrorSession) (mirrorWork, bool) {
+	for {
+		at, ok := ms.pool.UsableAt()
+		if !ok {
+			// Every mirror sent corrupt data: the server serves the rest.
+			s.mirrorsGone(out, ms)
+			return mirrorWork{}, false
+		}
+		if d := time.Until(at); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-out.done:
+				t.Stop()
+				return mirrorWork{}, false
+			}
+			continue
+		}
+		s.mu.Lock()
+		if ms.closed {
+			s.mu.Unlock()
+			return mirrorWork{}, false
+		}
+		for c := range ms.queue {
+			if q := ms.queue[c]; len(q) > 0 {
+				w := q[0]
+				q[0] = mirrorWork{}
+				ms.queue[c] = q[1:]
+				if len(ms.queue[c]) == 0 {
+					ms.queue[c] = nil
+				}
+				s.mu.Unlock()
+				return w, true
+			}
+		}
+		s.mu.Unlock()
+		select {
+		case _, ok := <-ms.wake:
+			if !ok {
+				return mirrorWork{}, false
+			}
+		case <-out.done:
+			return mirrorWork{}, false
+		}
+	}
+}
+
+func (s *Syncer) mirrorWorker(ctx context.Context, out *outbox, ms *mirrorSession) {
+	for {
+		w, ok := s.nextMirrorWork(out, ms)
+		if !ok {
+			return
+		}
+		var err error
+		if w.chunk < 0 {
+			err = s.mirrorWhole(ctx, ms, w)
+		} else {
+			err = s.mirrorChunk(ctx, out, ms, w)
+		}
+		switch {
+		case err == nil, errors.Is(err, errNotWanted), ctx.Err() != nil:
+		case errors.Is(err, mirror.ErrUnavailable):
+			s.mirrorUnavailable(out, w)
+		default:
+			s.mirrorStoreFailed(out, w, err)
+		}
+	}
+}
+
+// errNotWanted: the work is no longer wanted (lost, replaced, fetched
+// otherwise) by the time a mirror answered.
+var errNotWanted = errors.New("no longer wanted")
+
+// mirrorWhole fetches a whole resource from the mirrors and stores it.
+func (s *Syncer) mirrorWhole(ctx context.Context, ms *mirrorSession, w mirrorWork) error {
+	s.mu.Lock()
+	hs := s.hashes[w.hash]
+	if hs == nil || !hs.atMirror || hs.state != phaseRequested {
+		s.mu.Unlock()
+		return errNotWanted
+	}
+	size := int64(hs.size)
+	s.mu.Unlock()
+	return ms.pool.Get(ctx, w.hash, size, nil, func(b []byte) error {
+		s.mu.Lock()
+		if hs := s.hashes[w.hash]; hs == nil || !hs.atMirror || hs.state != phaseRequested {
+			s.mu.Unlock()
+			return errNotWanted
+		}
+		hs.state = phaseStoring
+		s.mu.Unlock()
+		err := s.opts.Cache.Put(w.hash, b, func(err error) { s.stored(w.hash, err) })
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if err != nil {
+			if hs := s.hashes[w.hash]; hs != nil && hs.state == phaseStoring {
+				hs.state = phaseRequested
+			}
+			if errors.Is(err, assetsmgr.ErrHashMismatch) {
+				return fmt.Errorf("%w: %w", mirror.ErrCorrupt, err)
+			}
+			return err
+		}
+		if hs := s.hashes[w.hash]; hs != nil {
+			hs.atMirror = false
+		}
+		s.countMirrorLocked(len(b))
+		return nil
+	})
+}
+
+// mirrorChunk fetches one chunk of a chunked fetch from the mirrors and
+// writes it to the fetch's partial, which verifies it.
+func (s *Syncer) mirrorChunk(ctx context.Context, out *outbox, ms *mirrorSession, w mirrorWork) error {
+	s.mu.Lock()
+	hs := s.hashes[w.hash]
+	f := w.fetch
+	if hs == nil || hs.fetch != f || !f.mirrored[w.chunk] || f.partial == nil {
+		s.mu.Unlock()
+		return errNotWanted
+	}
+	c := f.m.Chunks[w.chunk]
+	part := f.partial
+	s.mu.Unlock()
+	buf := getChunkBuf(int(c.Length))
+	defer putChunkBuf(buf)
+	err := ms.pool.Get(ctx, c.Hash, int64(c.Length), buf, func(b []byte) error {
+		if err := part.Put(w.chunk, b); err != nil {
+			if errors.Is(err, assetsmgr.ErrHashMismatch) || errors.Is(err, assetsmgr.ErrSizeMismatch) {
+				return fmt.Errorf("%w: %w", mirror.ErrCorrupt, err)
+			}
+			return err
+		}
+		s.mu.Lock()
+		delete(f.mirrored, w.chunk)
+		s.countMirrorLocked(len(b))
+		s.mu.Unlock()
+		return nil
+	})
+	if err == nil {
+		s.chunkStored(out, &assembly{hash: w.hash, chunk: w.chunk, fetch: f}, nil)
+	}
+	return err
+}
+
+func (s *Syncer) countMirrorLocked(n int) {
+	s.stats.BytesFromMirrors += int64(n)
+	s.stats.BytesReceived += int64(n)
+	s.stats.WireBytes += int64(n)
+	s.stats.MirrorObjects++
+	s.progressed = true
+}
+
+// mirrorUnavailable sends work no mirror could serve to the game server.
+func (s *Syncer) mirrorUnavailable(out *outbox, w mirrorWork) {
+	s.mu.Lock()
+	hs := s.hashes[w.hash]
+	if hs == nil {
+		s.mu.Unlock()
+		return
+	}
+	if w.chunk < 0 {
+		if !hs.atMirror || hs.state != phaseRequested {
+			s.mu.Unlock()
+			return
+		}
+		hs.atMirror = false
+		s.mu.Unlock()
+		s.request(out, []resources.Hash{w.hash})
+		return
+	}
+	f := w.fetch
+	if hs.fetch != f || !f.mirrored[w.chunk] {
+		s.mu.Unlock()
+		return
+	}
+	delete(f.mirrored, w.chunk)
+	f.todo = append(f.todo, w.chunk)
+	if !slices.Contains(s.fetching, w.hash) {
+		s.fetching = append(s.fetching, w.hash)
+	}
+	s.mu.Unlock()
+	s.pumpRequests(out)
+}
+
+// mirrorStoreFailed handles bytes a mirror served that the cache could not
+// keep (a full or read-only disk): the resource fails as for any source.
+func (s *Syncer) mirrorStoreFailed(out *outbox, w mirrorWork, err error) {
+	if w.chunk >= 0 {
+		s.mu.Lock()
+		if f := w.fetch; f != nil {
+			delete(f.mirrored, w.chunk)
+		}
+		s.mu.Unlock()
+		s.chunkStored(out, &assembly{hash: w.hash, chunk: w.chunk, fetch: w.fetch}, err)
+		return
+	}
+	s.mu.Lock()
+	hs := s.hashes[w.hash]
+	if hs == nil || !hs.atMirror {
+		s.mu.Unlock()
+		return
+	}
+	hs.atMirror = false
+	s.failHashAndUnlock(hs, w.hash, "cannot store resource", err)
+}
+
+// stealMirrorWorkLocked moves up to stealBytes of the mirrors' queue to
+// the game server while every mirror rests after failures (or when the
+// session's mirrors are all demoted), most urgent first. The caller is
+// filling the in-band window, which it does whenever in-band work ends, so
+// the server takes work at the pace it serves it.
+func (s *Syncer) stealMirrorWorkLocked() {
+	ms := s.mirrors
+	if ms == nil || ms.len() == 0 || ms.pool.Usable() {
+		return
+	}
+	var moved int64
+	for c := range ms.queue {
+		for moved < stealBytes && len(ms.queue[c]) > 0 {
+			w := ms.queue[c][0]
+			ms.queue[c][0] = mirrorWork{}
+			ms.queue[c] = ms.queue[c][1:]
+			hs := s.hashes[w.hash]
+			if hs == nil {
+				continue
+			}
+			if w.chunk < 0 {
+				if hs.atMirror && hs.state == phaseRequested {
+					hs.atMirror, hs.queued = false, true
+					s.waiting = append(s.waiting, w.hash)
+					moved += int64(hs.size)
+				}
+				continue
+			}
+			f := w.fetch
+			if hs.fetch != f || !f.mirrored[w.chunk] {
+				continue
+			}
+			delete(f.mirrored, w.chunk)
+			f.todo = append(f.todo, w.chunk)
+			if !slices.Contains(s.fetching, w.hash) {
+				s.fetching = append(s.fetching, w.hash)
+			}
+			moved += int64(f.m.Chunks[w.chunk].Length)
+		}
+	}
+}
+
+// stealBytes is how much queued mirror work the game server takes at a
+// time while the mirrors rest: about its chunk window.
+const stealBytes = chunkWindow
+
+// chunksToMirrorsLocked hands a chunked fetch's missing chunks to the
+// mirrors, if the session has any usable.
+func (s *Syncer) chunksToMirrorsLocked(hs *hashState, f *chunkFetch) {
+	if s.mirrors == nil || len(f.todo) == 0 {
+		return
+	}
+	ws := make([]mirrorWork, len(f.todo))
+	for i, c := range f.todo {
+		ws[i] = mirrorWork{hash: f.hash, chunk: c, fetch: f}
+	}
+	if !s.toMirrorsLocked(hs.prio, ws...) {
+		return
+	}
+	if f.mirrored == nil {
+		f.mirrored = make(map[int]bool, len(f.todo))
+	}
+	for _, c := range f.todo {
+		f.mirrored[c] = true
+	}
+	f.todo = nil
+}
+
+// raiseMirrorLocked moves h's queued mirror work to the needed-now class.
+func (s *Syncer) raiseMirrorLocked(h resources.Hash) {
+	ms := s.mirrors
+	if ms == nil {
+		return
+	}
+	for c := 1; c < len(ms.queue); c++ {
+		keep := ms.queue[c][:0]
+		for _, w := range ms.queue[c] {
+			if w.hash == h {
+				ms.queue[0] = append(ms.queue[0], w)
+			} else {
+				keep = append(keep, w)
+			}
+		}
+		clear(ms.queue[c][len(keep):])
+		ms.queue[c] = keep
+	}
+}
+
+// mirrorReport is what to tell the server about the mirrors' work since
+// the last report; nil if nothing new.
+func (s *Syncer) mirrorReport() *packets.MirrorReport {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.caps&packets.CapMirrors == 0 || s.stats.BytesFromMirrors == s.reportedBytes {
+		return nil
+	}
+	p := &packets.MirrorReport{
+		Bytes:   uint64(s.stats.BytesFromMirrors - s.reportedBytes),
+		Objects: uint32(s.stats.MirrorObjects - s.reportedObjects),
+	}
+	s.reportedBytes, s.reportedObjects = s.stats.BytesFromMirrors, s.stats.MirrorObjects
+	return p
+}
