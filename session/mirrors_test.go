@@ -167,6 +167,9 @@ func TestSyncFromMirror(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	if st := ts.Status(); st.Totals.MirrorBytes != total || len(st.Clients) != 1 || st.Clients[0].MirrorBytes != total {
+		t.Fatalf("status: totals %+v, clients %+v", st.Totals, st.Clients)
+	}
 }
 
 // A mirror that lacks some objects is normal: they come from the game
@@ -259,4 +262,30 @@ func TestNoMirrorsOption(t *testing.T) {
 	if st := s.Stats(); st.BytesFromMirrors != 0 || m.served.Load() != 0 {
 		t.Fatalf("%+v", st)
 	}
+}
+
+// A mirror that accepts connections and never answers holds its requests
+// for their lease only: the game server serves the rest meanwhile.
+func TestHangingMirrorCostsOneLease(t *testing.T) {
+	dir, all := mirrorPack(t, 100, 4<<20)
+	ts, m := mirroredServer(t, dir)
+	m.setBehave(func(w http.ResponseWriter, r *http.Request, name string, body []byte) bool {
+		<-r.Context().Done()
+		return true
+	})
+	s, _, _, _ := startSyncer(t, ts.url, nil)
+	start := time.Now()
+	waitSynced(t, s)
+	took := time.Since(start)
+	checkAll(t, s, all)
+	st := s.Stats()
+	if st.BytesFromMirrors != 0 || st.Failed != 0 || st.Mirrors[0].Failures == 0 {
+		t.Fatalf("%+v", st)
+	}
+	// One lease (3 s + at most 0.5 s for a 512 KiB chunk), then the
+	// server takes over while the mirror rests.
+	if took > 10*time.Second {
+		t.Fatalf("took %s with a hung mirror", took)
+	}
+	t.Logf("synced in %s with a hung mirror", took)
 }
