@@ -15,10 +15,11 @@ import (
 	"github.com/voxsync/voxsync/resources"
 )
 
-// DefaultWorkers is how many uploads run at once. Measured against a
-// local MinIO on 2 cores (docs/benchmarks.md, "Publish"): 8 workers
-// upload a 500 MiB pack about as fast as 16, and twice as fast as 2. A
-// remote endpoint with more latency gains from more.
+// DefaultWorkers is how many uploads run at once. Against a local MinIO
+// on 2 cores (docs/benchmarks.md, "Publish") 2 to 32 workers were alike:
+// the first publish of 500 MiB is bound by MinIO's writes, not by
+// requests in flight. 8 keeps a remote endpoint's round trips covered
+// (8 × 128 KiB chunks in flight) without many connections.
 const DefaultWorkers = 8
 
 // Options control Publish.

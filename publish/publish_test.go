@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -424,7 +423,7 @@ func TestS3ErrorsSayWhatToDo(t *testing.T) {
 	if err := root.EnsureBucket(context.Background(), false); err != nil {
 		t.Fatal(err)
 	}
-	ro := readOnlyCredentials(t, endpoint, "locked")
+	roKey, roSecret, roToken := mirrortest.MinIOReadOnlyKey(t, endpoint, "locked")
 	v := loadPack(t, writePack(t, packV1()))
 
 	tests := []struct {
@@ -432,7 +431,7 @@ func TestS3ErrorsSayWhatToDo(t *testing.T) {
 		tg   *S3
 		want []string
 	}{
-		{"read-only key", newS3(t, endpoint, "locked", "p/", ro.AccessKeyID, ro.SecretAccessKey, ro.SessionToken),
+		{"read-only key", newS3(t, endpoint, "locked", "p/", roKey, roSecret, roToken),
 			[]string{"upload objects/", "Access Denied", "may not s3:PutObject on arn:aws:s3:::locked/p/*"}},
 		{"wrong secret", newS3(t, endpoint, "locked", "p/", key, "not-the-secret", ""),
 			[]string{"AWS_SECRET_ACCESS_KEY does not match"}},
@@ -465,24 +464,6 @@ func TestS3ErrorsSayWhatToDo(t *testing.T) {
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("took %v to report an endpoint that is down", d)
 	}
-}
-
-// readOnlyCredentials gets temporary credentials from MinIO's STS that
-// may list and read bucket, and nothing else.
-func readOnlyCredentials(t testing.TB, endpoint, bucket string) credentials.Value {
-	t.Helper()
-	policy := fmt.Sprintf(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:GetObject","s3:ListBucket","s3:GetBucketLocation"],"Resource":["arn:aws:s3:::%[1]s","arn:aws:s3:::%[1]s/*"]}]}`, bucket)
-	creds, err := credentials.NewSTSAssumeRole(endpoint, credentials.STSAssumeRoleOptions{
-		AccessKey: mirrortest.MinIORootUser, SecretKey: mirrortest.MinIORootPassword, Policy: policy,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := creds.GetWithContext(nil)
-	if err != nil {
-		t.Fatalf("STS AssumeRole: %v", err)
-	}
-	return v
 }
 
 // The public-read grant is added to a bucket's policy, keeping what other
@@ -566,13 +547,15 @@ func TestParseS3URL(t *testing.T) {
 		in, bucket, prefix string
 		isS3, ok           bool
 	}{
-		{"s3://b", "b", "", true, true},
-		{"s3://b/", "b", "", true, true},
-		{"s3://b/p", "b", "p/", true, true},
-		{"s3://b/p/q/", "b", "p/q/", true, true},
+		{"s3://bkt", "bkt", "", true, true},
+		{"s3://bkt/", "bkt", "", true, true},
+		{"s3://bkt/p", "bkt", "p/", true, true},
+		{"s3://bkt/p/q/", "bkt", "p/q/", true, true},
+		{"s3://b/p", "", "", true, false},
+		{"s3://Bucket/p", "", "", true, false},
 		{"s3://", "", "", true, false},
 		{"s3:///p", "", "", true, false},
-		{"s3://b//p", "", "", true, false},
+		{"s3://bkt//p", "", "", true, false},
 		{"/srv/mirror", "", "", false, true},
 		{"https://b/p", "", "", false, true},
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/minio/minio-go/v7/pkg/s3utils"
 )
 
 // S3Options say where an S3 base is and how to sign in.
@@ -43,6 +44,9 @@ func ParseS3URL(s string) (bucket, prefix string, ok bool, err error) {
 	bucket, prefix, _ = strings.Cut(rest, "/")
 	if bucket == "" {
 		return "", "", true, fmt.Errorf("%q names no bucket: want s3://BUCKET or s3://BUCKET/PREFIX", s)
+	}
+	if err := s3utils.CheckValidBucketNameStrict(bucket); err != nil {
+		return "", "", true, fmt.Errorf("%s: bucket name %q: %v", s, bucket, err)
 	}
 	if prefix != "" && !strings.HasSuffix(prefix, "/") {
 		prefix += "/"

@@ -24,6 +24,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/minio/minio-go/v7/pkg/credentials"
 )
 
 // startTimeout is how long a server may take to answer after it starts.
@@ -310,3 +312,25 @@ func StartMinIOServer(t testing.TB) *Server {
 // Go module proxy when this was written, pinned so that a new release
 // cannot break the build.
 const MinIOVersion = "v0.0.0-20260212201848-7aac2a2c5b7c"
+
+// MinIOReadOnlyKey returns temporary credentials from the MinIO at
+// endpoint (MinIO's STS AssumeRole, with a session policy narrower than
+// the root user's) that may list and read bucket and do nothing else: an
+// operator's key without write rights.
+func MinIOReadOnlyKey(t testing.TB, endpoint, bucket string) (accessKey, secretKey, sessionToken string) {
+	t.Helper()
+	policy := fmt.Sprintf(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow",`+
+		`"Action":["s3:GetObject","s3:ListBucket","s3:GetBucketLocation"],`+
+		`"Resource":["arn:aws:s3:::%[1]s","arn:aws:s3:::%[1]s/*"]}]}`, bucket)
+	creds, err := credentials.NewSTSAssumeRole(endpoint, credentials.STSAssumeRoleOptions{
+		AccessKey: MinIORootUser, SecretKey: MinIORootPassword, Policy: policy,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := creds.GetWithContext(nil)
+	if err != nil {
+		t.Fatalf("MinIO STS AssumeRole: %v", err)
+	}
+	return v.AccessKeyID, v.SecretAccessKey, v.SessionToken
+}

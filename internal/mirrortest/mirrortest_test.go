@@ -87,3 +87,14 @@ func TestMinIOAnswersUntilKilled(t *testing.T) {
 		t.Fatal("killed MinIO still answers")
 	}
 }
+
+// `make tools` builds the MinIO version the skip message names.
+func TestMakefilePinsTheSameMinIO(t *testing.T) {
+	mk, err := os.ReadFile("../../Makefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(mk), "MINIO_VERSION := "+MinIOVersion+"\n") {
+		t.Errorf("the Makefile's MINIO_VERSION is not %s", MinIOVersion)
+	}
+}
