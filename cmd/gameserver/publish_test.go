@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/voxsync/voxsync/internal/mirrortest"
 	"github.com/voxsync/voxsync/manifest"
@@ -301,5 +302,80 @@ func TestServerHelpMentionsPublish(t *testing.T) {
 	out, err := exec.Command(serverBin, "publish", "-h").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "-s3-endpoint") {
 		t.Errorf("gameserver publish -h: %v\n%s", err, out)
+	}
+}
+
+// A publish to a directory killed part-way (SIGKILL, nothing cleaned up)
+// leaves only whole files under content names and no layout file; the
+// next publish completes the base, skipping what the first one wrote.
+func TestPublishCommandKilledMidwayThenRunAgain(t *testing.T) {
+	pack := writeTestPack(t)
+	big := make([]byte, 48<<20) // ~400 chunks, each written and synced
+	rand.NewChaCha8([32]byte{5}).Read(big)
+	os.WriteFile(filepath.Join(pack, "assets", "test", "model", "huge.b3d"), big, 0o644)
+	out := filepath.Join(t.TempDir(), "mirror")
+
+	cmd := exec.Command(serverBin, "publish", "-packs", pack, "-to", out, "-workers", "2")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if len(contentNames(t, out)) >= 20 {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatal("publish wrote nothing in 30 s")
+		}
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+
+	written := contentNames(t, out)
+	var whole []string
+	for _, name := range written {
+		switch {
+		case name == "voxsync-mirror.json":
+			t.Fatal("the layout file was written before the publish finished")
+		case strings.HasPrefix(filepath.Base(name), ".voxsync-tmp-"):
+			// a file being written when killed: ignored, and removed
+			// once old
+		default:
+			whole = append(whole, name)
+		}
+	}
+	if len(whole) >= 400 {
+		t.Fatalf("the publish finished before it was killed (%d files); the test needs a larger pack", len(whole))
+	}
+	fetchAll(t, mirrortest.StartNginx(t, out).URL, whole) // every content name holds whole, right bytes
+
+	code, sum, stderr := runPublishCmd(t, nil, "-packs", pack, "-to", out)
+	if code != 0 {
+		t.Fatalf("publish after the kill: exit %d: %s", code, stderr)
+	}
+	if sum.Skipped < len(whole) || sum.Uploaded == 0 {
+		t.Errorf("publish after the kill: %+v; want the %d files written before it skipped, the rest uploaded", sum, len(whole))
+	}
+	names := contentNames(t, out)
+	var final []string
+	for _, n := range names {
+		if !strings.HasPrefix(filepath.Base(n), ".voxsync-tmp-") {
+			final = append(final, n)
+		}
+	}
+	if len(final) != sum.Objects+sum.Manifests+1 {
+		t.Errorf("%d files after the second publish; want %d objects, %d manifests and the layout file", len(final), sum.Objects, sum.Manifests)
+	}
+}
+
+// A dry run prints what it would upload and writes nothing.
+func TestPublishCommandDryRun(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "mirror")
+	code, sum, stderr := runPublishCmd(t, nil, "-packs", writeTestPack(t), "-to", out, "-dry-run")
+	if code != 0 || sum.Uploaded == 0 || sum.Uploaded != sum.Objects+sum.Manifests {
+		t.Errorf("dry run: exit %d, %+v, %s", code, sum, stderr)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("dry run created %s: %v", out, err)
 	}
 }
