@@ -128,9 +128,8 @@ Flags:
 	if err != nil {
 		out.Error = err.Error()
 	}
-	enc := json.NewEncoder(stdout)
-	enc.SetIndent("", "  ")
-	if encErr := enc.Encode(out); encErr != nil && err == nil {
+	// One line, as gameclient -json writes: easy to log and to parse.
+	if encErr := json.NewEncoder(stdout).Encode(out); encErr != nil && err == nil {
 		return fmt.Errorf("write summary: %w", encErr)
 	}
 	return err
