@@ -9,6 +9,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"github.com/voxsync/voxsync/configs"
+	"github.com/voxsync/voxsync/packs"
 )
 
 // overrides are the flags that replace settings of the config file.
@@ -22,8 +23,9 @@ type overrides struct {
 // over it, and checks everything an operator can get wrong before anything
 // starts: every setting, every pack directory and its pack.toml, and the
 // world file. All problems are returned together, as configs.Problems. The
-// world is nil when world = "none".
-func loadConfig(path string, o overrides) (configs.Server, *configs.World, error) {
+// world is nil when world = "none". Flags are those set on fs; o points at
+// their values.
+func loadConfig(fs *flag.FlagSet, path string, o overrides) (configs.Server, *configs.World, error) {
 	cfg, src := configs.DefaultServer(), configs.DefaultSource()
 	if path != "" {
 		var err error
@@ -31,7 +33,7 @@ func loadConfig(path string, o overrides) (configs.Server, *configs.World, error
 			return cfg, nil, err
 		}
 	}
-	flag.Visit(func(f *flag.Flag) {
+	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
 		case "listen":
 			cfg.Listen = *o.listen
@@ -87,6 +89,15 @@ func loadConfig(path string, o overrides) (configs.Server, *configs.World, error
 		return cfg, nil, ps
 	}
 	return cfg, world, nil
+}
+
+// packOptions are how the server loads the packs cfg configures; gameserver
+// publish loads them the same way, so it publishes what the server serves.
+func packOptions(cfg configs.Server, ids *packs.IDs) packs.Options {
+	return packs.Options{
+		Dirs: cfg.Packs, Builtin: cfg.BuiltinPack, MaxFileSize: cfg.MaxFileSize,
+		MemoryMax: cfg.MemoryMax, MemoryBudget: cfg.MemoryBudget, IDs: ids,
+	}
 }
 
 // printConfig writes the effective configuration as a server.toml.

@@ -45,6 +45,9 @@ func (l *listFlag) Set(s string) error {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "publish" {
+		os.Exit(publishMain(os.Args[2:], os.Stdout, os.Stderr))
+	}
 	err := run()
 	var usage usageError
 	switch {
@@ -79,6 +82,7 @@ func run() error {
 	)
 	flag.Var(&packsFlag, "packs", "pack directory; repeat or comma-separate (replaces packs)")
 	flag.Var(&preload, "preload", "preload pattern; repeat or comma-separate (replaces preload; \"none\" for none)")
+	flag.Usage = serverUsage
 	flag.Parse()
 	if *version {
 		fmt.Println(buildinfo.String("gameserver"))
@@ -98,7 +102,7 @@ func run() error {
 	}
 	log := slog.New(handler)
 
-	cfg, worldDef, err := loadConfig(*configPath, overrides{
+	cfg, worldDef, err := loadConfig(flag.CommandLine, *configPath, overrides{
 		listen: listen, adminListen: adminAddr, world: worldPath, hotReload: hotReload, packs: &packsFlag, preload: &preload,
 	})
 	if err != nil {
@@ -145,10 +149,7 @@ func run() error {
 	}
 
 	ids := packs.NewIDs()
-	opts := packs.Options{
-		Dirs: cfg.Packs, Builtin: cfg.BuiltinPack, MaxFileSize: cfg.MaxFileSize,
-		MemoryMax: cfg.MemoryMax, MemoryBudget: cfg.MemoryBudget, IDs: ids,
-	}
+	opts := packOptions(cfg, ids)
 	start := time.Now()
 	view, err := packs.Load(context.Background(), opts, nil)
 	if err != nil {
