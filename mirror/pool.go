@@ -86,6 +86,7 @@ type SourceStats struct {
 	URL      string `json:"url"`
 	Objects  int    `json:"objects"`   // served and accepted
 	Bytes    int64  `json:"bytes"`     // of the accepted objects
+	Received int64  `json:"received"`  // body bytes read, also of objects cut off or refused
 	NotFound int    `json:"not_found"` // answered 404 (or 403, 410): it lacks them
 	Failures int    `json:"failures"`  // errors, bad answers, leases run out
 	Demoted  bool   `json:"demoted"`   // sent corrupt bytes: not used again
@@ -409,6 +410,9 @@ func (p *Pool) request(ctx context.Context, s *source, h resources.Hash, size in
 	// never trusted to say its own length.
 	n, err := readFull(resp.Body, buf[len(buf):size])
 	buf = buf[:len(buf)+n]
+	s.mu.Lock()
+	s.stats.Received += int64(n)
+	s.mu.Unlock()
 	if err == io.EOF {
 		// The answer ended cleanly, short: another object than named.
 		return buf[:0], false, fmt.Errorf("get %s: %w: %d bytes, want %d", url, ErrCorrupt, n, want)

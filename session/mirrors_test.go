@@ -246,10 +246,10 @@ func TestMirrorDiesMidResource(t *testing.T) {
 	if st.BytesFromMirrors < 30<<20 || st.BytesInBand == 0 || st.Failed != 0 {
 		t.Fatalf("%+v", st)
 	}
-	if twice := st.BytesReceived - total; twice > total/100 {
+	if twice := st.WireBytes - total; twice > total/100 {
 		t.Fatalf("%d bytes fetched twice (%.2f%%): %+v", twice, 100*float64(twice)/float64(total), st)
 	}
-	t.Logf("mirror %d, server %d, received %d for %d", st.BytesFromMirrors, st.BytesInBand, st.BytesReceived, total)
+	t.Logf("mirror %d, server %d, on the wire %d for %d", st.BytesFromMirrors, st.BytesInBand, st.WireBytes, total)
 }
 
 // A client that does not want mirrors gets everything in-band.

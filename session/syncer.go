@@ -132,7 +132,8 @@ type Syncer struct {
 	// reportedBytes and reportedObjects are what MirrorReports covered.
 	reportedBytes   int64
 	reportedObjects int
-	lastMirrors     []mirror.SourceStats // the last session's, for Stats between sessions
+	lastMirrors     []mirror.SourceStats // the last pool's, for Stats between sessions
+	pastMirrorWire  int64                // body bytes read by pools no longer in use
 	runErr          error                // why Run returned; nil while it runs
 	lastErr         error                // why the last connection attempt or session ended
 	// Per session: the server's answer is complete once a BindsDone for
@@ -253,6 +254,14 @@ func (s *Syncer) statsLocked() Stats {
 		st.Mirrors = s.mirrors.pool.Stats()
 	} else {
 		st.Mirrors = s.lastMirrors
+	}
+	// Wire bytes count every body byte read from mirrors, also of
+	// objects cut off or refused, as they count every ChunkSend.
+	st.WireBytes += s.pastMirrorWire
+	if s.mirrors != nil {
+		for _, m := range st.Mirrors {
+			st.WireBytes += m.Received
+		}
 	}
 	st.Bound = len(s.keys)
 	for _, k := range s.keys {
@@ -553,9 +562,6 @@ func (s *Syncer) session(ctx context.Context) error {
 	cancel()
 	s.mu.Lock()
 	ms := s.mirrors
-	if ms != nil {
-		s.lastMirrors = ms.pool.Stats()
-	}
 	s.stopMirrorsLocked()
 	s.mu.Unlock()
 	out.wg.Wait()
@@ -746,9 +752,7 @@ func (s *Syncer) pumpRequests(out *outbox) {
 // manifest), then chunks of the resources fetched by chunks, highest
 // priority first, each resource with at most chunkWindow bytes in flight.
 func (s *Syncer) fillWindowLocked() []packets.Want {
-	if s.outstanding == 0 {
-		s.stealMirrorWorkLocked()
-	}
+	s.stealMirrorWorkLocked()
 	if len(s.waiting) == 0 && len(s.fetching) == 0 {
 		return nil
 	}

@@ -36,20 +36,13 @@ type mirrorWork struct {
 // three priority classes like the server's (now, normal, prefetch).
 type mirrorSession struct {
 	pool   *mirror.Pool
-	queue  [3][]mirrorWork // guarded by Syncer.mu
-	wake   chan struct{}   // cap pool.Slots(): work was queued
-	closed bool            // guarded by Syncer.mu; wake is closed with it
+	queue  [numClasses][]mirrorWork // guarded by Syncer.mu; see queueOf
+	wake   chan struct{}            // cap pool.Slots(): work was queued
+	closed bool                     // guarded by Syncer.mu; wake is closed with it
 }
 
-func prioClass(p uint8) int {
-	switch {
-	case p >= 128:
-		return 0
-	case p >= 1:
-		return 1
-	}
-	return 2
-}
+// queueOf is the mirror queue for a priority: the most urgent class first.
+func queueOf(p uint8) int { return numClasses - 1 - int(classOf(p)) }
 
 // startMirrors takes a Mirrors packet: the session's pool of mirrors
 // replaces any earlier one, and its workers start. What the old pool had
@@ -72,7 +65,7 @@ func (s *Syncer) startMirrors(ctx context.Context, out *outbox, urls []string) {
 	ms := &mirrorSession{pool: pool, wake: make(chan struct{}, pool.Slots())}
 	if old != nil {
 		ms.queue = old.queue
-		old.queue = [3][]mirrorWork{}
+		old.queue = [numClasses][]mirrorWork{}
 	}
 	s.mirrors = ms
 	ms.signal(ms.len())
@@ -87,7 +80,7 @@ func (s *Syncer) startMirrors(ctx context.Context, out *outbox, urls []string) {
 func (s *Syncer) mirrorsGone(out *outbox, ms *mirrorSession) {
 	s.mu.Lock()
 	q := ms.queue
-	ms.queue = [3][]mirrorWork{}
+	ms.queue = [numClasses][]mirrorWork{}
 	s.mu.Unlock()
 	for _, c := range q {
 		for _, w := range c {
@@ -116,6 +109,10 @@ func (ms *mirrorSession) signal(n int) {
 // pool replaced mid-session, finished and kept if still wanted.
 func (s *Syncer) stopMirrorsLocked() {
 	if ms := s.mirrors; ms != nil {
+		s.lastMirrors = ms.pool.Stats()
+		for _, m := range s.lastMirrors {
+			s.pastMirrorWire += m.Received
+		}
 		ms.closed = true
 		close(ms.wake)
 		s.mirrors = nil
@@ -133,7 +130,7 @@ func (s *Syncer) toMirrorsLocked(prio uint8, ws ...mirrorWork) bool {
 	if _, ok := ms.pool.UsableAt(); !ok {
 		return false
 	}
-	c := prioClass(prio)
+	c := queueOf(prio)
 	ms.queue[c] = append(ms.queue[c], ws...)
 	ms.signal(len(ws))
 	return true
@@ -300,7 +297,6 @@ func (s *Syncer) mirrorChunk(ctx context.Context, out *outbox, ms *mirrorSession
 func (s *Syncer) countMirrorLocked(n int) {
 	s.stats.BytesFromMirrors += int64(n)
 	s.stats.BytesReceived += int64(n)
-	s.stats.WireBytes += int64(n)
 	s.stats.MirrorObjects++
 	s.progressed = true
 }
@@ -360,13 +356,24 @@ func (s *Syncer) mirrorStoreFailed(out *outbox, w mirrorWork, err error) {
 }
 
 // stealMirrorWorkLocked moves up to stealBytes of the mirrors' queue to
-// the game server while every mirror rests after failures (or when the
-// session's mirrors are all demoted), most urgent first. The caller is
-// filling the in-band window, which it does whenever in-band work ends, so
-// the server takes work at the pace it serves it.
+// the game server while every mirror rests after failures, most urgent
+// first, whenever the server's own backlog (requests waiting for room,
+// chunks not yet requested) runs low. The caller is filling the in-band
+// window, which it does as in-band work completes, so the server takes
+// work at the pace it serves it, and what it has not taken is still the
+// mirrors' when one recovers.
 func (s *Syncer) stealMirrorWorkLocked() {
 	ms := s.mirrors
 	if ms == nil || ms.len() == 0 || ms.pool.Usable() {
+		return
+	}
+	backlog := len(s.waiting)
+	for _, h := range s.fetching {
+		if hs := s.hashes[h]; hs != nil && hs.fetch != nil {
+			backlog += len(hs.fetch.todo)
+		}
+	}
+	if backlog >= stealBelow {
 		return
 	}
 	var moved int64
@@ -402,8 +409,12 @@ func (s *Syncer) stealMirrorWorkLocked() {
 }
 
 // stealBytes is how much queued mirror work the game server takes at a
-// time while the mirrors rest: about its chunk window.
-const stealBytes = chunkWindow
+// time while the mirrors rest (about its chunk window), and stealBelow the
+// backlog of its own under which it takes more.
+const (
+	stealBytes = chunkWindow
+	stealBelow = 32
+)
 
 // chunksToMirrorsLocked hands a chunked fetch's missing chunks to the
 // mirrors, if the session has any usable.
