@@ -177,3 +177,30 @@ func TestPublishedMinIOMirror(t *testing.T) {
 	}
 	t.Logf("synced %d bytes from MinIO in %s", total, time.Since(start))
 }
+
+// At start the server tells its operator whether each mirror serves its
+// content: a mirror named but never published to would otherwise only
+// show as a server doing all the sending.
+func TestServerChecksItsMirrors(t *testing.T) {
+	pack, _ := makePack(t)
+	empty := mirrortest.StartNginx(t, t.TempDir())
+	pub := t.TempDir()
+	publishTo(t, nil, "-packs", pack, "-to", pub)
+	good := mirrortest.StartNginx(t, pub)
+	_, _, logged := startServerLog(t, "-config", mirrorConfig(t, pack, empty.URL, good.URL))
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(logged(), "mirror serves this server's content") || !strings.Contains(logged(), "mirror not ready") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no verdict on the mirrors:\n%s", logged())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, line := range strings.Split(logged(), "\n") {
+		switch {
+		case strings.Contains(line, "mirror not ready") && (!strings.Contains(line, empty.URL) || !strings.Contains(line, "gameserver publish")):
+			t.Errorf("unclear warning: %s", line)
+		case strings.Contains(line, "mirror serves this server's content") && !strings.Contains(line, good.URL):
+			t.Errorf("wrong mirror named: %s", line)
+		}
+	}
+}

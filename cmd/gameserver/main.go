@@ -21,6 +21,7 @@ import (
 	"github.com/voxsync/voxsync/configs"
 	"github.com/voxsync/voxsync/internal/buildinfo"
 	"github.com/voxsync/voxsync/internal/logformat"
+	"github.com/voxsync/voxsync/mirror"
 	"github.com/voxsync/voxsync/packs"
 	"github.com/voxsync/voxsync/resources"
 	"github.com/voxsync/voxsync/session"
@@ -194,6 +195,9 @@ func run() error {
 	}
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	log.Info("gameserver listening", "ws", "ws://"+ln.Addr().String()+"/ws")
+	if len(cfg.Mirrors) > 0 {
+		go checkMirrors(log, cfg.Mirrors, view)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -223,6 +227,33 @@ func run() error {
 // operator sees a typo in world.toml instead of silently missing content.
 // The built-in demo world's resources are in the built-in pack; without it
 // one line says so, and how to turn the demo world off.
+// checkMirrors tells the operator at start whether each mirror serves this
+// server's content: clients cope either way (they fetch what a mirror
+// lacks from here), so a mistake would otherwise only show as a server
+// doing all the sending.
+func checkMirrors(log *slog.Logger, bases []string, v *packs.View) {
+	var sample []resources.Hash
+	for _, e := range v.Entries() {
+		if e.Size <= packs.ChunkedMin {
+			sample = append(sample, e.Hash)
+		}
+		if len(sample) == 3 {
+			break
+		}
+	}
+	for _, b := range bases {
+		base, err := mirror.ParseBase(b)
+		if err == nil {
+			err = mirror.Check(context.Background(), base, sample)
+		}
+		if err != nil {
+			log.Warn("mirror not ready; clients fetch from this server meanwhile", "err", err)
+			continue
+		}
+		log.Info("mirror serves this server's content", "mirror", base)
+	}
+}
+
 func warnMissingWorldResources(log *slog.Logger, def configs.World, demo bool, v *packs.View) {
 	var missing []string
 	for _, n := range def.Nodes {
