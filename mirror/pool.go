@@ -465,9 +465,16 @@ func (p *Pool) failed(s *source, h resources.Hash, err error) {
 	}
 	s.mu.Lock()
 	s.stats.Failures++
+	now := time.Now()
+	if now.Before(s.restUntil) {
+		// Another request of the same outage (they fail together when
+		// a mirror dies): it is resting already.
+		s.mu.Unlock()
+		return
+	}
 	s.fails++
 	rest := min(p.opts.BackoffMin<<min(s.fails-1, 16), p.opts.BackoffMax)
-	s.restUntil = time.Now().Add(rest)
+	s.restUntil = now.Add(rest)
 	first := s.fails == 1
 	s.mu.Unlock()
 	if first {

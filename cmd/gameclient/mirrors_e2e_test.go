@@ -120,7 +120,7 @@ func TestPublishedNginxMirror(t *testing.T) {
 	url, admin, _ := startServerAdmin(t, "-config", mirrorConfig(t, pack, ngx.URL))
 
 	r, logged := syncMirrored(t, url, t.TempDir())
-	if r.BytesFromMirrors != total || r.BytesInBand != 0 || len(r.Mirrors) != 1 || r.Mirrors[0].Objects == 0 {
+	if r.BytesFromMirrors != total || r.BytesInBand != 0 || r.WireBytes != total || len(r.Mirrors) != 1 || r.Mirrors[0].Objects == 0 {
 		t.Fatalf("from mirrors %d of %d, in band %d: %+v", r.BytesFromMirrors, total, r.BytesInBand, r)
 	}
 	if strings.Contains(logged, "level=WARN") || strings.Contains(logged, "level=ERROR") {
