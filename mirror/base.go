@@ -48,13 +48,13 @@ func ParseBase(raw string) (string, error) {
 
 // ObjectPath is where the bytes with SHA-256 h are under a mirror's base:
 // objects/<first two hex digits>/<64 hex digits>.
-func ObjectPath(h resources.Hash) string {
-	x := h.String()
-	return "objects/" + x[:2] + "/" + x
-}
+func ObjectPath(h resources.Hash) string { return hashPath("objects/", h) }
 
-// ManifestPath is where the manifest of the resource with SHA-256 h is.
-func ManifestPath(h resources.Hash) string {
+// ManifestPath is where the manifest of the resource with SHA-256 h is:
+// manifests/<first two hex digits>/<64 hex digits>.
+func ManifestPath(h resources.Hash) string { return hashPath("manifests/", h) }
+
+func hashPath(dir string, h resources.Hash) string {
 	x := h.String()
-	return "manifests/" + x[:2] + "/" + x
+	return dir + x[:2] + "/" + x
 }

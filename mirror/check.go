@@ -11,8 +11,13 @@ import (
 	"github.com/voxsync/voxsync/resources"
 )
 
-// LayoutFile is the marker `gameserver publish` writes last at a base.
-const LayoutFile = "voxsync-mirror.json"
+// LayoutFile is the marker `gameserver publish` writes last at a base,
+// {"layout": LayoutVersion}: the version of the layout of ObjectPath and
+// ManifestPath that this package reads.
+const (
+	LayoutFile    = "voxsync-mirror.json"
+	LayoutVersion = 1
+)
 
 // Check asks a mirror what an operator would: is the published layout
 // there (LayoutFile, layout 1), and does it hold the sample objects (some
@@ -42,8 +47,8 @@ func Check(ctx context.Context, base string, sample []resources.Hash) error {
 	var marker struct {
 		Layout int `json:"layout"`
 	}
-	if json.Unmarshal(body, &marker) != nil || marker.Layout != 1 {
-		return fmt.Errorf("check mirror %s: %s says %q; this server reads layout 1", base, LayoutFile, body)
+	if json.Unmarshal(body, &marker) != nil || marker.Layout != LayoutVersion {
+		return fmt.Errorf("check mirror %s: %s says %q; this server reads layout %d", base, LayoutFile, body, LayoutVersion)
 	}
 	missing := 0
 	for _, h := range sample {

@@ -4,15 +4,16 @@ import (
 	"context"
 	"strings"
 
+	"github.com/voxsync/voxsync/mirror"
 	"github.com/voxsync/voxsync/resources"
 )
 
-// LayoutVersion is the layout described in the package comment.
-const LayoutVersion = 1
-
-// LayoutFile is the name, at the base, of the file that says a base is a
-// mirror and which layout it has.
-const LayoutFile = "voxsync-mirror.json"
+// The layout's names and version are the clients' (package mirror reads
+// them): one definition for both sides.
+const (
+	LayoutVersion = mirror.LayoutVersion
+	LayoutFile    = mirror.LayoutFile
+)
 
 // layoutJSON is LayoutFile's content.
 var layoutJSON = []byte(`{"layout":1}` + "\n")
@@ -25,16 +26,11 @@ const (
 
 // ObjectPath is where the bytes whose SHA-256 is h are, relative to the
 // base: objects/<hh>/<hex>.
-func ObjectPath(h resources.Hash) string { return hashPath(objectsDir, h) }
+func ObjectPath(h resources.Hash) string { return mirror.ObjectPath(h) }
 
 // ManifestPath is where the manifest file of the resource whose SHA-256
 // is h is, relative to the base: manifests/<hh>/<hex>.
-func ManifestPath(h resources.Hash) string { return hashPath(manifestsDir, h) }
-
-func hashPath(dir string, h resources.Hash) string {
-	s := h.String()
-	return dir + s[:2] + "/" + s
-}
+func ManifestPath(h resources.Hash) string { return mirror.ManifestPath(h) }
 
 // isContentName reports whether name, relative to the base, is an object
 // or manifest name of the layout. Anything else found under objects/ or
