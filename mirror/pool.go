@@ -23,9 +23,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/voxsync/voxsync/resources"
@@ -58,6 +60,12 @@ type Options struct {
 	// Transport, if set, makes the requests (tests); nil uses a transport
 	// of the Pool's own with keep-alive.
 	Transport http.RoundTripper
+	// PublicOnly refuses to connect to loopback, private, link-local and
+	// other non-public addresses, checked on the address dialled (after
+	// DNS, so a name cannot be rebound to one). A client sets it when the
+	// game server is itself on a public address: such a server has no
+	// business pointing players' clients at their own machine or LAN.
+	PublicOnly bool
 }
 
 func (o *Options) defaults() {
@@ -121,9 +129,14 @@ func NewPool(bases []string, opts Options) *Pool {
 	p := &Pool{opts: opts, log: opts.Logger}
 	rt := opts.Transport
 	if rt == nil {
+		dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+		if opts.PublicOnly {
+			dialer.Control = refuseNonPublic
+		}
+		// No proxy from the environment: the game's own connection
+		// uses none, and PublicOnly checks the address dialled.
 		p.own = &http.Transport{
-			Proxy:                 http.ProxyFromEnvironment,
-			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			DialContext:           dialer.DialContext,
 			MaxIdleConnsPerHost:   opts.Parallel,
 			MaxConnsPerHost:       opts.Parallel,
 			IdleConnTimeout:       90 * time.Second,
@@ -354,6 +367,33 @@ func (p *Pool) fetch(ctx context.Context, s *source, h resources.Hash, size int6
 
 var errLease = errors.New("lease ran out")
 
+// ErrNotPublic: a mirror of a game server on a public address resolved to
+// a loopback, private or otherwise non-public address.
+var ErrNotPublic = errors.New("mirror is on a non-public address, and the game server is not")
+
+// refuseNonPublic is a dialer's Control for PublicOnly.
+func refuseNonPublic(network, address string, _ syscall.RawConn) error {
+	ap, err := netip.ParseAddrPort(address)
+	if err != nil {
+		return fmt.Errorf("%w: %s", ErrNotPublic, address)
+	}
+	if !IsPublic(ap.Addr()) {
+		return fmt.Errorf("%w: %s", ErrNotPublic, ap.Addr())
+	}
+	return nil
+}
+
+// cgnat is the shared address space of carrier-grade NAT (RFC 6598).
+var cgnat = netip.MustParsePrefix("100.64.0.0/10")
+
+// IsPublic reports whether a is an address on the public internet: not
+// loopback, private (RFC 1918, ULA), link-local, shared (CGNAT),
+// multicast or unspecified.
+func IsPublic(a netip.Addr) bool {
+	a = a.Unmap()
+	return a.IsValid() && a.IsGlobalUnicast() && !a.IsPrivate() && !cgnat.Contains(a)
+}
+
 // request is one GET. lacks reports an answer that the mirror does not
 // have the object.
 func (p *Pool) request(ctx context.Context, s *source, h resources.Hash, size int64, buf []byte) (_ []byte, lacks bool, _ error) {
@@ -459,7 +499,7 @@ func (s *source) succeeded(size int64) {
 // failed records a failure of s: it rests, longer with each failure in a
 // row, while its work goes to the other sources.
 func (p *Pool) failed(s *source, h resources.Hash, err error) {
-	if errors.Is(err, ErrCorrupt) {
+	if errors.Is(err, ErrCorrupt) || errors.Is(err, ErrNotPublic) {
 		p.demote(s, h, err)
 		return
 	}
@@ -491,7 +531,11 @@ func (p *Pool) demote(s *source, h resources.Hash, err error) {
 	s.stats.Demoted = true
 	s.stats.Failures++
 	s.mu.Unlock()
-	if !was {
+	switch {
+	case was:
+	case errors.Is(err, ErrNotPublic):
+		p.log.Error("mirror refused: the game server is on a public address and this mirror is not; not using it this session", "mirror", s.base, "err", err)
+	default:
 		p.log.Error("mirror sent corrupt data; not using it again this session", "mirror", s.base, "object", h.Short(), "err", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -330,5 +331,38 @@ func TestAcceptErrorIsNotTheMirrors(t *testing.T) {
 	}
 	if s := p.Stats()[0]; s.Demoted || s.Failures != 0 || !p.Usable() {
 		t.Fatalf("stats %+v", s)
+	}
+}
+
+func TestIsPublic(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"8.8.8.8": true, "2001:4860:4860::8888": true, "93.184.216.34": true,
+		"127.0.0.1": false, "::1": false, "10.1.2.3": false, "172.16.0.1": false, "192.168.1.1": false,
+		"169.254.169.254": false, "fe80::1": false, "fc00::1": false, "100.64.0.1": false,
+		"0.0.0.0": false, "::": false, "224.0.0.1": false, "::ffff:127.0.0.1": false, "::ffff:8.8.8.8": true,
+	} {
+		if got := IsPublic(netip.MustParseAddr(addr)); got != want {
+			t.Errorf("IsPublic(%s) = %v, want %v", addr, got, want)
+		}
+	}
+}
+
+// A game server on a public address cannot point clients at their own
+// machine or LAN: with PublicOnly, a mirror on loopback is refused at the
+// dial (after DNS, so no name can be rebound there) and not used again.
+func TestPublicOnlyRefusesLoopback(t *testing.T) {
+	obj := object(1000)
+	m, base := newMirror(t, obj)
+	opts := fastOpts()
+	opts.PublicOnly = true
+	p := NewPool([]string{strings.Replace(base, "127.0.0.1", "localhost", 1)}, opts)
+	defer p.Close()
+	h := resources.Sum(obj)
+	err := p.Get(context.Background(), h, int64(len(obj)), nil, verify(h, nil))
+	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "non-public") {
+		t.Fatalf("err = %v", err)
+	}
+	if m.gets.Load() != 0 || !p.Stats()[0].Demoted || p.Usable() {
+		t.Fatalf("%d GETs reached the loopback mirror; stats %+v", m.gets.Load(), p.Stats()[0])
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"runtime"
 	"slices"
 	"sync"
@@ -134,6 +135,7 @@ type Syncer struct {
 	reportedObjects int
 	lastMirrors     []mirror.SourceStats // the last pool's, for Stats between sessions
 	pastMirrorWire  int64                // body bytes read by pools no longer in use
+	serverPublic    bool                 // the session's game server is on a public address
 	runErr          error                // why Run returned; nil while it runs
 	lastErr         error                // why the last connection attempt or session ended
 	// Per session: the server's answer is complete once a BindsDone for
@@ -524,9 +526,16 @@ func (s *Syncer) session(ctx context.Context) error {
 	// what is still stale at the marker is Lost. Hashes that were
 	// outstanding are asked for again when re-bound, not before: the new
 	// server may not have them.
+	// A game server on a public address may only point this client at
+	// mirrors on public addresses, never at its own machine or LAN.
+	serverPublic := false
+	if ap, err := netip.ParseAddrPort(conn.RemoteAddr().String()); err == nil {
+		serverPublic = mirror.IsPublic(ap.Addr())
+	}
 	s.mu.Lock()
 	s.stats.Sessions++
 	s.out = out
+	s.serverPublic = serverPublic
 	s.limits = welcome.Limits
 	s.caps = welcome.Capabilities
 	s.lastRecv = time.Now()

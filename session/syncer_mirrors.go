@@ -48,7 +48,10 @@ func queueOf(p uint8) int { return numClasses - 1 - int(classOf(p)) }
 // replaces any earlier one, and its workers start. What the old pool had
 // queued goes to the new one.
 func (s *Syncer) startMirrors(ctx context.Context, out *outbox, urls []string) {
-	pool := mirror.NewPool(urls, mirror.Options{Logger: s.log, Parallel: s.opts.MirrorParallel})
+	s.mu.Lock()
+	public := s.serverPublic
+	s.mu.Unlock()
+	pool := mirror.NewPool(urls, mirror.Options{Logger: s.log, Parallel: s.opts.MirrorParallel, PublicOnly: public})
 	s.mu.Lock()
 	old := s.mirrors
 	s.stopMirrorsLocked()
