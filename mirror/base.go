@@ -46,13 +46,19 @@ func ParseBase(raw string) (string, error) {
 	return s, nil
 }
 
+// The directories of a base that hold content.
+const (
+	ObjectsDir   = "objects/"
+	ManifestsDir = "manifests/"
+)
+
 // ObjectPath is where the bytes with SHA-256 h are under a mirror's base:
 // objects/<first two hex digits>/<64 hex digits>.
-func ObjectPath(h resources.Hash) string { return hashPath("objects/", h) }
+func ObjectPath(h resources.Hash) string { return hashPath(ObjectsDir, h) }
 
 // ManifestPath is where the manifest of the resource with SHA-256 h is:
 // manifests/<first two hex digits>/<64 hex digits>.
-func ManifestPath(h resources.Hash) string { return hashPath("manifests/", h) }
+func ManifestPath(h resources.Hash) string { return hashPath(ManifestsDir, h) }
 
 func hashPath(dir string, h resources.Hash) string {
 	x := h.String()

@@ -118,6 +118,10 @@ type source struct {
 	rate      float64 // bytes a second, moving average; 0 until measured
 	fails     int     // failures in a row
 	restUntil time.Time
+	// checkMu is held while the mirror's LayoutFile is read, before its
+	// first object: checked once it said layout 1.
+	checkMu   sync.Mutex
+	checked   bool
 	stats     SourceStats
 	warned403 bool
 }
@@ -144,8 +148,9 @@ func NewPool(bases []string, opts Options) *Pool {
 			ResponseHeaderTimeout: opts.LeaseBase,
 			// The bytes are hashed as published: a CDN's gzip would
 			// only be undone again.
-			DisableCompression: true,
-			ForceAttemptHTTP2:  true,
+			DisableCompression:     true,
+			MaxResponseHeaderBytes: 16 << 10,
+			ForceAttemptHTTP2:      true,
 		}
 		rt = p.own
 	}
@@ -154,8 +159,11 @@ func NewPool(bases []string, opts Options) *Pool {
 		// A mirror answers with the object; a redirect to another host
 		// (a CDN edge) is fine, an endless chain is not.
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
-			if len(via) >= 5 {
+			switch {
+			case len(via) >= 5:
 				return errors.New("stopped after 5 redirects")
+			case via[0].URL.Scheme == "https" && req.URL.Scheme != "https":
+				return fmt.Errorf("refused redirect from https to %s", req.URL.Redacted())
 			}
 			return nil
 		},
@@ -234,11 +242,9 @@ func (p *Pool) UsableAt() (time.Time, bool) {
 // error wrapping ErrUnavailable when no mirror could serve them. buf, if
 // not nil, is used for the body when large enough.
 func (p *Pool) Get(ctx context.Context, h resources.Hash, size int64, buf []byte, accept func([]byte) error) error {
-	if cap(buf) < int(size) {
-		buf = make([]byte, 0, size)
-	}
 	buf = buf[:0]
 	tried := make([]bool, len(p.sources))
+	wholeAgain := false // a continued body failed: once more from the start
 	var why []string
 	for {
 		i, s := p.pick(tried)
@@ -251,6 +257,15 @@ func (p *Pool) Get(ctx context.Context, h resources.Hash, size int64, buf []byte
 		case <-ctx.Done():
 			s.done()
 			return ctx.Err()
+		}
+		if err := p.checked(ctx, s); err != nil {
+			s.done()
+			<-s.slots
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			why = append(why, err.Error())
+			continue
 		}
 		// Bytes left by an interrupted attempt at another mirror are
 		// continued with a Range request, not fetched twice; then a
@@ -268,10 +283,15 @@ func (p *Pool) Get(ctx context.Context, h resources.Hash, size int64, buf []byte
 				<-s.slots
 				return err // the caller's problem (a full disk), not the mirror's
 			}
-			if !mixed {
-				p.demote(s, h, err)
-			}
 			buf = buf[:0]
+			switch {
+			case !mixed:
+				p.demote(s, h, err)
+			case !wholeAgain:
+				// One of the two mirrors lied: this one gets to send
+				// it all before it is blamed.
+				wholeAgain, tried[i] = true, false
+			}
 		}
 		<-s.slots
 		if ctx.Err() != nil {
@@ -313,6 +333,33 @@ func (p *Pool) pick(tried []bool) (int, *source) {
 		best.mu.Unlock()
 	}
 	return bi, best
+}
+
+// checked makes sure s is a published mirror before anything is fetched
+// from it: one GET of its LayoutFile a session. A base that is not (a
+// typo'd URL, a bucket not public, a site that is no mirror at all) is
+// not asked for objects again in the session, so a server naming some
+// unrelated site costs that site one request per client, not one per
+// resource.
+func (p *Pool) checked(ctx context.Context, s *source) error {
+	s.checkMu.Lock()
+	defer s.checkMu.Unlock()
+	if s.checked {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.opts.LeaseBase)
+	defer cancel()
+	notMirror, err := readLayout(ctx, p.client, s.base)
+	switch {
+	case err == nil:
+		s.checked = true
+		return nil
+	case notMirror || errors.Is(err, ErrNotPublic):
+		p.demote(s, resources.Hash{}, err)
+	default:
+		p.failed(s, resources.Hash{}, err)
+	}
+	return fmt.Errorf("mirror %s: %w", s.base, err)
 }
 
 // done ends a request counted by pick.
@@ -446,6 +493,10 @@ func (p *Pool) request(ctx context.Context, s *source, h resources.Hash, size in
 	if resp.ContentLength >= 0 && resp.ContentLength != want {
 		return buf, false, fmt.Errorf("get %s: %w: %d bytes, want %d", url, ErrCorrupt, resp.ContentLength, want)
 	}
+	if cap(buf) < int(size) {
+		// Only now: a mirror that never answers holds no buffer.
+		buf = append(make([]byte, 0, size), buf...)
+	}
 	// Read exactly what is due, then check nothing follows: a body is
 	// never trusted to say its own length.
 	n, err := readFull(resp.Body, buf[len(buf):size])
@@ -533,6 +584,8 @@ func (p *Pool) demote(s *source, h resources.Hash, err error) {
 	s.mu.Unlock()
 	switch {
 	case was:
+	case errors.Is(err, ErrNotMirror):
+		p.log.Warn("mirror is not a published voxsync mirror; not using it this session", "mirror", s.base, "err", err)
 	case errors.Is(err, ErrNotPublic):
 		p.log.Error("mirror refused: the game server is on a public address and this mirror is not; not using it this session", "mirror", s.base, "err", err)
 	default:

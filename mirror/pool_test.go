@@ -37,11 +37,17 @@ func verify(h resources.Hash, got *[]byte) func([]byte) error {
 type mirrorServer struct {
 	objects map[string][]byte
 	behave  func(w http.ResponseWriter, r *http.Request, body []byte) bool
-	gets    atomic.Int64
+	gets    atomic.Int64 // of anything but the layout file
 	ranges  atomic.Int64
+	// noLayout: no voxsync-mirror.json: nothing published here.
+	noLayout bool
 }
 
 func (m *mirrorServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.HasSuffix(r.URL.Path, "/"+LayoutFile) && !m.noLayout {
+		w.Write([]byte(`{"layout":1}`))
+		return
+	}
 	m.gets.Add(1)
 	name := r.URL.Path[strings.LastIndexByte(r.URL.Path, '/')+1:]
 	body, ok := m.objects[name]
@@ -364,5 +370,47 @@ func TestPublicOnlyRefusesLoopback(t *testing.T) {
 	}
 	if m.gets.Load() != 0 || !p.Stats()[0].Demoted || p.Usable() {
 		t.Fatalf("%d GETs reached the loopback mirror; stats %+v", m.gets.Load(), p.Stats()[0])
+	}
+}
+
+// A base with no voxsync-mirror.json is no mirror: it is asked that once,
+// never for objects, and not again in the session.
+func TestNotAMirrorIsAskedOnce(t *testing.T) {
+	a, b := object(1000), object(1000)
+	m, base := newMirror(t, a, b)
+	m.noLayout = true
+	p := NewPool([]string{base}, fastOpts())
+	defer p.Close()
+	for i, o := range [][]byte{a, b} {
+		h := resources.Sum(o)
+		err := p.Get(context.Background(), h, int64(len(o)), nil, verify(h, nil))
+		if !errors.Is(err, ErrUnavailable) || (i == 0 && !strings.Contains(err.Error(), "not a published voxsync mirror")) {
+			t.Fatalf("get %d: err = %v", i, err)
+		}
+	}
+	if n := m.gets.Load(); n != 1 || !p.Stats()[0].Demoted {
+		t.Fatalf("%d requests to a base that is no mirror, stats %+v; want the one for its layout file", n, p.Stats()[0])
+	}
+}
+
+// A redirect from https to plain http is refused: the mirror was named
+// with https for a reason.
+func TestRedirectDowngradeRefused(t *testing.T) {
+	obj := object(1000)
+	_, plain := newMirror(t, obj)
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, LayoutFile) {
+			w.Write([]byte(`{"layout":1}`))
+			return
+		}
+		http.Redirect(w, r, plain+r.URL.Path[len("/pub/"):], http.StatusFound)
+	}))
+	defer srv.Close()
+	opts := fastOpts()
+	opts.Transport = srv.Client().Transport
+	p := NewPool([]string{srv.URL + "/pub/"}, opts)
+	h := resources.Sum(obj)
+	if err := p.Get(context.Background(), h, int64(len(obj)), nil, verify(h, nil)); !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "refused redirect") {
+		t.Fatalf("err = %v", err)
 	}
 }

@@ -20,8 +20,8 @@ var layoutJSON = []byte(`{"layout":1}` + "\n")
 
 // The two directories of a base that hold content.
 const (
-	objectsDir   = "objects/"
-	manifestsDir = "manifests/"
+	objectsDir   = mirror.ObjectsDir
+	manifestsDir = mirror.ManifestsDir
 )
 
 // ObjectPath is where the bytes whose SHA-256 is h are, relative to the

@@ -15,6 +15,7 @@ import (
 
 	"github.com/voxsync/voxsync/configs"
 	"github.com/voxsync/voxsync/manifest"
+	"github.com/voxsync/voxsync/mirror"
 	"github.com/voxsync/voxsync/packs"
 	"github.com/voxsync/voxsync/resources"
 )
@@ -62,6 +63,10 @@ func newTestMirror(t testing.TB, dir string) *testMirror {
 		}
 	}
 	m.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/pub/"+mirror.LayoutFile {
+			w.Write([]byte(`{"layout":1}`))
+			return
+		}
 		name := r.URL.Path[strings.LastIndexByte(r.URL.Path, '/')+1:]
 		if !strings.HasPrefix(r.URL.Path, "/pub/objects/"+name[:min(2, len(name))]+"/") {
 			http.NotFound(w, r)

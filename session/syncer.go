@@ -136,6 +136,7 @@ type Syncer struct {
 	lastMirrors     []mirror.SourceStats // the last pool's, for Stats between sessions
 	pastMirrorWire  int64                // body bytes read by pools no longer in use
 	serverPublic    bool                 // the session's game server is on a public address
+	mirrorsSeen     bool                 // the session's Mirrors packet arrived (one is used)
 	runErr          error                // why Run returned; nil while it runs
 	lastErr         error                // why the last connection attempt or session ended
 	// Per session: the server's answer is complete once a BindsDone for
@@ -535,7 +536,7 @@ func (s *Syncer) session(ctx context.Context) error {
 	s.mu.Lock()
 	s.stats.Sessions++
 	s.out = out
-	s.serverPublic = serverPublic
+	s.serverPublic, s.mirrorsSeen = serverPublic, false
 	s.limits = welcome.Limits
 	s.caps = welcome.Capabilities
 	s.lastRecv = time.Now()
@@ -569,14 +570,8 @@ func (s *Syncer) session(ctx context.Context) error {
 
 	err = s.readLoop(ctx, conn, out, interval)
 	cancel()
-	s.mu.Lock()
-	ms := s.mirrors
-	s.stopMirrorsLocked()
-	s.mu.Unlock()
+	s.stopMirrors(out)
 	out.wg.Wait()
-	if ms != nil {
-		ms.pool.Close()
-	}
 	werr := <-writerDone
 	s.mu.Lock()
 	s.out = nil
@@ -1042,7 +1037,9 @@ func (s *Syncer) bind(ctx context.Context, out *outbox, entries []resources.Bind
 		if ks != nil && ks.b.Hash == b.Hash {
 			if hs := s.hashes[b.Hash]; hs != nil && hs.state == phaseAwaitBind {
 				hs.state = phaseRequested
-				again = append(again, b.Hash)
+				if s.fetchLocked(b.Hash, hs) {
+					again = append(again, b.Hash)
+				}
 			}
 			continue
 		}
@@ -1069,7 +1066,9 @@ func (s *Syncer) bind(ctx context.Context, out *outbox, entries []resources.Bind
 			evs = append(evs, s.loadedLocked(k, hs))
 		case phaseAwaitBind:
 			hs.state = phaseRequested
-			again = append(again, b.Hash)
+			if s.fetchLocked(b.Hash, hs) {
+				again = append(again, b.Hash)
+			}
 		}
 	}
 	s.progressed = true
@@ -1149,14 +1148,11 @@ func (s *Syncer) lookup(ctx context.Context, out *outbox, look []resources.Hash)
 			continue
 		}
 		hs.state = phaseRequested
-		if s.wholeViaMirrorLocked(hs) && s.toMirrorsLocked(hs.prio, mirrorWork{hash: h, chunk: -1}) {
-			hs.atMirror = true
-			s.stats.Requested++
-			continue
+		s.stats.Requested++
+		if s.fetchLocked(h, hs) {
+			miss = append(miss, h)
 		}
-		miss = append(miss, h)
 	}
-	s.stats.Requested += len(miss)
 	s.mu.Unlock()
 	s.emit(evs)
 	s.poke()
@@ -1301,8 +1297,9 @@ func (s *Syncer) initStream(out *outbox, p *packets.InitResSend) {
 	s.mu.Lock()
 	s.maxStream = max(s.maxStream, p.Stream)
 	hs := s.hashes[p.Hash]
-	if hs == nil || (hs.state != phaseRequested && hs.state != phaseStreaming) {
-		// Not wanted (any more): ignore its chunks.
+	if hs == nil || (hs.state != phaseRequested && hs.state != phaseStreaming) || hs.atMirror {
+		// Not wanted (any more), or not asked of the server (the
+		// mirrors have it): ignore its chunks.
 		s.mu.Unlock()
 		return
 	}
@@ -1556,9 +1553,9 @@ func (s *Syncer) stored(h resources.Hash, err error) {
 func (s *Syncer) resourceError(out *outbox, p *packets.ResourceError) {
 	s.mu.Lock()
 	hs := s.hashes[p.Hash]
-	if hs == nil || (hs.state != phaseRequested && hs.state != phaseStreaming) {
+	if hs == nil || (hs.state != phaseRequested && hs.state != phaseStreaming) || hs.atMirror {
 		s.mu.Unlock()
-		return // not wanted any more (e.g. replaced by a reload)
+		return // not wanted any more (e.g. replaced by a reload), or not asked of the server
 	}
 	for id, a := range s.streams {
 		if a.hash == p.Hash {

@@ -44,37 +44,38 @@ type mirrorSession struct {
 // queueOf is the mirror queue for a priority: the most urgent class first.
 func queueOf(p uint8) int { return numClasses - 1 - int(classOf(p)) }
 
-// startMirrors takes a Mirrors packet: the session's pool of mirrors
-// replaces any earlier one, and its workers start. What the old pool had
-// queued goes to the new one.
+// maxMirrorWorkers caps the requests a client has at mirrors at once, so
+// their buffers (≤ 1 MiB each) stay within a few dozen MiB however many
+// mirrors a server names.
+const maxMirrorWorkers = 32
+
+// startMirrors takes the session's Mirrors packet: its pool of mirrors and
+// their workers start. A session has one: a later Mirrors is ignored, so a
+// server cannot make a client open pools (and connections) without end or
+// wipe out the demotion of a mirror that sent corrupt bytes.
 func (s *Syncer) startMirrors(ctx context.Context, out *outbox, urls []string) {
 	s.mu.Lock()
+	if s.mirrorsSeen {
+		s.mu.Unlock()
+		s.log.Warn("server sent a second Mirrors packet; ignored")
+		return
+	}
+	s.mirrorsSeen = true
 	public := s.serverPublic
 	s.mu.Unlock()
 	pool := mirror.NewPool(urls, mirror.Options{Logger: s.log, Parallel: s.opts.MirrorParallel, PublicOnly: public})
-	s.mu.Lock()
-	old := s.mirrors
-	s.stopMirrorsLocked()
 	if pool.Len() == 0 {
-		s.mu.Unlock()
 		if len(urls) > 0 {
 			s.log.Warn("no usable mirror; fetching everything from the game server", "mirrors", urls)
-		}
-		if old != nil {
-			s.mirrorsGone(out, old)
 		}
 		return
 	}
 	ms := &mirrorSession{pool: pool, wake: make(chan struct{}, pool.Slots())}
-	if old != nil {
-		ms.queue = old.queue
-		old.queue = [numClasses][]mirrorWork{}
-	}
+	s.mu.Lock()
 	s.mirrors = ms
-	ms.signal(ms.len())
 	s.mu.Unlock()
 	s.log.Info("fetching from mirrors and the game server", "mirrors", pool.Len())
-	for range pool.Slots() {
+	for range min(pool.Slots(), maxMirrorWorkers) {
 		out.wg.Go(func() { s.mirrorWorker(ctx, out, ms) })
 	}
 }
@@ -107,19 +108,29 @@ func (ms *mirrorSession) signal(n int) {
 	}
 }
 
-// stopMirrorsLocked ends the session's mirror workers; what they are
-// fetching is abandoned by the caller's cancel of the session, or, for a
-// pool replaced mid-session, finished and kept if still wanted.
-func (s *Syncer) stopMirrorsLocked() {
-	if ms := s.mirrors; ms != nil {
-		s.lastMirrors = ms.pool.Stats()
-		for _, m := range s.lastMirrors {
-			s.pastMirrorWire += m.Received
-		}
+// stopMirrors ends the session's mirror workers once the session's
+// context is cancelled (which abandons what they are fetching), and keeps
+// the pool's counts for Stats.
+func (s *Syncer) stopMirrors(out *outbox) {
+	s.mu.Lock()
+	ms := s.mirrors
+	if ms != nil {
 		ms.closed = true
 		close(ms.wake)
-		s.mirrors = nil
 	}
+	s.mu.Unlock()
+	if ms == nil {
+		return
+	}
+	out.wg.Wait() // the workers are the session's: done when it is
+	ms.pool.Close()
+	s.mu.Lock()
+	s.lastMirrors = ms.pool.Stats()
+	for _, m := range s.lastMirrors {
+		s.pastMirrorWire += m.Received
+	}
+	s.mirrors = nil
+	s.mu.Unlock()
 }
 
 // toMirrorsLocked queues work for the mirrors; false when the session has
@@ -127,7 +138,7 @@ func (s *Syncer) stopMirrorsLocked() {
 // queued while every mirror rests is taken by the game server meanwhile.
 func (s *Syncer) toMirrorsLocked(prio uint8, ws ...mirrorWork) bool {
 	ms := s.mirrors
-	if ms == nil {
+	if ms == nil || ms.closed {
 		return false
 	}
 	if _, ok := ms.pool.UsableAt(); !ok {
@@ -136,6 +147,17 @@ func (s *Syncer) toMirrorsLocked(prio uint8, ws ...mirrorWork) bool {
 	c := queueOf(prio)
 	ms.queue[c] = append(ms.queue[c], ws...)
 	ms.signal(len(ws))
+	return true
+}
+
+// fetchLocked starts fetching h, which is phaseRequested and not yet
+// asked anywhere: from the mirrors when they serve it whole, else it
+// reports true and the caller requests it from the game server.
+func (s *Syncer) fetchLocked(h resources.Hash, hs *hashState) (inBand bool) {
+	if s.wholeViaMirrorLocked(hs) && s.toMirrorsLocked(hs.prio, mirrorWork{hash: h, chunk: -1}) {
+		hs.atMirror = true
+		return false
+	}
 	return true
 }
 
@@ -327,13 +349,19 @@ func (s *Syncer) mirrorUnavailable(out *outbox, w mirrorWork) {
 		s.mu.Unlock()
 		return
 	}
-	delete(f.mirrored, w.chunk)
-	f.todo = append(f.todo, w.chunk)
-	if !slices.Contains(s.fetching, w.hash) {
-		s.fetching = append(s.fetching, w.hash)
-	}
+	s.chunkInBandLocked(f, w.chunk)
 	s.mu.Unlock()
 	s.pumpRequests(out)
+}
+
+// chunkInBandLocked moves chunk i of f from the mirrors to the game
+// server's list of chunks to request.
+func (s *Syncer) chunkInBandLocked(f *chunkFetch, i int) {
+	delete(f.mirrored, i)
+	f.todo = append(f.todo, i)
+	if !slices.Contains(s.fetching, f.hash) {
+		s.fetching = append(s.fetching, f.hash)
+	}
 }
 
 // mirrorStoreFailed handles bytes a mirror served that the cache could not
@@ -367,7 +395,7 @@ func (s *Syncer) mirrorStoreFailed(out *outbox, w mirrorWork, err error) {
 // mirrors' when one recovers.
 func (s *Syncer) stealMirrorWorkLocked() {
 	ms := s.mirrors
-	if ms == nil || ms.len() == 0 || ms.pool.Usable() {
+	if ms == nil || ms.closed || ms.len() == 0 || ms.pool.Usable() {
 		return
 	}
 	backlog := len(s.waiting)
@@ -401,11 +429,7 @@ func (s *Syncer) stealMirrorWorkLocked() {
 			if hs.fetch != f || !f.mirrored[w.chunk] {
 				continue
 			}
-			delete(f.mirrored, w.chunk)
-			f.todo = append(f.todo, w.chunk)
-			if !slices.Contains(s.fetching, w.hash) {
-				s.fetching = append(s.fetching, w.hash)
-			}
+			s.chunkInBandLocked(f, w.chunk)
 			moved += int64(f.m.Chunks[w.chunk].Length)
 		}
 	}

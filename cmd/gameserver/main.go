@@ -223,10 +223,6 @@ func run() error {
 	return nil
 }
 
-// warnMissingWorldResources names world resources no pack provides, so an
-// operator sees a typo in world.toml instead of silently missing content.
-// The built-in demo world's resources are in the built-in pack; without it
-// one line says so, and how to turn the demo world off.
 // checkMirrors tells the operator at start whether each mirror serves this
 // server's content: clients cope either way (they fetch what a mirror
 // lacks from here), so a mistake would otherwise only show as a server
@@ -254,6 +250,10 @@ func checkMirrors(log *slog.Logger, bases []string, v *packs.View) {
 	}
 }
 
+// warnMissingWorldResources names world resources no pack provides, so an
+// operator sees a typo in world.toml instead of silently missing content.
+// The built-in demo world's resources are in the built-in pack; without it
+// one line says so, and how to turn the demo world off.
 func warnMissingWorldResources(log *slog.Logger, def configs.World, demo bool, v *packs.View) {
 	var missing []string
 	for _, n := range def.Nodes {
