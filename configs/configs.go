@@ -61,7 +61,12 @@ type Server struct {
 	// Mirrors are base URLs of HTTP mirrors serving the published layout
 	// (gameserver publish); clients fetch content from them and from the
 	// server at once.
-	Mirrors          []string `toml:"mirrors"`
+	Mirrors []string `toml:"mirrors"`
+	// MirrorHelp: a client joining while fewer than this many others
+	// joined in the last minute may also take from this server work that
+	// slow mirrors have not got to; 0: clients ask it only for what the
+	// mirrors cannot serve.
+	MirrorHelp       int      `toml:"mirror_help"`
 	MaxClients       int      `toml:"max_clients"`
 	WriteTimeout     Duration `toml:"write_timeout"`
 	PingInterval     Duration `toml:"ping_interval"`
@@ -163,6 +168,9 @@ func (s *Server) Validate() error {
 		if _, err := resources.ParsePattern(p); err != nil {
 			return bad("preload", "%v", err)
 		}
+	}
+	if s.MirrorHelp < 0 {
+		return bad("mirror_help", "%d must not be negative (0: never)", s.MirrorHelp)
 	}
 	if len(s.Mirrors) > packets.MaxMirrors {
 		return bad("mirrors", "%d URLs, limit %d", len(s.Mirrors), packets.MaxMirrors)

@@ -307,7 +307,8 @@ func (p *Pool) Get(ctx context.Context, h resources.Hash, size int64, buf []byte
 
 // pick returns the usable, untried mirror expected to finish soonest: the
 // fewest requests in progress per byte a second it has shown. Unmeasured
-// mirrors go first, so each is measured.
+// mirrors go first, so each is measured, unless they failed without ever
+// delivering: those go last.
 func (p *Pool) pick(tried []bool) (int, *source) {
 	now := time.Now()
 	bi, best := -1, (*source)(nil)
@@ -319,8 +320,11 @@ func (p *Pool) pick(tried []bool) (int, *source) {
 		s.mu.Lock()
 		ok := !s.stats.Demoted && !now.Before(s.restUntil)
 		score := float64(s.inflight+1) / max(s.rate, 1)
-		if s.rate == 0 {
-			score = float64(s.inflight+1) * 1e-12
+		switch {
+		case s.rate == 0 && s.fails == 0:
+			score = float64(s.inflight+1) * 1e-12 // measure it
+		case s.rate == 0:
+			score = float64(s.inflight+1) * 1e12 // failed and never delivered: last
 		}
 		s.mu.Unlock()
 		if ok && (best == nil || score < bestScore) {

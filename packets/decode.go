@@ -278,6 +278,12 @@ func decodeManifest(d *decoder) *Manifest {
 
 func decodeMirrors(d *decoder) *Mirrors {
 	p := &Mirrors{}
+	d.field = "flags"
+	flags := d.u8()
+	if d.err == nil && flags&^MirrorsFlagHelp != 0 {
+		d.fail(ErrInvalidValue, "reserved flag bits 0x%02x set", flags&^MirrorsFlagHelp)
+	}
+	p.Help = flags&MirrorsFlagHelp != 0
 	d.field = "count"
 	n := d.count(MaxMirrors, 1)
 	p.URLs = make([]string, 0, n)

@@ -137,6 +137,11 @@ func (p *Manifest) appendPayload(b []byte) []byte {
 }
 
 func (p *Mirrors) appendPayload(b []byte) []byte {
+	var flags byte
+	if p.Help {
+		flags |= MirrorsFlagHelp
+	}
+	b = append(b, flags)
 	b = appendUvarint(b, uint64(len(p.URLs)))
 	for _, u := range p.URLs {
 		b = appendStr(b, u)

@@ -61,8 +61,9 @@ const (
 	//	uvarint n (≤ MaxManifestEntries) | n × {u32 length | [32]byte sha256}
 	TypeManifest Type = 0x0D
 	// TypeMirrors, S→C (CapMirrors): base URLs of HTTP mirrors serving the
-	// published layout; sent after Welcome, replacing any earlier list.
-	//	uvarint n (≤ MaxMirrors) | n × str url (≤ MaxMirrorURLLen)
+	// published layout; sent once, after Welcome.
+	//	u8 flags | uvarint n (≤ MaxMirrors) | n × str url (≤ MaxMirrorURLLen)
+	// flags: 1 help (the server serves work slow mirrors have not done).
 	TypeMirrors Type = 0x0E
 	// TypeMirrorReport, C→S (CapMirrors): what the client fetched from
 	// mirrors since its last report, for the server's metrics.
@@ -365,7 +366,16 @@ type Manifest struct {
 // (see docs/protocol.md, "Mirrors"). The decoder checks only lengths: a
 // receiver ignores a URL it cannot use, so a bad entry in a server's
 // configuration costs that mirror, never the session.
-type Mirrors struct{ URLs []string }
+type Mirrors struct {
+	// Help: the server also serves what slow mirrors have not got to;
+	// without it a client asks the server only for what the mirrors
+	// cannot serve (they lack it, fail, or rest after failures).
+	Help bool
+	URLs []string
+}
+
+// MirrorsFlagHelp is Mirrors.Help on the wire; other flag bits are reserved.
+const MirrorsFlagHelp = 1 << 0
 
 // MirrorReport tells the server what the client fetched from mirrors since
 // its last report: payload bytes the server did not have to send.

@@ -50,6 +50,7 @@ type Server struct {
 	addrs    *addrLimits
 	caps     uint64             // the optional features offered: packets.Cap*
 	mirrors  []string           // the mirrors' base URLs, sent to clients with CapMirrors
+	joins    []time.Time        // recent joins, up to mirror_help of them (joinedLocked)
 	zstd     *compression.Store // compressed forms, shared by every client
 	encHeld  atomic.Int64       // bytes of compressed frames held by streams being sent
 	bufs     sync.Pool          // *[]byte packet buffers of a chunk's size, for writers
@@ -384,6 +385,7 @@ func (s *Server) join(c *Client) error {
 		return errJoin{packets.DisconnectLimitExceeded, fmt.Sprintf("server full (%d clients); try again later", s.cfg.MaxClients)}
 	}
 	s.clients[c] = struct{}{}
+	c.helpMirrors = s.joinedLocked(time.Now()) < s.cfg.MirrorHelp
 	c.mu.Lock()
 	c.view = s.view
 	c.marker = true // the join's Binds end with BindsDone{0}
@@ -394,6 +396,28 @@ func (s *Server) join(c *Client) error {
 	s.metrics.clients.Inc()
 	s.metrics.sessions.Inc()
 	return nil
+}
+
+// joinedLocked records a join at now and returns how many others joined
+// in the minute before. Helping slow mirrors is for a player joining on
+// its own; in a join storm the server's uplink is what mirrors spare.
+func (s *Server) joinedLocked(now time.Time) int {
+	keep := s.joins[:0]
+	for _, t := range s.joins {
+		if now.Sub(t) < time.Minute {
+			keep = append(keep, t)
+		}
+	}
+	n := len(keep)
+	if s.cfg.MirrorHelp > 0 {
+		keep = append(keep, now)
+		if len(keep) > s.cfg.MirrorHelp {
+			// The latest mirror_help joins are enough to decide.
+			keep = append(keep[:0], keep[len(keep)-s.cfg.MirrorHelp:]...)
+		}
+	}
+	s.joins = keep
+	return n
 }
 
 func (s *Server) leave(c *Client) {

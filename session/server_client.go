@@ -43,6 +43,9 @@ type Client struct {
 	caps    uint64 // the session's capabilities, as sent in Welcome
 	// mirrorBytes: what the client reports it fetched from mirrors.
 	mirrorBytes atomic.Uint64
+	// helpMirrors: the client may take from this server work that slow
+	// mirrors have not got to (decided at join, see Server.join).
+	helpMirrors bool
 
 	ctx        context.Context
 	cancel     context.CancelFunc
@@ -378,7 +381,7 @@ func (c *Client) handshake() error {
 		return fmt.Errorf("write welcome: %w", err)
 	}
 	if c.caps&packets.CapMirrors != 0 {
-		if err := c.writeNow(&packets.Mirrors{URLs: c.srv.mirrors}); err != nil {
+		if err := c.writeNow(&packets.Mirrors{Help: c.helpMirrors, URLs: c.srv.mirrors}); err != nil {
 			c.srv.leave(c)
 			return fmt.Errorf("write mirrors: %w", err)
 		}

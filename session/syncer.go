@@ -995,7 +995,7 @@ func (s *Syncer) handle(ctx context.Context, out *outbox, p packets.Packet) erro
 		if s.caps&packets.CapMirrors == 0 {
 			return protocolError("Mirrors in a session without the mirrors capability")
 		}
-		s.startMirrors(ctx, out, p.URLs)
+		s.startMirrors(ctx, out, p)
 	case *packets.Disconnect:
 		err := fmt.Errorf("server disconnected: %s: %s", p.Code, p.Reason)
 		if p.Code.Permanent() {

@@ -36,9 +36,30 @@ type mirrorWork struct {
 // three priority classes like the server's (now, normal, prefetch).
 type mirrorSession struct {
 	pool   *mirror.Pool
+	help   bool                     // the server serves what slow mirrors have not got to
 	queue  [numClasses][]mirrorWork // guarded by Syncer.mu; see queueOf
 	wake   chan struct{}            // cap pool.Slots(): work was queued
 	closed bool                     // guarded by Syncer.mu; wake is closed with it
+	// Guarded by Syncer.mu: work being fetched, since when (the
+	// lease the game server may take over); the bytes queued; and the
+	// mirrors' measured rate, sampled as in-band work is filled.
+	leased      map[mirrorWork]time.Time
+	queuedBytes int64
+	started     time.Time
+	rateAt      time.Time
+	rateBytes   int64
+	rate        float64 // bytes a second, 0 until measured
+}
+
+// workSizeLocked is the bytes of w.
+func (s *Syncer) workSizeLocked(w mirrorWork) int64 {
+	if w.chunk >= 0 {
+		return int64(w.fetch.m.Chunks[w.chunk].Length)
+	}
+	if hs := s.hashes[w.hash]; hs != nil {
+		return int64(hs.size)
+	}
+	return 0
 }
 
 // queueOf is the mirror queue for a priority: the most urgent class first.
@@ -53,7 +74,8 @@ const maxMirrorWorkers = 32
 // their workers start. A session has one: a later Mirrors is ignored, so a
 // server cannot make a client open pools (and connections) without end or
 // wipe out the demotion of a mirror that sent corrupt bytes.
-func (s *Syncer) startMirrors(ctx context.Context, out *outbox, urls []string) {
+func (s *Syncer) startMirrors(ctx context.Context, out *outbox, p *packets.Mirrors) {
+	urls := p.URLs
 	s.mu.Lock()
 	if s.mirrorsSeen {
 		s.mu.Unlock()
@@ -70,7 +92,7 @@ func (s *Syncer) startMirrors(ctx context.Context, out *outbox, urls []string) {
 		}
 		return
 	}
-	ms := &mirrorSession{pool: pool, wake: make(chan struct{}, pool.Slots())}
+	ms := &mirrorSession{pool: pool, help: p.Help, wake: make(chan struct{}, pool.Slots()), leased: make(map[mirrorWork]time.Time), started: time.Now()}
 	s.mu.Lock()
 	s.mirrors = ms
 	s.mu.Unlock()
@@ -146,6 +168,9 @@ func (s *Syncer) toMirrorsLocked(prio uint8, ws ...mirrorWork) bool {
 	}
 	c := queueOf(prio)
 	ms.queue[c] = append(ms.queue[c], ws...)
+	for _, w := range ws {
+		ms.queuedBytes += s.workSizeLocked(w)
+	}
 	ms.signal(len(ws))
 	return true
 }
@@ -202,6 +227,8 @@ func (s *Syncer) nextMirrorWork(out *outbox, ms *mirrorSession) (mirrorWork, boo
 				w := q[0]
 				q[0] = mirrorWork{}
 				ms.queue[c] = q[1:]
+				ms.queuedBytes -= s.workSizeLocked(w)
+				ms.leased[w] = time.Now()
 				if len(ms.queue[c]) == 0 {
 					ms.queue[c] = nil
 				}
@@ -233,6 +260,9 @@ func (s *Syncer) mirrorWorker(ctx context.Context, out *outbox, ms *mirrorSessio
 		} else {
 			err = s.mirrorChunk(ctx, out, ms, w)
 		}
+		s.mu.Lock()
+		delete(ms.leased, w)
+		s.mu.Unlock()
 		switch {
 		case err == nil, errors.Is(err, errNotWanted), ctx.Err() != nil:
 		case errors.Is(err, mirror.ErrUnavailable):
@@ -301,6 +331,12 @@ func (s *Syncer) mirrorChunk(ctx context.Context, out *outbox, ms *mirrorSession
 	buf := getChunkBuf(int(c.Length))
 	defer putChunkBuf(buf)
 	err := ms.pool.Get(ctx, c.Hash, int64(c.Length), buf, func(b []byte) error {
+		s.mu.Lock()
+		wanted := f.mirrored[w.chunk]
+		s.mu.Unlock()
+		if !wanted {
+			return errNotWanted // the game server took it over
+		}
 		if err := part.Put(w.chunk, b); err != nil {
 			if errors.Is(err, assetsmgr.ErrHashMismatch) || errors.Is(err, assetsmgr.ErrSizeMismatch) {
 				return fmt.Errorf("%w: %w", mirror.ErrCorrupt, err)
@@ -308,9 +344,14 @@ func (s *Syncer) mirrorChunk(ctx context.Context, out *outbox, ms *mirrorSession
 			return err
 		}
 		s.mu.Lock()
+		defer s.mu.Unlock()
+		if !f.mirrored[w.chunk] {
+			// Taken over meanwhile: the same verified bytes are
+			// written; the game server's copy completes the chunk.
+			return errNotWanted
+		}
 		delete(f.mirrored, w.chunk)
 		s.countMirrorLocked(len(b))
-		s.mu.Unlock()
 		return nil
 	})
 	if err == nil {
@@ -386,17 +427,36 @@ func (s *Syncer) mirrorStoreFailed(out *outbox, w mirrorWork, err error) {
 	s.failHashAndUnlock(hs, w.hash, "cannot store resource", err)
 }
 
-// stealMirrorWorkLocked moves up to stealBytes of the mirrors' queue to
-// the game server while every mirror rests after failures, most urgent
-// first, whenever the server's own backlog (requests waiting for room,
-// chunks not yet requested) runs low. The caller is filling the in-band
-// window, which it does as in-band work completes, so the server takes
-// work at the pace it serves it, and what it has not taken is still the
-// mirrors' when one recovers.
+// stealMirrorWorkLocked lets the game server take work from the mirrors
+// when its own backlog (requests waiting for room, chunks not yet
+// requested) runs low, up to stealBytes at a time, most urgent first:
+//
+//   - queued work, while every mirror rests after failures, or while the
+//     mirrors are slow: at their measured rate the queue would take more
+//     than slowMirrors (a mirror far away, or overloaded);
+//   - work a mirror has had for over takeoverAfter, once nothing is queued
+//     (the end of a sync: one stuck request must not hold it up for its
+//     whole lease). The mirror's answer, if it comes, is then discarded.
+//
+// The caller is filling the in-band window, which it does as in-band work
+// completes and on every tick, so the server takes work at the pace it
+// serves it, and what it has not taken is still the mirrors'. A healthy
+// mirror is never raced: the server's uplink is what mirrors spare.
 func (s *Syncer) stealMirrorWorkLocked() {
 	ms := s.mirrors
-	if ms == nil || ms.closed || ms.len() == 0 || ms.pool.Usable() {
+	if ms == nil || ms.closed {
 		return
+	}
+	now := time.Now()
+	if ms.rateAt.IsZero() {
+		ms.rateAt, ms.rateBytes = now, s.stats.BytesFromMirrors
+	} else if d := now.Sub(ms.rateAt); d >= 250*time.Millisecond {
+		r := float64(s.stats.BytesFromMirrors-ms.rateBytes) / d.Seconds()
+		ms.rate = (ms.rate + r) / 2
+		if ms.rate == 0 {
+			ms.rate = r
+		}
+		ms.rateAt, ms.rateBytes = now, s.stats.BytesFromMirrors
 	}
 	backlog := len(s.waiting)
 	for _, h := range s.fetching {
@@ -408,39 +468,74 @@ func (s *Syncer) stealMirrorWorkLocked() {
 		return
 	}
 	var moved int64
-	for c := range ms.queue {
-		for moved < stealBytes && len(ms.queue[c]) > 0 {
-			w := ms.queue[c][0]
-			ms.queue[c][0] = mirrorWork{}
-			ms.queue[c] = ms.queue[c][1:]
-			hs := s.hashes[w.hash]
-			if hs == nil {
-				continue
-			}
-			if w.chunk < 0 {
-				if hs.atMirror && hs.state == phaseRequested {
-					hs.atMirror, hs.queued = false, true
-					s.waiting = append(s.waiting, w.hash)
-					moved += int64(hs.size)
+	if ms.len() > 0 {
+		slow := ms.help && now.Sub(ms.started) >= slowMirrors &&
+			float64(ms.queuedBytes) > ms.rate*slowMirrors.Seconds()
+		if !slow && ms.pool.Usable() {
+			return
+		}
+		for c := range ms.queue {
+			for moved < stealBytes && len(ms.queue[c]) > 0 {
+				w := ms.queue[c][0]
+				ms.queue[c][0] = mirrorWork{}
+				ms.queue[c] = ms.queue[c][1:]
+				n := s.workSizeLocked(w)
+				ms.queuedBytes -= n
+				if s.takeWorkLocked(w) {
+					moved += n
 				}
-				continue
 			}
-			f := w.fetch
-			if hs.fetch != f || !f.mirrored[w.chunk] {
-				continue
-			}
-			s.chunkInBandLocked(f, w.chunk)
-			moved += int64(f.m.Chunks[w.chunk].Length)
+		}
+		return
+	}
+	if s.outstanding > 0 || !ms.help {
+		return
+	}
+	for w, since := range ms.leased {
+		if moved >= stealBytes {
+			break
+		}
+		if now.Sub(since) < takeoverAfter {
+			continue
+		}
+		delete(ms.leased, w)
+		if s.takeWorkLocked(w) {
+			moved += s.workSizeLocked(w)
 		}
 	}
 }
 
-// stealBytes is how much queued mirror work the game server takes at a
-// time while the mirrors rest (about its chunk window), and stealBelow the
-// backlog of its own under which it takes more.
+// takeWorkLocked moves mirror work to the game server's lists; false if it
+// is no longer wanted.
+func (s *Syncer) takeWorkLocked(w mirrorWork) bool {
+	hs := s.hashes[w.hash]
+	if hs == nil {
+		return false
+	}
+	if w.chunk < 0 {
+		if !hs.atMirror || hs.state != phaseRequested {
+			return false
+		}
+		hs.atMirror, hs.queued = false, true
+		s.waiting = append(s.waiting, w.hash)
+		return true
+	}
+	if hs.fetch != w.fetch || !w.fetch.mirrored[w.chunk] {
+		return false
+	}
+	s.chunkInBandLocked(w.fetch, w.chunk)
+	return true
+}
+
+// How the game server helps the mirrors: it takes stealBytes at a time
+// (about its chunk window) when its own backlog is under stealBelow; queued
+// work when the mirrors would take over slowMirrors to drain their queue;
+// work in flight at a mirror for over takeoverAfter once nothing is queued.
 const (
-	stealBytes = chunkWindow
-	stealBelow = 32
+	stealBytes    = chunkWindow
+	stealBelow    = 32
+	slowMirrors   = 2 * time.Second
+	takeoverAfter = time.Second
 )
 
 // chunksToMirrorsLocked hands a chunked fetch's missing chunks to the
