@@ -76,7 +76,7 @@ func readLayout(ctx context.Context, client *http.Client, base string) (notMirro
 	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests:
 		return false, fmt.Errorf("get %s: %s", LayoutFile, resp.Status)
 	case resp.StatusCode != http.StatusOK:
-		return true, fmt.Errorf("%w: GET %s: %s: nothing published there yet (run gameserver publish -to … for this base), or not public-read", ErrNotMirror, LayoutFile, resp.Status)
+		return true, fmt.Errorf("%w: GET %s: %s: nothing published there yet (run gameserver publish -to … for this base), the URL is not the base it was published to (a bucket's prefix included), or the bucket is not public-read", ErrNotMirror, LayoutFile, resp.Status)
 	}
 	var marker struct {
 		Layout int `json:"layout"`

@@ -479,7 +479,9 @@ func (p *Pool) request(ctx context.Context, s *source, h resources.Hash, size in
 		s.warned403 = true
 		s.mu.Unlock()
 		if warn {
-			p.log.Warn("mirror refuses access (403); is it public-read? falling back to the game server for what it refuses", "mirror", s.base)
+			// The operator's to fix (the server's start-up check tells
+			// them); the player loses nothing.
+			p.log.Info("mirror refuses access (403); falling back to the game server for what it refuses", "mirror", s.base)
 		}
 		return buf, true, fmt.Errorf("get %s: %s", url, resp.Status)
 	case resp.StatusCode == http.StatusOK:
@@ -589,7 +591,9 @@ func (p *Pool) demote(s *source, h resources.Hash, err error) {
 	switch {
 	case was:
 	case errors.Is(err, ErrNotMirror):
-		p.log.Warn("mirror is not a published voxsync mirror; not using it this session", "mirror", s.base, "err", err)
+		// The operator's to fix (the server's start-up check tells
+		// them); the player loses nothing.
+		p.log.Info("mirror is not a published voxsync mirror; not using it this session", "mirror", s.base, "err", err)
 	case errors.Is(err, ErrNotPublic):
 		p.log.Error("mirror refused: the game server is on a public address and this mirror is not; not using it this session", "mirror", s.base, "err", err)
 	default:

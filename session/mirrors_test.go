@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -363,5 +364,26 @@ func TestJoinStormGetsNoHelp(t *testing.T) {
 	}
 	if want := []bool{true, true, true, false, false}; !slices.Equal(helped, want) {
 		t.Fatalf("help offered to joins %v, want %v", helped, want)
+	}
+}
+
+// What a client reports fetching from mirrors is its word, for the
+// metrics only; a report no link could back is dropped, not summed.
+func TestImplausibleMirrorReportIgnored(t *testing.T) {
+	dir, _ := mirrorPack(t, 2, 0)
+	ts, _ := mirroredServer(t, dir)
+	c := dial(t, ts.url)
+	c.send(&packets.Hello{Version: packets.Version, Client: uuid.New(), Capabilities: packets.CapMirrors})
+	c.send(&packets.MirrorReport{Bytes: math.MaxUint64, Objects: math.MaxUint32})
+	c.send(&packets.MirrorReport{Bytes: 1000, Objects: 1})
+	deadline := time.Now().Add(5 * time.Second)
+	for metricValue(ts.metrics.mirrorBytes) != 1000 {
+		if time.Now().After(deadline) {
+			t.Fatalf("mirror_bytes_total = %v, want 1000", metricValue(ts.metrics.mirrorBytes))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st := ts.Status(); st.Totals.MirrorBytes != 1000 {
+		t.Fatalf("status: %+v", st.Totals)
 	}
 }

@@ -491,6 +491,11 @@ func (c *Client) readLoop() error {
 	}
 }
 
+// maxMirrorReport caps the bytes one MirrorReport may claim: far more than
+// any link moves in the second between two reports, far less than what
+// would wrap the counters.
+const maxMirrorReport = 1 << 36
+
 func (c *Client) handle(p packets.Packet) {
 	switch p := p.(type) {
 	case *packets.ResourceRequest:
@@ -505,7 +510,12 @@ func (c *Client) handle(p packets.Packet) {
 			return
 		}
 		// Client-reported, for the operator's view of what the mirrors
-		// save; nothing else depends on it.
+		// save; nothing else depends on it. A report of more than a
+		// client can fetch between two reports is a lie, and dropped.
+		if p.Bytes > maxMirrorReport || uint64(p.Objects) > maxMirrorReport>>12 {
+			c.log.Debug("implausible MirrorReport ignored", "bytes", p.Bytes, "objects", p.Objects)
+			return
+		}
 		c.srv.metrics.mirrorBytes.Add(float64(p.Bytes))
 		c.srv.metrics.mirrorObjects.Add(float64(p.Objects))
 		c.mirrorBytes.Add(p.Bytes)

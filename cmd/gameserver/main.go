@@ -228,14 +228,17 @@ func run() error {
 // lacks from here), so a mistake would otherwise only show as a server
 // doing all the sending.
 func checkMirrors(log *slog.Logger, bases []string, v *packs.View) {
-	var sample []resources.Hash
+	// 16 resources spread over the packs: enough to notice packs not
+	// published, or published long ago, without a HEAD per resource.
+	var small []resources.Hash
 	for _, e := range v.Entries() {
 		if e.Size <= packs.ChunkedMin {
-			sample = append(sample, e.Hash)
+			small = append(small, e.Hash)
 		}
-		if len(sample) == 3 {
-			break
-		}
+	}
+	var sample []resources.Hash
+	for i := range min(16, len(small)) {
+		sample = append(sample, small[i*len(small)/min(16, len(small))])
 	}
 	for _, b := range bases {
 		base, err := mirror.ParseBase(b)
