@@ -107,7 +107,7 @@ func Publish(ctx context.Context, v *packs.View, t Target, opts Options) (Summar
 		m, err := e.Manifest(ctx)
 		cut += time.Since(t0)
 		if err != nil {
-			p.cancel(fmt.Errorf("cut %s in pack %s into chunks: %w", e.Path, e.Pack, err))
+			p.cancel(err) // "cut PATH in pack DIR: …"
 			break
 		}
 		p.large(ctx, e, m)
