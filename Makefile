@@ -81,7 +81,7 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 10s); fails only on a 
 	  done; \
 	done
 
-bench: ## run every benchmark BENCHCOUNT times; bench.txt has the runs, benchstat prints medians
+bench: tools ## run every benchmark BENCHCOUNT times; bench.txt has the runs, benchstat prints medians
 	@test -x $(BENCHSTAT) || $(GO) install golang.org/x/perf/cmd/benchstat@latest
 	@command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; } # the cold-sync baseline
 	$(GO) test -run='^$$' -bench=. -benchtime=$(BENCHTIME) -count=$(BENCHCOUNT) -timeout 60m $(PKGS) | tee bench.txt
