@@ -101,10 +101,7 @@ func start(t testing.TB, cmd *exec.Cmd, logPath string, ready func() bool) (*Ser
 	}
 	defer logf.Close()
 	cmd.Stdout, cmd.Stderr = logf, logf
-	// Its own process group, so a Ctrl-C meant for the test reaches it
-	// only through cleanup; and killed if the test binary dies without
-	// cleaning up (a -timeout panic).
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = serverProcAttr()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", cmd.Path, err)
 	}
