@@ -26,7 +26,8 @@ const staleTemp = time.Hour
 // Every file is written to a temp file in its final directory, synced and
 // renamed into place, so a file with a content name is always complete.
 type Dir struct {
-	root string
+	root string // cleaned
+	name string // as given
 
 	mu    sync.Mutex      // guards dirty
 	dirty map[string]bool // directories with entries added since the last Flush
@@ -35,9 +36,11 @@ type Dir struct {
 var _ Target = (*Dir)(nil)
 
 // NewDir returns the base at root, which need not exist yet.
-func NewDir(root string) *Dir { return &Dir{root: root, dirty: map[string]bool{}} }
+func NewDir(root string) *Dir {
+	return &Dir{root: filepath.Clean(root), name: root, dirty: map[string]bool{}}
+}
 
-func (d *Dir) String() string { return d.root }
+func (d *Dir) String() string { return d.name }
 
 // List also removes temp files older than staleTemp.
 func (d *Dir) List(ctx context.Context) (map[string]int64, error) {

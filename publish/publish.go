@@ -29,6 +29,10 @@ type Options struct {
 	// DryRun lists the base and works out what to upload, uploading
 	// nothing; the Summary counts what would be.
 	DryRun bool
+	// Listing is what the Target's List returned, for a caller that
+	// listed already (while the packs loaded: the two are independent);
+	// nil lists first.
+	Listing map[string]int64
 }
 
 // Summary says what a publish did. Objects and Manifests count what the
@@ -50,7 +54,7 @@ type Summary struct {
 }
 
 // Publish stores the content of every resource v serves at t: what is
-// there already (by one listing of t) is skipped, the rest uploaded by
+// there already (by one listing of t, or opts.Listing) is skipped, the rest uploaded by
 // opts.Workers at once. Every byte uploaded is read from its pack and
 // checked against the name it is stored under; a pack file that changed
 // since v hashed it fails the publish. The layout file is written only
@@ -62,11 +66,14 @@ func Publish(ctx context.Context, v *packs.View, t Target, opts Options) (Summar
 		opts.Workers = DefaultWorkers
 	}
 	sum := Summary{To: t.String(), DryRun: opts.DryRun}
-	have, err := t.List(ctx)
-	if err != nil {
-		return sum, err
+	have := opts.Listing
+	if have == nil {
+		var err error
+		if have, err = t.List(ctx); err != nil {
+			return sum, err
+		}
+		sum.ListSeconds = time.Since(start).Seconds()
 	}
-	sum.ListSeconds = time.Since(start).Seconds()
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -107,7 +114,7 @@ func Publish(ctx context.Context, v *packs.View, t Target, opts Options) (Summar
 		m, err := e.Manifest(ctx)
 		cut += time.Since(t0)
 		if err != nil {
-			p.cancel(fmt.Errorf("cut %s in pack %s into chunks: %w", e.Path, e.Pack, err))
+			p.cancel(err) // "cut PATH in pack DIR: …"
 			break
 		}
 		p.large(ctx, e, m)

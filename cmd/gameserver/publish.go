@@ -100,30 +100,13 @@ Flags:
 		return err
 	}
 
-	cfg, _, err := loadConfig(fs, *configPath, overrides{packs: &packsFlag})
-	if err != nil {
-		return err
+	job := publishJob{
+		fs: fs, configPath: *configPath, packs: &packsFlag, target: target, s3: s3,
+		publicRead: *publicRead, workers: *workers, dryRun: *dryRun, log: slog.New(slog.NewTextHandler(stderr, nil)),
 	}
-	if s3 != nil && !*dryRun {
-		// Before the packs are hashed, so a wrong endpoint or key fails
-		// at once.
-		if err := s3.EnsureBucket(ctx, *publicRead); err != nil {
-			return err
-		}
-	}
-	view, err := packs.Load(ctx, packOptions(cfg, packs.NewIDs()), nil)
-	if err != nil {
-		return fmt.Errorf("load packs: %w", err)
-	}
-	defer view.Close()
-	log := slog.New(slog.NewTextHandler(stderr, nil))
-	for _, p := range view.Problems {
-		log.Warn("skipped pack file: not published", "pack", p.Pack, "path", p.Path, "reason", p.Reason)
-	}
-	loaded := time.Since(start)
-
-	sum, err := publish.Publish(ctx, view, target, publish.Options{Workers: *workers, DryRun: *dryRun})
-	out := publishSummary{Summary: sum, LoadSeconds: loaded.Seconds()}
+	out, err := job.run(ctx, start)
+	out.To = target.String()
+	out.DryRun = *dryRun
 	out.Seconds = time.Since(start).Seconds()
 	if err != nil {
 		out.Error = err.Error()
@@ -133,6 +116,70 @@ Flags:
 		return fmt.Errorf("write summary: %w", encErr)
 	}
 	return err
+}
+
+// publishJob is a checked command line of gameserver publish.
+type publishJob struct {
+	fs         *flag.FlagSet
+	configPath string
+	packs      *listFlag
+	target     publish.Target
+	s3         *publish.S3 // target, when it is a bucket
+	publicRead bool
+	workers    int
+	dryRun     bool
+	log        *slog.Logger
+}
+
+// run loads the configuration and the packs and publishes them. The
+// summary is what was done before any error.
+func (j publishJob) run(ctx context.Context, start time.Time) (publishSummary, error) {
+	var out publishSummary
+	cfg, _, err := loadConfig(j.fs, j.configPath, overrides{packs: j.packs})
+	if err != nil {
+		return out, err
+	}
+	if j.s3 != nil && !j.dryRun {
+		// Before the packs are hashed, so a wrong endpoint or key fails
+		// at once.
+		if err := j.s3.EnsureBucket(ctx, j.publicRead); err != nil {
+			return out, err
+		}
+	}
+	// Listing the destination and hashing the packs are independent, and
+	// either can take seconds (a large bucket, a large pack): one waits
+	// on the network, the other on the CPU.
+	type listed struct {
+		have map[string]int64
+		err  error
+		took time.Duration
+	}
+	listCtx, stopListing := context.WithCancel(ctx)
+	defer stopListing()
+	listing := make(chan listed, 1)
+	go func() {
+		t0 := time.Now()
+		have, err := j.target.List(listCtx)
+		listing <- listed{have, err, time.Since(t0)}
+	}()
+	view, err := packs.Load(ctx, packOptions(cfg, packs.NewIDs()), nil)
+	if err != nil {
+		return out, fmt.Errorf("load packs: %w", err)
+	}
+	defer view.Close()
+	for _, p := range view.Problems {
+		j.log.Warn("skipped pack file: not published", "pack", p.Pack, "path", p.Path, "reason", p.Reason)
+	}
+	out.LoadSeconds = time.Since(start).Seconds()
+	l := <-listing
+	out.ListSeconds = l.took.Seconds()
+	if l.err != nil {
+		return out, l.err
+	}
+
+	out.Summary, err = publish.Publish(ctx, view, j.target, publish.Options{Workers: j.workers, DryRun: j.dryRun, Listing: l.have})
+	out.ListSeconds = l.took.Seconds()
+	return out, err
 }
 
 // publishTarget checks -to and the flags that go with it, and returns the

@@ -245,9 +245,14 @@ func TestPublishCommandErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			code, _, stderr := runPublishCmd(t, tc.env, tc.args...)
+			code, sum, stderr := runPublishCmd(t, tc.env, tc.args...)
 			if code != tc.code {
 				t.Errorf("exit %d, want %d; stderr:\n%s", code, tc.code, stderr)
+			}
+			// A failure prints a summary with the error for scripts; a
+			// command-line mistake prints nothing on stdout.
+			if (tc.code == 1) != (sum.Error != "") || (sum.Error != "" && !strings.Contains(stderr, sum.Error)) {
+				t.Errorf("exit %d with summary error %q; stderr:\n%s", code, sum.Error, stderr)
 			}
 			for _, w := range tc.want {
 				if !strings.Contains(stderr, w) {

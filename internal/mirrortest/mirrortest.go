@@ -101,10 +101,7 @@ func start(t testing.TB, cmd *exec.Cmd, logPath string, ready func() bool) (*Ser
 	}
 	defer logf.Close()
 	cmd.Stdout, cmd.Stderr = logf, logf
-	// Its own process group, so a Ctrl-C meant for the test reaches it
-	// only through cleanup; and killed if the test binary dies without
-	// cleaning up (a -timeout panic).
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = serverProcAttr()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", cmd.Path, err)
 	}
@@ -273,6 +270,9 @@ func MinIOPath() []string {
 // StartMinIOServer is StartMinIO returning the server.
 func StartMinIOServer(t testing.TB) *Server {
 	t.Helper()
+	for _, p := range MinIOPath() {
+		waitForBuild(t, p)
+	}
 	bin := lookTool(t, "minio", "build it with `go install github.com/minio/minio@"+MinIOVersion+"`", MinIOPath()...)
 	var lastErr error
 	for range 3 {
@@ -333,4 +333,45 @@ func MinIOReadOnlyKey(t testing.TB, endpoint, bucket string) (accessKey, secretK
 		t.Fatalf("MinIO STS AssumeRole: %v", err)
 	}
 	return v.AccessKeyID, v.SecretAccessKey, v.SessionToken
+}
+
+// buildWait caps how long a test waits for the MinIO build `make tools`
+// started: 2-3.5 minutes on a busy 2-core machine, within the 8-minute
+// test timeout of `make test`.
+const buildWait = 6 * time.Minute
+
+// waitForBuild waits while a MinIO build that `make tools` started in the
+// background holds bin's lock file (bin.build.lock): the build runs while
+// other packages' tests do, and the binary is not to be run until it is
+// complete.
+func waitForBuild(t testing.TB, bin string) {
+	t.Helper()
+	f, err := os.Open(bin + ".build.lock")
+	if err != nil {
+		return // no build was ever started here
+	}
+	defer f.Close()
+	logPath := bin + ".build.log"
+	start := time.Now()
+	for said := false; ; said = true {
+		if syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB) == nil {
+			syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+			log, _ := os.ReadFile(logPath)
+			// The lock file exists a moment before the build takes the
+			// lock: free, with neither a binary nor an outcome logged,
+			// means not started yet.
+			if _, err := os.Stat(bin); err == nil || bytes.Contains(log, []byte("minio build: ")) || time.Since(start) > 5*time.Second {
+				if err != nil {
+					t.Logf("the MinIO build that make tools started did not leave %s; its log %s ends:\n%s", bin, logPath, tail(string(log)))
+				}
+				return
+			}
+		} else if !said {
+			t.Logf("waiting for the MinIO build that make tools started (log: %s)", logPath)
+		}
+		if time.Since(start) > buildWait {
+			t.Fatalf("the MinIO build that make tools started still runs after %v (log: %s)", buildWait, logPath)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
