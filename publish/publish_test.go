@@ -521,6 +521,7 @@ func TestWithPublicRead(t *testing.T) {
 		{"already granted, as MinIO writes it", `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":["*"]},"Action":["s3:GetObject"],"Resource":["arn:aws:s3:::b/p/*"]}]}`, false, false, ""},
 		{"already granted, as strings", `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/p/*"}]}`, false, false, ""},
 		{"a deny is not a grant", `{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/p/*"}]}`, true, false, "Deny"},
+		{"a conditional grant is not the grant", `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/p/*","Condition":{"IpAddress":{"aws:SourceIp":"10.0.0.0/8"}}}]}`, true, false, "aws:SourceIp"},
 		{"not JSON", `{`, false, true, ""},
 	}
 	for _, tc := range tests {

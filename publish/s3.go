@@ -100,6 +100,12 @@ func NewS3(opts S3Options) (*S3, error) {
 	return &S3{opts: opts, client: c}, nil
 }
 
+// PublicBase is the base's URL for plain HTTP GETs (path style), as a
+// mirror URL would name it.
+func (s *S3) PublicBase() string {
+	return strings.TrimSuffix(s.opts.Endpoint, "/") + "/" + s.opts.Bucket + "/" + s.opts.Prefix
+}
+
 func (s *S3) String() string { return "s3://" + s.opts.Bucket + "/" + s.opts.Prefix }
 
 // EnsureBucket creates the bucket if it is missing and, with publicRead,
@@ -236,6 +242,12 @@ type policyStatement struct {
 	Principal json.RawMessage `json:"Principal"`
 	Action    json.RawMessage `json:"Action"`
 	Resource  json.RawMessage `json:"Resource"`
+	// A statement with any of these grants less than everyone
+	// everything it names (or everything else): it is not the grant.
+	Condition    json.RawMessage `json:"Condition"`
+	NotPrincipal json.RawMessage `json:"NotPrincipal"`
+	NotAction    json.RawMessage `json:"NotAction"`
+	NotResource  json.RawMessage `json:"NotResource"`
 }
 
 // withPublicRead returns the bucket policy old (JSON, "" for none) with a
@@ -257,6 +269,7 @@ func withPublicRead(old, arn string) (string, bool, error) {
 	for _, raw := range stmts {
 		var st policyStatement
 		if json.Unmarshal(raw, &st) == nil && st.Effect == "Allow" && isEveryone(st.Principal) &&
+			st.Condition == nil && st.NotPrincipal == nil && st.NotAction == nil && st.NotResource == nil &&
 			slices.Contains(stringOrList(st.Action), "s3:GetObject") && slices.Contains(stringOrList(st.Resource), arn) {
 			return old, false, nil
 		}

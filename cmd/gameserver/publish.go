@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/voxsync/voxsync/mirror"
 	"github.com/voxsync/voxsync/packs"
 	"github.com/voxsync/voxsync/publish"
 )
@@ -179,6 +180,15 @@ func (j publishJob) run(ctx context.Context, start time.Time) (publishSummary, e
 
 	out.Summary, err = publish.Publish(ctx, view, j.target, publish.Options{Workers: j.workers, DryRun: j.dryRun, Listing: l.have})
 	out.ListSeconds = l.took.Seconds()
+	if err == nil && j.s3 != nil && j.publicRead && !j.dryRun {
+		// What players' clients will do: an anonymous GET. A policy
+		// grant can be overridden (a Deny, a store that blocks public
+		// access); better the operator hears it now than from nobody.
+		base := j.s3.PublicBase()
+		if cerr := mirror.Check(ctx, base, nil); cerr != nil {
+			err = fmt.Errorf("-public-read: %s is not readable anonymously, although the bucket policy grants it (a Deny statement, or the store blocks public access?): %w", base, cerr)
+		}
+	}
 	return out, err
 }
 

@@ -2,11 +2,14 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -382,5 +385,30 @@ func TestPublishCommandDryRun(t *testing.T) {
 	}
 	if _, err := os.Stat(out); !os.IsNotExist(err) {
 		t.Errorf("dry run created %s: %v", out, err)
+	}
+}
+
+// -public-read is checked the way players' clients will use it: an
+// anonymous GET. A policy that denies it (or a store that blocks public
+// access) fails the publish with what to look at, instead of leaving every
+// player to fall back to the game server in silence.
+func TestPublishPublicReadDenied(t *testing.T) {
+	endpoint, key, secret := mirrortest.StartMinIO(t)
+	env := []string{"AWS_ACCESS_KEY_ID=" + key, "AWS_SECRET_ACCESS_KEY=" + secret}
+	c, err := minio.New(strings.TrimPrefix(endpoint, "http://"), &minio.Options{Creds: credentials.NewStaticV4(key, secret, "")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := c.MakeBucket(ctx, "voxsync", minio.MakeBucketOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	deny := `{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Principal":{"AWS":["*"]},"Action":["s3:GetObject"],"Resource":["arn:aws:s3:::voxsync/world1/*"]}]}`
+	if err := c.SetBucketPolicy(ctx, "voxsync", deny); err != nil {
+		t.Fatal(err)
+	}
+	code, sum, stderr := runPublishCmd(t, env, "-packs", writeTestPack(t), "-to", "s3://voxsync/world1", "-s3-endpoint", endpoint, "-public-read")
+	if code != 1 || sum.Uploaded == 0 || !strings.Contains(stderr, "not readable anonymously") {
+		t.Fatalf("exit %d, %+v:\n%s", code, sum, stderr)
 	}
 }
