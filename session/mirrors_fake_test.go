@@ -76,22 +76,30 @@ func (m *gatedMirror) add(data []byte) {
 
 func (m *gatedMirror) base() string { return m.URL + "/pub/" }
 
-// A whole resource that was at a mirror when the connection dropped goes
-// to the mirrors again after the reconnect, not to the game server.
-func TestReconnectSendsMirrorWorkToMirrors(t *testing.T) {
-	fs := newFakeServerWith(t, packets.CapMirrors)
-	m := newGatedMirror(t)
-	data := randomBytes(5000, 1)
+// gatedSync binds one 5,000-byte resource held by a gated mirror to a
+// Syncer on a fake server, and returns once the mirror holds its request
+// at the gate (close gate to let it through).
+func gatedSync(t *testing.T, seed byte) (s *Syncer, rec *recorder, fs *fakeServer, c *fakeConn, m *gatedMirror, b resources.Binding, data []byte, gate chan struct{}) {
+	fs = newFakeServerWith(t, packets.CapMirrors)
+	m = newGatedMirror(t)
+	data = randomBytes(5000, seed)
 	m.add(data)
-	b := binding("a.png", data)
-	gate := make(chan struct{})
+	b = binding("a.png", data)
+	gate = make(chan struct{})
 	m.mu.Lock()
 	m.gate = gate
 	m.mu.Unlock()
-	s, rec, _, _ := startSyncer(t, fs.url, nil)
-	c := fs.accept(t)
+	s, rec, _, _ = startSyncer(t, fs.url, nil) // StallTimeout 500 ms
+	c = fs.accept(t)
 	c.send(&packets.Mirrors{URLs: []string{m.base()}}, &packets.Bind{Entries: []resources.Binding{b}}, &packets.BindsDone{})
 	<-m.reqs // in flight at the mirror
+	return
+}
+
+// A whole resource that was at a mirror when the connection dropped goes
+// to the mirrors again after the reconnect, not to the game server.
+func TestReconnectSendsMirrorWorkToMirrors(t *testing.T) {
+	s, rec, fs, c, m, b, _, gate := gatedSync(t, 1)
 	c.conn.Close()
 
 	c2 := fs.accept(t)
@@ -117,19 +125,7 @@ func TestReconnectSendsMirrorWorkToMirrors(t *testing.T) {
 // A stream the client did not ask for, for a hash it gave the mirrors, is
 // ignored: it must not take the hash from the mirror and then stall.
 func TestUnaskedStreamForMirrorHashIsIgnored(t *testing.T) {
-	fs := newFakeServerWith(t, packets.CapMirrors)
-	m := newGatedMirror(t)
-	data := randomBytes(5000, 2)
-	m.add(data)
-	b := binding("a.png", data)
-	gate := make(chan struct{})
-	m.mu.Lock()
-	m.gate = gate
-	m.mu.Unlock()
-	s, _, _, _ := startSyncer(t, fs.url, nil) // StallTimeout 500 ms
-	c := fs.accept(t)
-	c.send(&packets.Mirrors{URLs: []string{m.base()}}, &packets.Bind{Entries: []resources.Binding{b}}, &packets.BindsDone{})
-	<-m.reqs
+	s, _, _, c, _, b, data, gate := gatedSync(t, 2)
 	c.send(&packets.InitResSend{Stream: 1, Hash: b.Hash, Size: b.Size, Length: b.Size, Ref: b.Ref},
 		&packets.ChunkSend{Stream: 1, Offset: 0, Data: data[:1000]})
 	time.Sleep(100 * time.Millisecond)

@@ -96,6 +96,15 @@ func newTestMirror(t testing.TB, dir string) *testMirror {
 
 func (m *testMirror) base() string { return m.URL + "/pub/" }
 
+// answerAfter is a mirror's behaviour that answers every request after d:
+// a far-away or overloaded mirror.
+func answerAfter(d time.Duration) func(http.ResponseWriter, *http.Request, string, []byte) bool {
+	return func(http.ResponseWriter, *http.Request, string, []byte) bool {
+		time.Sleep(d)
+		return false
+	}
+}
+
 func (m *testMirror) setBehave(f func(w http.ResponseWriter, r *http.Request, name string, body []byte) bool) {
 	m.mu.Lock()
 	m.behave = f
@@ -312,10 +321,7 @@ func TestHangingMirrorIsTakenOver(t *testing.T) {
 func TestSlowMirrorIsHelped(t *testing.T) {
 	dir, all := mirrorPack(t, 150, 0)
 	ts, m := mirroredServer(t, dir)
-	m.setBehave(func(w http.ResponseWriter, r *http.Request, name string, body []byte) bool {
-		time.Sleep(300 * time.Millisecond)
-		return false
-	})
+	m.setBehave(answerAfter(300 * time.Millisecond))
 	s, _, _, _ := startSyncer(t, ts.url, nil)
 	start := time.Now()
 	waitSynced(t, s)
@@ -334,10 +340,7 @@ func TestSlowMirrorIsHelped(t *testing.T) {
 func TestSlowMirrorWithoutHelp(t *testing.T) {
 	dir, all := mirrorPack(t, 40, 0)
 	ts, m := mirroredServerWith(t, dir, func(c *configs.Server) { c.MirrorHelp = 0 })
-	m.setBehave(func(w http.ResponseWriter, r *http.Request, name string, body []byte) bool {
-		time.Sleep(300 * time.Millisecond)
-		return false
-	})
+	m.setBehave(answerAfter(300 * time.Millisecond))
 	s, _, _, _ := startSyncer(t, ts.url, nil)
 	waitSynced(t, s)
 	checkAll(t, s, all)
