@@ -226,8 +226,10 @@ func typeName(t reflect.Type) string {
 	switch {
 	case t == reflect.TypeFor[Duration]():
 		return `a duration such as "10s"`
+	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.String:
+		return "a list of strings"
 	case t.Kind() == reflect.Slice:
-		return "a list of " + typeName(t.Elem()) + "s"
+		return "a list of " + typeName(t.Elem())
 	case t.Kind() == reflect.Bool:
 		return "true or false"
 	case t.Kind() == reflect.String:
