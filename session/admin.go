@@ -29,8 +29,10 @@ const maxChangedNames = 20
 type adminState struct {
 	started time.Time
 
-	mu      sync.Mutex // guards conns, reloads, packSeen
-	conns   map[string]*trackedConn
+	mu    sync.Mutex // guards conns, reloads, packSeen, mirrors
+	conns map[string]*trackedConn
+	// mirrors: the verdict of each mirror's check, by base URL.
+	mirrors map[string]MirrorStatus
 	reloads []ReloadRecord // newest last
 	// packSeen is, by pack (Pack.String()), the last reload that changed
 	// something in it, or the initial load.

@@ -3,6 +3,7 @@ package session
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -388,5 +389,27 @@ func TestImplausibleMirrorReportIgnored(t *testing.T) {
 	}
 	if st := ts.Status(); st.Totals.MirrorBytes != 1000 {
 		t.Fatalf("status: %+v", st.Totals)
+	}
+}
+
+// The status page lists the configured mirrors with what the server's
+// check of each found, so an operator sees a mirror not ready at a glance.
+func TestStatusListsMirrorsAndTheirCheck(t *testing.T) {
+	dir, _ := mirrorPack(t, 2, 0)
+	ts := startServer(t, serverSetup{dirs: []string{dir}, cfg: func(c *configs.Server) {
+		c.Mirrors = []string{"http://a.example/game", "http://b.example/game/", "http://c.example/"}
+	}})
+	ts.SetMirrorCheck("http://a.example/game/", nil)
+	ts.SetMirrorCheck("http://b.example/game/", errors.New("check mirror http://b.example/game/: GET voxsync-mirror.json: 404 Not Found"))
+	st := ts.Status()
+	if len(st.Mirrors) != 3 || !st.Mirrors[0].Ready || st.Mirrors[1].Ready || !strings.Contains(st.Mirrors[1].Problem, "404") ||
+		!st.Mirrors[2].Checked.IsZero() || st.Mirrors[2].URL != "http://c.example/" {
+		t.Fatalf("mirrors in status: %+v", st.Mirrors)
+	}
+	_, page := get(t, ts.admin.URL+"/status")
+	for _, want := range []string{"Mirrors (3)", "http://a.example/game/", "serves this server", "not ready:", "404 Not Found", "not checked yet"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("status page lacks %q", want)
+		}
 	}
 }

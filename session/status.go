@@ -20,9 +20,34 @@ type Status struct {
 	Clients  []ClientStatus `json:"clients"`
 	Packs    []PackStatus   `json:"packs"`
 	Reloads  []ReloadRecord `json:"reloads"` // newest first
+	Mirrors  []MirrorStatus `json:"mirrors"` // as configured
 	Protocol uint16         `json:"protocol"`
 	// HotReload says whether the pack directories are watched.
 	HotReload bool `json:"hot_reload"`
+}
+
+// MirrorStatus is a configured mirror and what its last check found.
+type MirrorStatus struct {
+	URL string `json:"url"`
+	// Checked is when; zero until a check has reported (SetMirrorCheck).
+	Checked time.Time `json:"checked"`
+	Ready   bool      `json:"ready"`
+	Problem string    `json:"problem,omitempty"` // why not ready, and what to do
+}
+
+// SetMirrorCheck records what a check of the mirror at base found (nil: it
+// serves this server's content), for the status page.
+func (s *Server) SetMirrorCheck(base string, err error) {
+	ms := MirrorStatus{URL: base, Checked: time.Now(), Ready: err == nil}
+	if err != nil {
+		ms.Problem = err.Error()
+	}
+	s.admin.mu.Lock()
+	if s.admin.mirrors == nil {
+		s.admin.mirrors = make(map[string]MirrorStatus)
+	}
+	s.admin.mirrors[base] = ms
+	s.admin.mu.Unlock()
 }
 
 // StatusTotals are the server-wide numbers, as in /metrics.
@@ -97,6 +122,13 @@ func (s *Server) Status() Status {
 			cs.BytesSent, cs.ConnectedSince = tc.sent.Load(), tc.since
 		}
 		st.Clients = append(st.Clients, cs)
+	}
+	for _, m := range s.mirrors {
+		ms, ok := s.admin.mirrors[m]
+		if !ok {
+			ms = MirrorStatus{URL: m}
+		}
+		st.Mirrors = append(st.Mirrors, ms)
 	}
 	for i := len(s.admin.reloads) - 1; i >= 0; i-- {
 		st.Reloads = append(st.Reloads, s.admin.reloads[i])

@@ -195,6 +195,26 @@ func TestServerChecksItsMirrors(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// The status page says the same.
+	admin := regexp.MustCompile(`admin=(http://\S+)`).FindStringSubmatch(logged())
+	if admin == nil {
+		t.Fatalf("no admin listener in the log:\n%s", logged())
+	}
+	_, body := httpGet(t, admin[1]+"/status.json")
+	var st struct {
+		Mirrors []struct {
+			URL     string `json:"url"`
+			Ready   bool   `json:"ready"`
+			Problem string `json:"problem"`
+		} `json:"mirrors"`
+	}
+	if err := json.Unmarshal([]byte(body), &st); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Mirrors) != 2 || st.Mirrors[0].URL != empty.URL || st.Mirrors[0].Ready || !strings.Contains(st.Mirrors[0].Problem, "gameserver publish") ||
+		st.Mirrors[1].URL != good.URL || !st.Mirrors[1].Ready {
+		t.Errorf("status.json mirrors: %+v", st.Mirrors)
+	}
 	for _, line := range strings.Split(logged(), "\n") {
 		switch {
 		case strings.Contains(line, "mirror not ready") && (!strings.Contains(line, empty.URL) || !strings.Contains(line, "gameserver publish")):

@@ -196,7 +196,7 @@ func run() error {
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	log.Info("gameserver listening", "ws", "ws://"+ln.Addr().String()+"/ws")
 	if len(cfg.Mirrors) > 0 {
-		go checkMirrors(log, cfg.Mirrors, view)
+		go checkMirrors(log, srv, cfg.Mirrors, view)
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -227,7 +227,7 @@ func run() error {
 // server's content: clients cope either way (they fetch what a mirror
 // lacks from here), so a mistake would otherwise only show as a server
 // doing all the sending.
-func checkMirrors(log *slog.Logger, bases []string, v *packs.View) {
+func checkMirrors(log *slog.Logger, srv *session.Server, bases []string, v *packs.View) {
 	// 16 resources spread over the packs: enough to notice packs not
 	// published, or published long ago, without a HEAD per resource.
 	var small []resources.Hash
@@ -245,6 +245,7 @@ func checkMirrors(log *slog.Logger, bases []string, v *packs.View) {
 		if err == nil {
 			err = mirror.Check(context.Background(), base, sample)
 		}
+		srv.SetMirrorCheck(base, err)
 		if err != nil {
 			log.Warn("mirror not ready; clients fetch from this server meanwhile", "err", err)
 			continue
