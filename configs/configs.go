@@ -175,10 +175,15 @@ func (s *Server) Validate() error {
 	if len(s.Mirrors) > packets.MaxMirrors {
 		return bad("mirrors", "%d URLs, limit %d", len(s.Mirrors), packets.MaxMirrors)
 	}
+	// Every unusable URL at once: the check reports a list setting once.
+	var unusable []string
 	for _, m := range s.Mirrors {
 		if _, err := mirror.ParseBase(m); err != nil {
-			return bad("mirrors", "%v", err)
+			unusable = append(unusable, err.Error())
 		}
+	}
+	if len(unusable) > 0 {
+		return bad("mirrors", "%s", strings.Join(unusable, "; "))
 	}
 	return s.validateListeners()
 }

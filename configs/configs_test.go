@@ -54,6 +54,7 @@ func TestLoadServerErrorsNameTheSetting(t *testing.T) {
 		{`mirrors = ["ftp://files.example/game/"]`, "mirrors"},
 		{`mirrors = ["http://user:secret@cdn.example/game/"]`, "mirrors"},
 		{`mirrors = ["cdn.example/game/"]`, "mirrors"},
+		{`mirrors = ["http://ok.example/", "ftp://one/", "gopher://two/"]`, `"ftp://one/" is not http:// or https://; unusable mirror URL: "gopher://two/"`},
 	}
 	for _, tc := range tests {
 		p := filepath.Join(t.TempDir(), "server.toml")
