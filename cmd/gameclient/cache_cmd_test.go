@@ -50,6 +50,9 @@ type tierJSON struct {
 
 type statsJSON struct {
 	Inline, Blob tierJSON
+	// PartialHeld: chunks of interrupted large downloads made durable,
+	// which a sync resumes from rather than fetches again.
+	PartialHeld int64 `json:"partial_held_bytes"`
 }
 
 type lsJSON []struct {

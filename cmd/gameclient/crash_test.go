@@ -83,8 +83,10 @@ func TestCrashHarness(t *testing.T) {
 		var st statsJSON
 		cacheJSON(t, 0, &st, "stats", "-cache", cache)
 		r := syncOnce(t, url, cache)
-		if want := total - st.Inline.Bytes - st.Blob.Bytes; r.BytesReceived != want {
-			t.Fatalf("cache %d: full sync after the kills received %d bytes, want %d (total %d, %d durable)", cacheNo, r.BytesReceived, want, total, st.Inline.Bytes+st.Blob.Bytes)
+		durable := st.Inline.Bytes + st.Blob.Bytes + st.PartialHeld
+		if want := total - durable; r.BytesReceived != want {
+			t.Fatalf("cache %d: full sync after the kills received %d bytes, want %d (total %d, %d durable: %d inline, %d in blobs, %d chunks of partial downloads)",
+				cacheNo, r.BytesReceived, want, total, durable, st.Inline.Bytes, st.Blob.Bytes, st.PartialHeld)
 		}
 	}
 	t.Logf("%d SIGKILLs landed in %d runs; cold window %s, sleeping %s, checking %s", kills, runs, coldWindow, slept, checking)
