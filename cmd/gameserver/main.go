@@ -195,12 +195,12 @@ func run() error {
 	}
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	log.Info("gameserver listening", "ws", "ws://"+ln.Addr().String()+"/ws")
-	if len(cfg.Mirrors) > 0 {
-		go checkMirrors(log, srv, cfg.Mirrors, view)
-	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if len(cfg.Mirrors) > 0 {
+		go checkMirrors(ctx, log, srv, cfg.Mirrors, view)
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- hs.Serve(ln) }()
 	select {
@@ -223,11 +223,13 @@ func run() error {
 	return nil
 }
 
-// checkMirrors tells the operator at start whether each mirror serves this
-// server's content: clients cope either way (they fetch what a mirror
-// lacks from here), so a mistake would otherwise only show as a server
-// doing all the sending.
-func checkMirrors(log *slog.Logger, srv *session.Server, bases []string, v *packs.View) {
+// checkMirrors tells the operator whether each mirror serves this server's
+// content: clients cope either way (they fetch what a mirror lacks from
+// here), so a mistake would otherwise only show as a server doing all the
+// sending. A mirror not ready is checked again, 5 s later, then less and
+// less often (up to every 5 minutes), so that publishing after the server
+// started shows on /status without a restart.
+func checkMirrors(ctx context.Context, log *slog.Logger, srv *session.Server, bases []string, v *packs.View) {
 	// 16 resources spread over the packs: enough to notice packs not
 	// published, or published long ago, without a HEAD per resource.
 	var small []resources.Hash
@@ -240,17 +242,44 @@ func checkMirrors(log *slog.Logger, srv *session.Server, bases []string, v *pack
 	for i := range min(16, len(small)) {
 		sample = append(sample, small[i*len(small)/min(16, len(small))])
 	}
+	var pending []string
 	for _, b := range bases {
 		base, err := mirror.ParseBase(b)
-		if err == nil {
-			err = mirror.Check(context.Background(), base, sample)
-		}
-		srv.SetMirrorCheck(base, err)
 		if err != nil {
-			log.Warn("mirror not ready; clients fetch from this server meanwhile", "err", err)
+			srv.SetMirrorCheck(b, err) // the configuration check refuses these first
 			continue
 		}
-		log.Info("mirror serves this server's content", "mirror", base)
+		pending = append(pending, base)
+	}
+	warned := make(map[string]bool)
+	for wait := 5 * time.Second; len(pending) > 0; wait = min(2*wait, 5*time.Minute) {
+		var still []string
+		for _, base := range pending {
+			err := mirror.Check(ctx, base, sample)
+			if ctx.Err() != nil {
+				return
+			}
+			srv.SetMirrorCheck(base, err)
+			switch {
+			case err == nil:
+				log.Info("mirror serves this server's content", "mirror", base)
+			case !warned[base]:
+				warned[base] = true
+				log.Warn("mirror not ready; clients fetch from this server meanwhile", "err", err)
+				still = append(still, base)
+			default:
+				still = append(still, base)
+			}
+		}
+		pending = still
+		if len(pending) == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
 	}
 }
 
