@@ -420,7 +420,7 @@ var errLease = errors.New("lease ran out")
 
 // ErrNotPublic: a mirror of a game server on a public address resolved to
 // a loopback, private or otherwise non-public address.
-var ErrNotPublic = errors.New("mirror is on a non-public address, and the game server is not")
+var ErrNotPublic = errors.New("mirror is on a non-public address, named by a game server on a public one")
 
 // refuseNonPublic is a dialer's Control for PublicOnly.
 func refuseNonPublic(network, address string, _ syscall.RawConn) error {

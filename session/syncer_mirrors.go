@@ -16,11 +16,12 @@ import (
 
 // The mirrors are the first source of what a session fetches: whole
 // resources of up to manifest.MaxChunkLen (published whole) and the chunks
-// of large ones. The game server is the source of last resort. It sends
-// manifests, and whatever no mirror can serve: an object a mirror lacks,
-// one it fails to send within its lease, or everything while every mirror
-// is resting after failures or was demoted for corrupt bytes. Its uplink
-// is what mirrors exist to spare, so it does not race a healthy mirror.
+// of large ones. The game server sends manifests, and whatever no mirror
+// can serve: an object a mirror lacks, one it fails to send within its
+// lease, or queued work while every mirror rests after failures or was
+// demoted for corrupt bytes. When the server offers help (Mirrors.Help) it
+// also takes work from slow mirrors (stealMirrorWorkLocked). Its uplink is
+// what mirrors exist to spare, so it never races a mirror that keeps up.
 // Every byte, whatever its source, is verified by the cache as it is
 // stored.
 
@@ -116,7 +117,29 @@ func (s *Syncer) mirrorsGone(out *outbox, ms *mirrorSession) {
 }
 
 func (ms *mirrorSession) len() int {
-	return len(ms.queue[0]) + len(ms.queue[1]) + len(ms.queue[2])
+	n := 0
+	for _, q := range ms.queue {
+		n += len(q)
+	}
+	return n
+}
+
+// popMirrorWorkLocked takes the most urgent queued work off ms's queue.
+func (s *Syncer) popMirrorWorkLocked(ms *mirrorSession) (mirrorWork, bool) {
+	for c, q := range ms.queue {
+		if len(q) == 0 {
+			continue
+		}
+		w := q[0]
+		q[0] = mirrorWork{}
+		ms.queue[c] = q[1:]
+		if len(ms.queue[c]) == 0 {
+			ms.queue[c] = nil
+		}
+		ms.queuedBytes -= s.workSizeLocked(w)
+		return w, true
+	}
+	return mirrorWork{}, false
 }
 
 // signal wakes up to n workers; s.mu is held, so wake is open.
@@ -222,19 +245,10 @@ func (s *Syncer) nextMirrorWork(out *outbox, ms *mirrorSession) (mirrorWork, boo
 			s.mu.Unlock()
 			return mirrorWork{}, false
 		}
-		for c := range ms.queue {
-			if q := ms.queue[c]; len(q) > 0 {
-				w := q[0]
-				q[0] = mirrorWork{}
-				ms.queue[c] = q[1:]
-				ms.queuedBytes -= s.workSizeLocked(w)
-				ms.leased[w] = time.Now()
-				if len(ms.queue[c]) == 0 {
-					ms.queue[c] = nil
-				}
-				s.mu.Unlock()
-				return w, true
-			}
+		if w, ok := s.popMirrorWorkLocked(ms); ok {
+			ms.leased[w] = time.Now()
+			s.mu.Unlock()
+			return w, true
 		}
 		s.mu.Unlock()
 		select {
@@ -410,9 +424,7 @@ func (s *Syncer) chunkInBandLocked(f *chunkFetch, i int) {
 func (s *Syncer) mirrorStoreFailed(out *outbox, w mirrorWork, err error) {
 	if w.chunk >= 0 {
 		s.mu.Lock()
-		if f := w.fetch; f != nil {
-			delete(f.mirrored, w.chunk)
-		}
+		delete(w.fetch.mirrored, w.chunk)
 		s.mu.Unlock()
 		s.chunkStored(out, &assembly{hash: w.hash, chunk: w.chunk, fetch: w.fetch}, err)
 		return
@@ -453,9 +465,6 @@ func (s *Syncer) stealMirrorWorkLocked() {
 	} else if d := now.Sub(ms.rateAt); d >= 250*time.Millisecond {
 		r := float64(s.stats.BytesFromMirrors-ms.rateBytes) / d.Seconds()
 		ms.rate = (ms.rate + r) / 2
-		if ms.rate == 0 {
-			ms.rate = r
-		}
 		ms.rateAt, ms.rateBytes = now, s.stats.BytesFromMirrors
 	}
 	backlog := len(s.waiting)
@@ -474,16 +483,13 @@ func (s *Syncer) stealMirrorWorkLocked() {
 		if !slow && ms.pool.Usable() {
 			return
 		}
-		for c := range ms.queue {
-			for moved < stealBytes && len(ms.queue[c]) > 0 {
-				w := ms.queue[c][0]
-				ms.queue[c][0] = mirrorWork{}
-				ms.queue[c] = ms.queue[c][1:]
-				n := s.workSizeLocked(w)
-				ms.queuedBytes -= n
-				if s.takeWorkLocked(w) {
-					moved += n
-				}
+		for moved < stealBytes {
+			w, ok := s.popMirrorWorkLocked(ms)
+			if !ok {
+				break
+			}
+			if s.takeWorkLocked(w) {
+				moved += s.workSizeLocked(w)
 			}
 		}
 		return
