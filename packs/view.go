@@ -65,9 +65,22 @@ type Content interface {
 	io.Closer
 }
 
-type memContent struct{ *bytes.Reader }
+type memContent struct {
+	*bytes.Reader
+	b []byte
+}
 
 func (memContent) Close() error { return nil }
+
+// Bytes returns the bytes of content held in memory, so they can be sent
+// without a copy per reader, or nil for content read from a file. The
+// caller must not modify them.
+func Bytes(c Content) []byte {
+	if m, ok := c.(memContent); ok {
+		return m.b
+	}
+	return nil
+}
 
 // Open returns the resource's bytes for reading. The caller closes it.
 // A small file is read into memory the first time, within the view's
@@ -75,7 +88,7 @@ func (memContent) Close() error { return nil }
 func (e *Entry) Open() (Content, error) {
 	if e.mem != nil {
 		if d := e.mem.data.Load(); d != nil {
-			return memContent{bytes.NewReader(*d)}, nil
+			return memContent{bytes.NewReader(*d), *d}, nil
 		}
 		if e.view.memBudget.Add(-e.Size) >= 0 {
 			data, err := e.load()
@@ -86,7 +99,7 @@ func (e *Entry) Open() (Content, error) {
 			if !e.mem.data.CompareAndSwap(nil, &data) {
 				e.view.memBudget.Add(e.Size) // another request loaded it first
 			}
-			return memContent{bytes.NewReader(data)}, nil
+			return memContent{bytes.NewReader(data), data}, nil
 		}
 		e.view.memBudget.Add(e.Size)
 	}

@@ -333,7 +333,7 @@ func TestSyncerCancelPrecedesTheRequestItMakesRoomFor(t *testing.T) {
 		sc.mu.Lock()
 		pending = pending[:0]
 		for k := range sc.pending {
-			pending = append(pending, k)
+			pending = append(pending, k.Value())
 		}
 		sc.mu.Unlock()
 		time.Sleep(100 * time.Microsecond)

@@ -374,7 +374,7 @@ func TestHotReloadCostFollowsWhatChanged(t *testing.T) {
 	before := map[*Client]int{}
 	for _, c := range ts.Clients() {
 		c.mu.Lock()
-		before[c] = c.rechecked
+		before[c] = c.bind.rechecked
 		c.mu.Unlock()
 	}
 	v2 := []byte("version 2")
@@ -384,7 +384,7 @@ func TestHotReloadCostFollowsWhatChanged(t *testing.T) {
 	}
 	for c, n := range before {
 		c.mu.Lock()
-		cost := c.rechecked - n
+		cost := c.bind.rechecked - n
 		c.mu.Unlock()
 		if cost > 2 {
 			t.Errorf("one changed file re-checked %d keys of a client with %d bound", cost, files)

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unique"
 
 	"github.com/gorilla/websocket"
 	"github.com/voxsync/voxsync/compression"
@@ -54,6 +55,7 @@ type Server struct {
 	zstd     *compression.Store // compressed forms, shared by every client
 	encHeld  atomic.Int64       // bytes of compressed frames held by streams being sent
 	bufs     sync.Pool          // *[]byte packet buffers of a chunk's size, for writers
+	small    sync.Pool          // *[]byte buffers of smallBuf, for headers and small chunks
 	admin    adminState         // for the admin listener: connections, reload history
 
 	ctx    context.Context
@@ -66,11 +68,11 @@ type Server struct {
 	warnMu sync.Mutex                   // guards warned
 	warned map[resources.Hash]time.Time // when a changed file was last warned about
 
-	mu         sync.Mutex // guards view, preloadSet, clients, closed
-	view       *packs.View
-	preloadSet map[resources.Key]bool // keys of view entries matching preload
-	clients    map[*Client]struct{}
-	closed     bool
+	mu      sync.Mutex // guards view, pre, clients, closed
+	view    *packs.View
+	pre     *preloadSet // view's keys matching preload
+	clients map[*Client]struct{}
+	closed  bool
 }
 
 // NewServer returns a server over an initial pack view.
@@ -131,15 +133,16 @@ func NewServer(opts ServerOptions) (*Server, error) {
 		// vectored write of this buffer (the frame header) and the caller's
 		// bytes, so a larger buffer only costs memory per blocked writer.
 		// Pooled, so an idle connection holds none.
-		WriteBufferSize: 4096,
+		WriteBufferSize: writeBufferSize,
 		WriteBufferPool: &sync.Pool{},
 		CheckOrigin:     func(*http.Request) bool { return true }, // game clients are not browsers
 	}
 	chunkBuf := packets.ChunkHeaderSize + opts.Config.ChunkSize
 	s.bufs.New = func() any { b := make([]byte, 0, chunkBuf); return &b }
+	s.small.New = func() any { b := make([]byte, 0, smallBuf); return &b }
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.view = opts.View
-	s.preloadSet = s.matchPreload(opts.View)
+	s.pre = s.matchPreload(opts.View)
 	s.bg.Go(s.watchProgress)
 	s.cutManifests(opts.View)
 	s.metrics.reloadResources.Set(float64(opts.View.Len()))
@@ -176,15 +179,15 @@ func (s *Server) Clients() []*Client {
 	return out
 }
 
-func (s *Server) matchPreload(v *packs.View) map[resources.Key]bool {
-	set := make(map[resources.Key]bool)
+func (s *Server) matchPreload(v *packs.View) *preloadSet {
+	set := &preloadSet{keys: make(map[resources.Key]unique.Handle[resources.Hash])}
 	if len(s.preload) == 0 {
 		return set
 	}
 	for _, e := range v.Entries() {
 		for _, p := range s.preload {
 			if p.Match(e.Loc) {
-				set[resources.Key{Type: e.Type, ID: e.ID}] = true
+				set.keys[resources.Key{Type: e.Type, ID: e.ID}] = e.Content
 				break
 			}
 		}
@@ -204,23 +207,23 @@ func (s *Server) SetView(v *packs.View) {
 		return
 	}
 	old := s.view
-	oldPre := s.preloadSet
+	oldPre := s.pre
 	s.view = v
-	s.preloadSet = s.matchPreload(v)
+	s.pre = s.matchPreload(v)
 	var added, removed []resources.Key
-	for k := range s.preloadSet {
-		if !oldPre[k] {
+	for k := range s.pre.keys {
+		if !oldPre.has(k) {
 			added = append(added, k)
 		}
 	}
-	for k := range oldPre {
-		if !s.preloadSet[k] {
+	for k := range oldPre.keys {
+		if !s.pre.has(k) {
 			removed = append(removed, k)
 		}
 	}
 	changed := v.ChangedFrom(old)
 	for c := range s.clients {
-		c.viewChanged(v, added, removed, changed)
+		c.viewChanged(v, s.pre, added, removed, changed)
 	}
 	s.cutManifests(v)
 	s.mu.Unlock()
@@ -389,9 +392,7 @@ func (s *Server) join(c *Client) error {
 	c.mu.Lock()
 	c.view = s.view
 	c.marker = true // the join's Binds end with BindsDone{0}
-	for k := range s.preloadSet {
-		c.useLocked(k)
-	}
+	c.bind = newBindings(s.pre)
 	c.mu.Unlock()
 	s.metrics.clients.Inc()
 	s.metrics.sessions.Inc()
@@ -436,3 +437,34 @@ type errJoin struct {
 }
 
 func (e errJoin) Error() string { return e.reason }
+
+// writeBufferSize is gorilla's write buffer per connection, borrowed from
+// a pool only while a message is written.
+const writeBufferSize = 4096
+
+// smallBuf is the capacity of the small packet buffers: a ChunkSend header
+// and a chunk of up to smallPayload, or an InitResSend.
+const smallBuf = 512 + smallPayload
+
+// packetBuf lends a packet buffer of a chunk's size. Writers borrow one
+// only while they encode, read into and write one packet, so an idle
+// client, or one blocked writing bytes held in memory, holds none.
+func (s *Server) packetBuf() *[]byte { return s.bufs.Get().(*[]byte) }
+
+// putPacketBuf returns a buffer from packetBuf. One that grew past a chunk
+// (a large Bind) is left for the GC rather than pooled.
+func (s *Server) putPacketBuf(bp *[]byte) {
+	if cap(*bp) <= packets.ChunkHeaderSize+s.cfg.ChunkSize {
+		*bp = (*bp)[:0]
+		s.bufs.Put(bp)
+	}
+}
+
+func (s *Server) smallBuf() *[]byte { return s.small.Get().(*[]byte) }
+
+func (s *Server) putSmallBuf(bp *[]byte) {
+	if cap(*bp) <= smallBuf {
+		*bp = (*bp)[:0]
+		s.small.Put(bp)
+	}
+}

@@ -54,29 +54,26 @@ type Client struct {
 
 	mu   sync.Mutex // guards every field below
 	view *packs.View
-	uses *resources.Uses
-	// told is what the client was last told about each key: the interned
-	// content hash (8 bytes where a hash is 32, and there is one per bound
-	// resource per client; unlike an entry pointer it keeps no view alive).
-	told  map[resources.Key]unique.Handle[resources.Hash]
-	dirty map[resources.Key]struct{} // keys to reconcile at the next flush
-	// rechecked counts keys reconciled over the session: what a reload or
-	// a Move cost this client (tests hold reloads to what changed).
-	rechecked int
-	errs      []packets.ResourceError
+	// bind is what the client uses and was told: its Binds and Losts.
+	bind bindings
+	errs []packets.ResourceError
 	// Requests: queues hold them in order, one queue per priority class;
 	// pending maps each request to the generation of its live queue item,
 	// so a re-request or a cancel just bumps or deletes it and stale items
 	// are skipped. Keyed by hash and range, not entry: a reload makes new
 	// entries for the same content.
-	queues  [numClasses][]queued
+	queues  [numClasses]reqQueue
 	queuedN int // items in all queues, live or stale
-	// pending holds whole-resource requests by hash (nearly all of them;
-	// a client may have thousands), parts the range and manifest requests
-	// of chunked fetches; nil until a client makes one. See pendLocked.
-	pending map[resources.Hash]pend
+	// pending holds whole-resource requests by interned hash (nearly all
+	// of them; a client may have thousands, and a handle is a quarter of
+	// a hash), parts the range and manifest requests of chunked fetches;
+	// nil until a client makes one. See pendLocked.
+	pending map[unique.Handle[resources.Hash]]pend
 	parts   map[reqKey]pend
-	gen     uint32
+	// queuedParts are the keys of queued range and manifest requests, by
+	// generation, so that a queue item stays small.
+	queuedParts map[uint32]reqKey
+	gen         uint32
 	// active are the streams being interleaved, at most active_streams
 	// per class; only the highest class with any is served.
 	active     [numClasses][]*stream
@@ -103,6 +100,8 @@ type Client struct {
 	// watchdog last looked (only the watchdog touches it).
 	writeStart atomic.Int64
 	acked      uint64
+	// chunkHdr is the writer's scratch for a ChunkSend header.
+	chunkHdr [packets.ChunkHeaderSize]byte
 }
 
 // reqKey names one request: a whole resource (n is wholeResource), a
@@ -136,18 +135,18 @@ func classOf(priority uint8) uint8 {
 	return 0
 }
 
-// queued is a request waiting for its turn; small, as a client may queue
-// thousands.
+// queued is a request waiting for its turn: 16 bytes, as a thousand
+// clients may queue a thousand each.
 type queued struct {
 	entry *packs.Entry
-	part  *reqKey // a range or manifest request; nil for a whole resource
 	gen   uint32
+	part  bool // a range or manifest request: its key is in Client.queuedParts[gen]
 }
 
-// key is the request q answers.
-func (q *queued) key() reqKey {
-	if q.part != nil {
-		return *q.part
+// queuedKeyLocked is the request q answers.
+func (c *Client) queuedKeyLocked(q queued) reqKey {
+	if q.part {
+		return c.queuedParts[q.gen]
 	}
 	return reqKey{hash: q.entry.Hash, n: wholeResource}
 }
@@ -156,8 +155,10 @@ func (q *queued) key() reqKey {
 // goroutine touches its content and progress; membership in active is
 // under Client.mu.
 type stream struct {
-	queued
-	class     uint8 // the active list it is in
+	entry     *packs.Entry
+	gen       uint32
+	part      *reqKey // a range or manifest request; nil for a whole resource
+	class     uint8   // the active list it is in
 	id        uint32
 	content   packs.Content
 	enc       []byte // an encoded stream's bytes, sent instead of content
@@ -166,6 +167,14 @@ type stream struct {
 	began     time.Time          // first write, for the stream-duration metric
 	mf        *manifest.Manifest // a manifest request's chunks
 	mfNext    int                // the next manifest chunk to send
+}
+
+// key is the request s answers.
+func (s *stream) key() reqKey {
+	if s.part != nil {
+		return *s.part
+	}
+	return reqKey{hash: s.entry.Hash, n: wholeResource}
 }
 
 func newClient(s *Server, conn *websocket.Conn, remote string) *Client {
@@ -177,10 +186,7 @@ func newClient(s *Server, conn *websocket.Conn, remote string) *Client {
 		session:    uuid.New(),
 		wake:       make(chan struct{}, 1),
 		writerDone: make(chan struct{}),
-		uses:       resources.NewUses(),
-		told:       make(map[resources.Key]unique.Handle[resources.Hash]),
-		dirty:      make(map[resources.Key]struct{}),
-		pending:    make(map[resources.Hash]pend),
+		pending:    make(map[unique.Handle[resources.Hash]]pend),
 		regions:    make(map[world.Region]bool),
 	}
 	c.ctx, c.cancel = context.WithCancel(s.ctx)
@@ -214,29 +220,18 @@ func (c *Client) Release(l resources.Loc) error {
 }
 
 func (c *Client) useLocked(k resources.Key) {
-	first, err := c.uses.Use(k.Type, k.ID)
-	if err != nil {
+	if err := c.bind.use(k); err != nil {
 		c.log.Error("use resource", "key", k, "err", err)
-		return
-	}
-	if first {
-		c.dirty[k] = struct{}{}
 	}
 }
 
-func (c *Client) releaseLocked(k resources.Key) error {
-	last, err := c.uses.Release(k.Type, k.ID)
-	if last {
-		c.dirty[k] = struct{}{}
-	}
-	return err
-}
+func (c *Client) releaseLocked(k resources.Key) error { return c.bind.release(k) }
 
 // Bound returns how many resources the client has been told about.
 func (c *Client) Bound() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.told)
+	return c.bind.bound
 }
 
 // Disconnect ends the session: the client gets a Disconnect with the reason,
@@ -255,29 +250,15 @@ func (c *Client) poke() {
 	}
 }
 
-// viewChanged moves the client to a new view: preload patterns that now
-// match (added) or no longer match (removed) change its uses, and of the
-// keys whose content changed only those it uses or was told about are
-// re-checked. The cost is in proportion to what changed, not to what the
-// client has bound. Called with the server's lock held.
-func (c *Client) viewChanged(v *packs.View, added, removed, changed []resources.Key) {
+// viewChanged moves the client to view v and its preload set pre: keys
+// that entered or left the preload set, and of the keys whose content
+// changed those the client uses or was told about, are re-checked. The cost
+// is in proportion to what changed, not to what the client has bound.
+// Called with the server's lock held.
+func (c *Client) viewChanged(v *packs.View, pre *preloadSet, added, removed, changed []resources.Key) {
 	c.mu.Lock()
 	c.view = v
-	for _, k := range added {
-		c.useLocked(k)
-	}
-	for _, k := range removed {
-		if c.uses.InUse(k.Type, k.ID) {
-			c.releaseLocked(k)
-		}
-	}
-	n := len(c.dirty)
-	for _, k := range changed {
-		if _, told := c.told[k]; told || c.uses.InUse(k.Type, k.ID) {
-			c.dirty[k] = struct{}{}
-		}
-	}
-	work := len(added)+len(removed) > 0 || len(c.dirty) > n
+	work := c.bind.viewChanged(pre, added, removed, changed)
 	c.mu.Unlock()
 	if work {
 		c.poke()
@@ -401,6 +382,32 @@ func (c *Client) writeNow(p packets.Packet) error {
 // client is slow when it makes no progress for write_timeout, not when one
 // message takes that long on a congested link.
 func (c *Client) writeMessage(b []byte) error {
+	return c.timedWrite(func() error { return c.conn.WriteMessage(websocket.BinaryMessage, b) })
+}
+
+// writeParts writes one message of hdr followed by payload through
+// gorilla's write buffer: a payload that fits is sent with hdr as one
+// frame, and a large one as a frame of its own straight from the caller's
+// bytes (then an empty final frame), without a copy.
+func (c *Client) writeParts(hdr, payload []byte) error {
+	return c.timedWrite(func() error {
+		w, err := c.conn.NextWriter(websocket.BinaryMessage)
+		if err != nil {
+			return err
+		}
+		if _, err = w.Write(hdr); err == nil {
+			_, err = w.Write(payload)
+		}
+		if cerr := w.Close(); err == nil {
+			err = cerr
+		}
+		return err
+	})
+}
+
+// timedWrite runs one write under write_timeout (a second once the
+// session is over), marking it for the progress watchdog.
+func (c *Client) timedWrite(write func() error) error {
 	now := time.Now()
 	deadline := now.Add(c.srv.cfg.WriteTimeout.Duration)
 	if c.ctx.Err() != nil {
@@ -408,7 +415,7 @@ func (c *Client) writeMessage(b []byte) error {
 	}
 	c.writeStart.Store(now.UnixNano())
 	c.conn.SetWriteDeadline(deadline)
-	err := c.conn.WriteMessage(websocket.BinaryMessage, b)
+	err := write()
 	c.writeStart.Store(0)
 	return err
 }
@@ -589,9 +596,13 @@ func (c *Client) enqueueLocked(e *packs.Entry, key reqKey, class uint8) {
 	c.setPendLocked(key, pend{gen: c.gen, class: class})
 	q := queued{entry: e, gen: c.gen}
 	if key.n != wholeResource || key.manifest {
-		q.part = &key
+		q.part = true
+		if c.queuedParts == nil {
+			c.queuedParts = make(map[uint32]reqKey)
+		}
+		c.queuedParts[c.gen] = key
 	}
-	c.queues[class] = append(c.queues[class], q)
+	c.queues[class].push(q)
 	c.queuedN++
 	if c.queuedN > 2*c.pendingLocked()+1024 {
 		c.compactQueueLocked()
@@ -601,7 +612,7 @@ func (c *Client) enqueueLocked(e *packs.Entry, key reqKey, class uint8) {
 // pendLocked looks up a pending request.
 func (c *Client) pendLocked(k reqKey) (pend, bool) {
 	if k.n == wholeResource && !k.manifest {
-		p, ok := c.pending[k.hash]
+		p, ok := c.pending[unique.Make(k.hash)]
 		return p, ok
 	}
 	p, ok := c.parts[k]
@@ -610,7 +621,7 @@ func (c *Client) pendLocked(k reqKey) (pend, bool) {
 
 func (c *Client) setPendLocked(k reqKey, p pend) {
 	if k.n == wholeResource && !k.manifest {
-		c.pending[k.hash] = p
+		c.pending[unique.Make(k.hash)] = p
 		return
 	}
 	if c.parts == nil {
@@ -621,7 +632,7 @@ func (c *Client) setPendLocked(k reqKey, p pend) {
 
 func (c *Client) deletePendLocked(k reqKey) {
 	if k.n == wholeResource && !k.manifest {
-		delete(c.pending, k.hash)
+		delete(c.pending, unique.Make(k.hash))
 		return
 	}
 	delete(c.parts, k)
@@ -663,16 +674,15 @@ func (c *Client) raiseLocked(key reqKey, class uint8) {
 // pending requests in the queue, at amortised constant cost.
 func (c *Client) compactQueueLocked() {
 	c.queuedN = 0
-	for cls, queue := range c.queues {
-		live := queue[:0]
-		for _, q := range queue {
-			if c.liveLocked(q) {
-				live = append(live, q)
+	for cls := range c.queues {
+		c.queues[cls].filter(func(q queued) bool {
+			live := c.liveLocked(c.queuedKeyLocked(q), q.gen)
+			if !live && q.part {
+				delete(c.queuedParts, q.gen)
 			}
-		}
-		clear(queue[len(live):])
-		c.queues[cls] = live
-		c.queuedN += len(live)
+			return live
+		})
+		c.queuedN += c.queues[cls].len()
 	}
 }
 
@@ -680,17 +690,18 @@ func (c *Client) compactQueueLocked() {
 // client as that hash.
 func (c *Client) boundLocked(h resources.Hash) bool {
 	for _, k := range c.view.KeysWithHash(h) {
-		if told, ok := c.told[k]; ok && told.Value() == h {
+		if told, ok := c.bind.toldOf(k); ok && told.Value() == h {
 			return true
 		}
 	}
 	return false
 }
 
-// liveLocked reports whether q is still wanted.
-func (c *Client) liveLocked(q queued) bool {
-	p, ok := c.pendLocked(q.key())
-	return ok && p.gen == q.gen
+// liveLocked reports whether the request k of generation gen is still
+// wanted.
+func (c *Client) liveLocked(k reqKey, gen uint32) bool {
+	p, ok := c.pendLocked(k)
+	return ok && p.gen == gen
 }
 
 func (c *Client) byeLocked(code packets.DisconnectCode, reason string) {
@@ -725,7 +736,7 @@ func (c *Client) cancelHashes(hs []resources.Hash) {
 		cancel[h] = true
 	}
 	for _, h := range hs {
-		delete(c.pending, h)
+		delete(c.pending, unique.Make(h))
 	}
 	for k := range c.parts {
 		if cancel[k.hash] {
@@ -804,33 +815,9 @@ func (c *Client) markLocked(seq uint32) {
 	c.marker, c.markerSeq = true, seq
 }
 
-// reconcileLocked turns dirty keys into Bind and Lost entries by comparing
-// what the client was told with what it uses now.
+// reconcileLocked turns what is due into Bind and Lost entries.
 func (c *Client) reconcileLocked() (binds []*packs.Entry, losts []resources.Key) {
-	c.rechecked += len(c.dirty)
-	for k := range c.dirty {
-		told, wasTold := c.told[k]
-		e, exists := c.view.Get(k)
-		if c.uses.InUse(k.Type, k.ID) && exists {
-			if !wasTold || told != e.Content {
-				binds = append(binds, e)
-				c.told[k] = e.Content
-			}
-			continue
-		}
-		if wasTold {
-			losts = append(losts, k)
-			delete(c.told, k)
-		}
-	}
-	if len(c.dirty) > 256 {
-		// clear keeps a map's buckets; after a join's thousands of keys
-		// that would be an idle client's largest allocation.
-		c.dirty = make(map[resources.Key]struct{})
-	} else {
-		clear(c.dirty)
-	}
-	return binds, losts
+	return c.bind.reconcile(c.view)
 }
 
 // writeLoop owns the socket's write side until the session ends.
@@ -839,7 +826,7 @@ func (c *Client) writeLoop() {
 	ping := time.NewTicker(c.srv.cfg.PingInterval.Duration)
 	defer ping.Stop()
 	for {
-		if err := c.flushPooled(); err != nil {
+		if err := c.flush(); err != nil {
 			c.endWrites(err)
 			return
 		}
@@ -888,23 +875,10 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// flushPooled runs flush with a packet buffer borrowed for the duration:
-// an idle client holds no buffer. A buffer that grew past a chunk (a large
-// Bind) is left for the GC rather than pooled.
-func (c *Client) flushPooled() error {
-	bp := c.srv.bufs.Get().(*[]byte)
-	err := c.flush(bp)
-	if cap(*bp) <= packets.ChunkHeaderSize+c.srv.cfg.ChunkSize {
-		*bp = (*bp)[:0]
-		c.srv.bufs.Put(bp)
-	}
-	return err
-}
-
 // flush writes everything pending: first Disconnect, errors, Binds and
 // Losts, then one chunk per active stream in turn, re-checking control
 // packets between chunks so a Bind is never stuck behind a large file.
-func (c *Client) flush(buf *[]byte) error {
+func (c *Client) flush() error {
 	for {
 		if err := c.ctx.Err(); err != nil {
 			return err // the reader has ended the session
@@ -927,10 +901,10 @@ func (c *Client) flush(buf *[]byte) error {
 			}
 			return &byeError{bye}
 		}
-		if err := c.writeControl(buf, binds, losts, errs, marker); err != nil {
+		if err := c.writeControl(binds, losts, errs, marker); err != nil {
 			return err
 		}
-		more, err := c.sendChunk(buf)
+		more, err := c.sendChunk()
 		if err != nil {
 			return err
 		}
@@ -945,7 +919,12 @@ func (c *Client) flush(buf *[]byte) error {
 // thousands of resources never builds one large packet per client.
 const bindBatch = 512
 
-func (c *Client) writeControl(buf *[]byte, binds []*packs.Entry, losts []resources.Key, errs []packets.ResourceError, marker *packets.BindsDone) error {
+func (c *Client) writeControl(binds []*packs.Entry, losts []resources.Key, errs []packets.ResourceError, marker *packets.BindsDone) error {
+	if len(binds)+len(losts)+len(errs) == 0 && marker == nil {
+		return nil
+	}
+	buf := c.srv.packetBuf()
+	defer c.srv.putPacketBuf(buf)
 	write := func(p packets.Packet) error {
 		*buf = packets.Append((*buf)[:0], p)
 		return c.writeMessage(*buf)
@@ -989,22 +968,25 @@ func (c *Client) writeControl(buf *[]byte, binds []*packs.Entry, losts []resourc
 
 // sendChunk sends the next chunk of the next active stream, starting queued
 // streams as slots free up. It reports whether streams remain.
-func (c *Client) sendChunk(buf *[]byte) (more bool, err error) {
+func (c *Client) sendChunk() (more bool, err error) {
 	c.mu.Lock()
 	var s *stream
 	var cls int
 	for s == nil {
 		for cls = numClasses - 1; cls >= 0; cls-- {
-			for len(c.active[cls]) < c.srv.cfg.ActiveStreams && len(c.queues[cls]) > 0 {
-				q := c.queues[cls][0]
-				c.queues[cls][0] = queued{}
-				c.queues[cls] = c.queues[cls][1:]
+			for len(c.active[cls]) < c.srv.cfg.ActiveStreams && c.queues[cls].len() > 0 {
+				q := c.queues[cls].pop()
 				c.queuedN--
-				if len(c.queues[cls]) == 0 {
-					c.queues[cls] = nil // let the drained backing array go
+				key := c.queuedKeyLocked(q)
+				if q.part {
+					delete(c.queuedParts, q.gen)
 				}
-				if c.liveLocked(q) {
-					c.active[cls] = append(c.active[cls], &stream{queued: q, class: uint8(cls)})
+				if c.liveLocked(key, q.gen) {
+					s := &stream{entry: q.entry, gen: q.gen, class: uint8(cls)}
+					if q.part {
+						s.part = &key
+					}
+					c.active[cls] = append(c.active[cls], s)
 				}
 			}
 		}
@@ -1019,7 +1001,7 @@ func (c *Client) sendChunk(buf *[]byte) (more bool, err error) {
 		active := c.active[cls]
 		c.rr[cls] %= len(active)
 		s = active[c.rr[cls]]
-		if !c.liveLocked(s.queued) {
+		if !c.liveLocked(s.key(), s.gen) {
 			c.active[cls] = slices.Delete(active, c.rr[cls], c.rr[cls]+1)
 			c.closeContent(s)
 			s = nil
@@ -1055,9 +1037,9 @@ func (c *Client) sendChunk(buf *[]byte) (more bool, err error) {
 
 	var last bool
 	if s.part != nil && s.part.manifest {
-		last, err = c.writeManifestPart(s, buf)
+		last, err = c.writeManifestPart(s)
 	} else {
-		last, err = c.writeStreamChunk(s, buf)
+		last, err = c.writeStreamChunk(s)
 	}
 	if err != nil {
 		return false, err
@@ -1067,7 +1049,7 @@ func (c *Client) sendChunk(buf *[]byte) (more bool, err error) {
 		if i := slices.Index(c.active[s.class], s); i >= 0 {
 			c.active[s.class] = slices.Delete(c.active[s.class], i, i+1)
 		}
-		if c.liveLocked(s.queued) {
+		if c.liveLocked(s.key(), s.gen) {
 			c.deletePendLocked(s.key()) // a read error ended it; the last write already freed it otherwise
 		}
 		c.mu.Unlock()
@@ -1115,7 +1097,7 @@ func (c *Client) failStream(s *stream, what string, err error) {
 // place, and that request must find the room free.
 func (c *Client) freeLast(s *stream) {
 	c.mu.Lock()
-	if c.liveLocked(s.queued) {
+	if c.liveLocked(s.key(), s.gen) {
 		c.deletePendLocked(s.key())
 	}
 	c.mu.Unlock()
@@ -1123,7 +1105,7 @@ func (c *Client) freeLast(s *stream) {
 
 // writeManifestPart writes the next part of a manifest, as many chunks as
 // fit one packet. It reports whether that was the last part.
-func (c *Client) writeManifestPart(s *stream, buf *[]byte) (last bool, err error) {
+func (c *Client) writeManifestPart(s *stream) (last bool, err error) {
 	e := s.entry
 	if !s.started {
 		s.started = true
@@ -1145,8 +1127,11 @@ func (c *Client) writeManifestPart(s *stream, buf *[]byte) (last bool, err error
 		c.freeLast(s)
 		c.srv.metrics.manifestsSent.Inc()
 	}
+	buf := c.srv.packetBuf()
 	*buf = packets.Append((*buf)[:0], part)
-	if err := c.writeMessage(*buf); err != nil {
+	err = c.writeMessage(*buf)
+	c.srv.putPacketBuf(buf)
+	if err != nil {
 		return false, err
 	}
 	s.mfNext += n
@@ -1155,9 +1140,8 @@ func (c *Client) writeManifestPart(s *stream, buf *[]byte) (last bool, err error
 
 // writeStreamChunk writes InitResSend on a stream's first turn and one
 // ChunkSend on every turn. It reports whether that was the last chunk.
-func (c *Client) writeStreamChunk(s *stream, buf *[]byte) (last bool, err error) {
+func (c *Client) writeStreamChunk(s *stream) (last bool, err error) {
 	e := s.entry
-	write := func() error { return c.writeMessage(*buf) }
 	if !s.started {
 		s.started, s.began = true, time.Now()
 		c.srv.metrics.streamStarted(e.InMemory())
@@ -1185,36 +1169,72 @@ func (c *Client) writeStreamChunk(s *stream, buf *[]byte) (last bool, err error)
 			init.Encoding, init.EncodedLength = packets.EncodingZstd, uint64(len(enc))
 			c.srv.metrics.bytesSaved.Add(float64(n - uint64(len(enc))))
 		}
+		buf := c.srv.smallBuf()
 		*buf = packets.Append((*buf)[:0], init)
-		if err := write(); err != nil {
+		err = c.writeMessage(*buf)
+		c.srv.putSmallBuf(buf)
+		if err != nil {
 			return false, err
 		}
 	}
 	n := min(s.end-s.next, uint64(c.srv.cfg.ChunkSize))
 	last = s.next+n == s.end
-	*buf = packets.Append((*buf)[:0], &packets.ChunkSend{Stream: s.id, Offset: s.next, Last: last})
-	hdr := len(*buf)
-	if s.enc != nil {
-		*buf = append(*buf, s.enc[s.next:s.next+n]...)
+	hdr := packets.ChunkSend{Stream: s.id, Offset: s.next, Last: last}
+	payload := s.enc
+	if payload == nil {
+		payload = packs.Bytes(s.content)
+	}
+	if payload != nil {
+		if last {
+			c.freeLast(s)
+		}
+		err = c.writeInMemory(&hdr, payload[s.next:s.next+n])
 	} else {
-		*buf = (*buf)[:hdr+int(n)]
-		got, err := s.content.ReadAt((*buf)[hdr:], int64(s.next))
-		if err != nil && !(err == io.EOF && uint64(got) == n) {
+		buf := c.srv.packetBuf()
+		*buf = packets.Append((*buf)[:0], &hdr)
+		at := len(*buf)
+		*buf = (*buf)[:at+int(n)]
+		got, rerr := s.content.ReadAt((*buf)[at:], int64(s.next))
+		if rerr != nil && !(rerr == io.EOF && uint64(got) == n) {
 			// The file shrank or vanished under us: tell the client
 			// instead of sending short data.
-			c.failStream(s, "read resource", err)
+			c.srv.putPacketBuf(buf)
+			c.failStream(s, "read resource", rerr)
 			return true, nil
 		}
+		if last {
+			c.freeLast(s)
+		}
+		err = c.writeMessage(*buf)
+		c.srv.putPacketBuf(buf)
 	}
-	if last {
-		c.freeLast(s)
-	}
-	if err := write(); err != nil {
+	if err != nil {
 		return false, err
 	}
 	c.srv.metrics.bytesSent.Add(float64(n))
 	s.next += n
 	return last, nil
+}
+
+// smallPayload is the largest chunk held in memory that is copied behind
+// its header into one small buffer and written with one system call;
+// larger ones are written from where they are (writeParts).
+const smallPayload = 8 << 10
+
+// writeInMemory writes a ChunkSend whose payload is held in memory. A
+// payload that fits gorilla's write buffer with its header goes through
+// it as one frame; a larger one is copied into a small buffer up to
+// smallPayload, and written from where it is beyond that. Either way a
+// writer blocked on a full socket holds at most a small buffer.
+func (c *Client) writeInMemory(hdr *packets.ChunkSend, payload []byte) error {
+	h := packets.Append(c.chunkHdr[:0], hdr)
+	if len(payload) <= writeBufferSize-len(h) || len(payload) > smallPayload {
+		return c.writeParts(h, payload)
+	}
+	buf := c.srv.smallBuf()
+	defer c.srv.putSmallBuf(buf)
+	*buf = append(append((*buf)[:0], h...), payload...)
+	return c.writeMessage(*buf)
 }
 
 // encoded returns the zstd form of a stream's bytes when the session
@@ -1261,9 +1281,11 @@ func (c *Client) closeStreams() {
 		for _, s := range c.active[cls] {
 			c.closeContent(s)
 		}
-		c.active[cls], c.queues[cls] = nil, nil
+		c.active[cls] = nil
+		c.queues[cls].reset()
 	}
 	c.queuedN = 0
+	c.queuedParts = nil
 	clear(c.pending)
 	c.parts = nil
 }

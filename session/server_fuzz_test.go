@@ -2,6 +2,7 @@ package session
 
 import (
 	"testing"
+	"unique"
 
 	"github.com/voxsync/voxsync/configs"
 	"github.com/voxsync/voxsync/packets"
@@ -70,10 +71,13 @@ func FuzzServerSession(f *testing.F) {
 			}
 			queued := 0
 			for _, q := range c.queues {
-				queued += len(q)
+				queued += q.len()
 			}
 			if queued != c.queuedN {
 				t.Fatalf("%d queued, counted %d", queued, c.queuedN)
+			}
+			if len(c.queuedParts) > queued {
+				t.Fatalf("%d keys of queued parts for %d queued", len(c.queuedParts), queued)
 			}
 			if queued > 2*c.pendingLocked()+1024+maxReq {
 				t.Fatalf("%d queued for %d pending", queued, c.pendingLocked())
@@ -82,10 +86,15 @@ func FuzzServerSession(f *testing.F) {
 				t.Fatalf("%d queued errors", len(c.errs))
 			}
 			c.reconcileLocked()
-			for k := range c.told {
-				if _, ok := c.view.Get(k); !ok || !c.uses.InUse(k.Type, k.ID) {
+			told := 0
+			c.bind.eachTold(func(k resources.Key, _ unique.Handle[resources.Hash]) {
+				told++
+				if _, ok := c.view.Get(k); !ok || !c.bind.inUse(k) {
 					t.Fatalf("told about %v, which is not in use or not in the view", k)
 				}
+			})
+			if told != c.bind.bound {
+				t.Fatalf("told about %d keys, counted %d", told, c.bind.bound)
 			}
 			c.mu.Unlock()
 		}

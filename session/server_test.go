@@ -95,7 +95,7 @@ func TestServerSyncsBuiltinPack(t *testing.T) {
 func TestUnknownAndUnboundHashesGetErrors(t *testing.T) {
 	ts := startServer(t, serverSetup{cfg: func(c *configs.Server) { c.Preload = []string{"texture/*"} }})
 	c, _ := join(t, ts.url)
-	binds := c.binds(len(ts.matchPreload(ts.View())))
+	binds := c.binds(len(ts.matchPreload(ts.View()).keys))
 	var texture resources.Hash
 	for _, b := range binds {
 		texture = b.Hash

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"slices"
 	"time"
+	"unique"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -147,13 +148,13 @@ func (s *Server) Status() Status {
 		if len(c.parts) > 0 {
 			hashes := make(map[resources.Hash]bool, len(c.parts))
 			for k := range c.parts {
-				if _, whole := c.pending[k.hash]; !whole {
+				if _, whole := c.pending[unique.Make(k.hash)]; !whole {
 					hashes[k.hash] = true
 				}
 			}
 			outstanding += len(hashes)
 		}
-		cs.Bound, cs.Outstanding = len(c.told), outstanding
+		cs.Bound, cs.Outstanding = c.bind.bound, outstanding
 		for _, list := range c.active {
 			for _, sm := range list {
 				cs.Streams = append(cs.Streams, StreamStatus{Resource: sm.entry.Type.String() + "/" + sm.entry.Ref.String(), Size: sm.entry.Size})
