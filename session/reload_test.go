@@ -391,3 +391,61 @@ func TestHotReloadCostFollowsWhatChanged(t *testing.T) {
 		}
 	}
 }
+
+// A client that uses the whole preload set holds no state per preloaded
+// key: it shares the server's set and keeps only what changed since. With
+// a thousand clients and thousands of preloaded resources, per-key maps
+// were most of the server's memory.
+func TestPreloadedKeysCostNoStatePerClient(t *testing.T) {
+	dir := t.TempDir()
+	const files = 500
+	for i := range files {
+		writePackFile(t, dir, filePath(i), []byte("v1 "+itoa(i)))
+	}
+	ts := hotServer(t, dir)
+	var recs []*recorder
+	for range 2 {
+		_, rec := joinSynced(t, ts, files)
+		recs = append(recs, rec)
+	}
+	perKey := func(c *Client) int {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return len(c.bind.told) + c.bind.uses.Len()
+	}
+	for _, c := range ts.Clients() {
+		if n := perKey(c); n != 0 || c.Bound() != files {
+			t.Fatalf("after the join: %d entries of per-key state, %d bound; want 0 and %d", n, c.Bound(), files)
+		}
+	}
+	// One file changed and one removed: two differences per client.
+	v2 := []byte("version 2")
+	writePackFile(t, dir, filePath(7), v2)
+	if err := os.Remove(filepath.Join(dir, filepath.FromSlash(filePath(9)))); err != nil {
+		t.Fatal(err)
+	}
+	gone := strings.TrimPrefix(filePath(9), "assets/t/texture/")
+	for _, rec := range recs {
+		waitFor(t, rec, loadedAs(strings.TrimPrefix(filePath(7), "assets/t/texture/"), v2), "the changed file")
+		waitFor(t, rec, func(l Lost) bool { return l.Binding.Ref.Key == gone }, "the removed file's Lost")
+	}
+	for _, c := range ts.Clients() {
+		if n := perKey(c); n != 2 || c.Bound() != files-1 {
+			t.Errorf("after a change and a removal: %d entries of per-key state, %d bound; want 2 and %d", n, c.Bound(), files-1)
+		}
+	}
+	// The game's own uses of a preloaded resource come and go without a
+	// Bind or a Lost, and a release of a use it never added is an error.
+	loc := resources.Loc{Type: resources.TypeTexture, Ref: resources.Ref{Domain: "t", Key: strings.TrimPrefix(filePath(3), "assets/t/texture/")}}
+	c := ts.Clients()[0]
+	c.Use(loc)
+	if err := c.Release(loc); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Release(loc); err == nil {
+		t.Error("releasing a preloaded resource the game never used was not an error")
+	}
+	if n := perKey(c); n != 2 || c.Bound() != files-1 {
+		t.Errorf("after a game use and release: %d entries of per-key state, %d bound; want 2 and %d", n, c.Bound(), files-1)
+	}
+}

@@ -200,7 +200,8 @@ func (c *Client) ID() uuid.UUID { return c.hello.Client }
 // Session returns the session UUID the server assigned.
 func (c *Client) Session() uuid.UUID { return c.session }
 
-// Use adds a use of loc for this client; the first use sends a Bind.
+// Use adds a use of loc for this client; the first use sends a Bind
+// (none for a preloaded resource, which is in use already).
 func (c *Client) Use(l resources.Loc) {
 	k := resources.Key{Type: l.Type, ID: c.srv.ids.ID(l)}
 	c.mu.Lock()
@@ -209,7 +210,10 @@ func (c *Client) Use(l resources.Loc) {
 	c.poke()
 }
 
-// Release removes a use of loc; the last release sends a Lost.
+// Release removes a use that Use added; the last sends a Lost unless loc
+// is preloaded. Releasing a use that Use did not add is an error: a
+// preloaded resource is in use for as long as it matches the preload
+// patterns.
 func (c *Client) Release(l resources.Loc) error {
 	k := resources.Key{Type: l.Type, ID: c.srv.ids.ID(l)}
 	c.mu.Lock()
