@@ -360,17 +360,8 @@ func TestHotReloadMidDownload(t *testing.T) {
 // everything it has bound: with 2,000 resources bound, one changed file is
 // one key re-checked per client (it was every bound key, twice, before).
 func TestHotReloadCostFollowsWhatChanged(t *testing.T) {
-	dir := t.TempDir()
 	const files = 2000
-	for i := range files {
-		writePackFile(t, dir, filePath(i), []byte("v1 "+itoa(i)))
-	}
-	ts := hotServer(t, dir)
-	var recs []*recorder
-	for range 3 {
-		_, rec := joinSynced(t, ts, files)
-		recs = append(recs, rec)
-	}
+	dir, ts, recs := hotClients(t, files, 3)
 	before := map[*Client]int{}
 	for _, c := range ts.Clients() {
 		c.mu.Lock()
@@ -397,17 +388,8 @@ func TestHotReloadCostFollowsWhatChanged(t *testing.T) {
 // a thousand clients and thousands of preloaded resources, per-key maps
 // were most of the server's memory.
 func TestPreloadedKeysCostNoStatePerClient(t *testing.T) {
-	dir := t.TempDir()
 	const files = 500
-	for i := range files {
-		writePackFile(t, dir, filePath(i), []byte("v1 "+itoa(i)))
-	}
-	ts := hotServer(t, dir)
-	var recs []*recorder
-	for range 2 {
-		_, rec := joinSynced(t, ts, files)
-		recs = append(recs, rec)
-	}
+	dir, ts, recs := hotClients(t, files, 2)
 	perKey := func(c *Client) int {
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -448,4 +430,21 @@ func TestPreloadedKeysCostNoStatePerClient(t *testing.T) {
 	if n := perKey(c); n != 2 || c.Bound() != files-1 {
 		t.Errorf("after a game use and release: %d entries of per-key state, %d bound; want 2 and %d", n, c.Bound(), files-1)
 	}
+}
+
+// hotClients starts a hot-reloading server over a pack of files textures
+// ("v1 <i>") and joins n clients that have synced them all.
+func hotClients(t *testing.T, files, n int) (string, *testServer, []*recorder) {
+	t.Helper()
+	dir := t.TempDir()
+	for i := range files {
+		writePackFile(t, dir, filePath(i), []byte("v1 "+itoa(i)))
+	}
+	ts := hotServer(t, dir)
+	var recs []*recorder
+	for range n {
+		_, rec := joinSynced(t, ts, files)
+		recs = append(recs, rec)
+	}
+	return dir, ts, recs
 }
