@@ -64,6 +64,8 @@ type Cache struct {
 	partialFlushed func(h resources.Hash, durable int)
 
 	opened OpenReport
+
+	corrupt corruptHooks // see OnCorrupt
 }
 
 // Open opens (creating if needed) the cache in opts.Dir and indexes the
@@ -149,8 +151,8 @@ func Open(ctx context.Context, opts Options) (*Cache, error) {
 	}
 	c.tiers = []Tier{
 		&packTier{view: view, log: opts.Logger},
-		&inlineTier{stmts: c.stmts, store: c.store, log: opts.Logger},
-		&fileTier{stmts: c.stmts, dir: blobs, store: c.store, log: opts.Logger},
+		&inlineTier{stmts: c.stmts, store: c.store, log: opts.Logger, corrupt: &c.corrupt},
+		&fileTier{stmts: c.stmts, dir: blobs, store: c.store, log: opts.Logger, corrupt: &c.corrupt},
 	}
 	return c, nil
 }

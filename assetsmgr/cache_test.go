@@ -227,8 +227,18 @@ func TestCorruptEntriesAreMissesAndRemoved(t *testing.T) {
 			db.Close()
 
 			c = openCache(t, Options{Dir: dir})
+			var told []resources.Hash
+			c.OnCorrupt(func(h resources.Hash) { told = append(told, h) })
 			if b, ok := lookup(t, c, h); ok {
-				t.Fatalf("corrupt entry served from %s", b.Source)
+				// A hit whose bytes are verified as they are read: the
+				// read fails, and the entry is dropped.
+				data, err := b.ReadAll()
+				if err == nil || !(errors.Is(err, ErrHashMismatch) || errors.Is(err, ErrSizeMismatch)) {
+					t.Fatalf("corrupt entry served from %s: %d bytes, err %v", b.Source, len(data), err)
+				}
+				if len(told) != 1 || told[0] != h {
+					t.Fatalf("OnCorrupt told %v, want %s", told, h.Short())
+				}
 			}
 			c.Flush(context.Background())
 			var rows int

@@ -1,7 +1,6 @@
 package assetsmgr
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -61,38 +60,33 @@ type Blob struct {
 	Hash   resources.Hash
 	Size   int64
 	Source Source
-	data   []byte                  // inline hits carry their bytes
-	open   func() (Content, error) // file-backed hits reopen on demand
+	open   func() (Content, error) // reads (and where due verifies) the bytes
 	used   int64                   // last_used of a cache row (unix seconds)
 }
 
-type bytesContent struct{ *bytes.Reader }
-
-func (bytesContent) Close() error { return nil }
-
-// Open returns the blob's bytes for reading. A blob file not re-hashed at
-// lookup (its fingerprint was unchanged) is verified whole on the first
-// read, which fails with ErrHashMismatch or ErrSizeMismatch rather than
-// return a corrupt byte.
+// Open returns the blob's bytes for reading. An inline blob, and a blob
+// file not re-hashed at lookup (its fingerprint was unchanged), is
+// verified whole on the first read, which fails with ErrHashMismatch or
+// ErrSizeMismatch rather than return a corrupt byte.
 func (b Blob) Open() (Content, error) {
 	if b.open == nil {
-		return bytesContent{bytes.NewReader(b.data)}, nil
+		return nil, fmt.Errorf("open blob %s: not a cache hit", b.Hash.Short())
 	}
 	return b.open()
 }
 
 // ReadAll returns the blob's bytes.
 func (b Blob) ReadAll() ([]byte, error) {
-	if b.open == nil {
-		return b.data, nil
-	}
-	c, err := b.open()
+	c, err := b.Open()
 	if err != nil {
 		return nil, err
 	}
 	defer c.Close()
-	if cc, ok := c.(*checkedContent); ok {
+	switch cc := c.(type) {
+	case *checkedContent:
 		return cc.readAll() // one pass: read and verify together
+	case inlineContent:
+		return cc.data, nil // verified as it was read
 	}
 	out := make([]byte, b.Size)
 	if _, err := c.ReadAt(out, 0); err != nil && !(err == io.EOF && b.Size == 0) {
@@ -101,9 +95,10 @@ func (b Blob) ReadAll() ([]byte, error) {
 	return out, nil
 }
 
-// Tier is one place blobs can be found. Lookup returns the verified hits
-// among hs; an entry it finds corrupt is removed (where the tier owns it)
-// and is a miss.
+// Tier is one place blobs can be found. Lookup returns the hits among hs.
+// Their bytes are verified at lookup or, where that would cost a read of
+// every blob at every join, when first read; an entry found corrupt either
+// way is removed (where the tier owns it) and is a miss, or a read error.
 type Tier interface {
 	Source() Source
 	Lookup(ctx context.Context, hs []resources.Hash) (map[resources.Hash]Blob, error)

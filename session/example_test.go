@@ -37,12 +37,16 @@ func Example_embedding() {
 			switch e := e.(type) {
 			case session.Bound: // e.Binding: (type, id) is now domain:key with this hash
 			case session.Loaded: // e.Source: pack|inline|blob|network; e.Replaces: the old hash after a server-side change
-				blob, err := s.Open(ctx, e.Binding.Hash) // verified bytes: blob.ReadAll() or blob.Open()
+				blob, err := s.Open(ctx, e.Binding.Hash) // bytes verified as read: blob.ReadAll() or blob.Open()
 				if err != nil {
 					log.Print(err)
 					return
 				}
-				data, _ := blob.ReadAll()
+				data, err := blob.ReadAll()
+				if err != nil { // a damaged copy: it is fetched again, and Loaded again
+					log.Print(err)
+					return
+				}
 				loadTexture(data)
 			case session.Lost: // drop e.Binding
 			case session.BindsDone: // e.Complete: every resource for the current position is bound (e.Bound of them)

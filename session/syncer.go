@@ -379,7 +379,11 @@ func (s *Syncer) LastError() error {
 	return s.lastErr
 }
 
-// Open returns a loaded resource's bytes from the cache.
+// Open returns a loaded resource's bytes from the cache. They are verified
+// as they are read: a read that fails with assetsmgr.ErrHashMismatch or
+// ErrSizeMismatch (the cached copy was damaged since it was stored) drops
+// the copy, and the resource is fetched again and Loaded again, as it is
+// when Open finds it gone from the cache.
 func (s *Syncer) Open(ctx context.Context, h resources.Hash) (assetsmgr.Blob, error) {
 	hits, err := s.opts.Cache.Lookup(ctx, []resources.Hash{h})
 	if err != nil {
@@ -387,6 +391,9 @@ func (s *Syncer) Open(ctx context.Context, h resources.Hash) (assetsmgr.Blob, er
 	}
 	b, ok := hits[h]
 	if !ok {
+		// A loaded copy gone from the cache (found corrupt, or removed
+		// by hand) is fetched again: the game gets Loaded once it is.
+		s.refetch(h)
 		return assetsmgr.Blob{}, fmt.Errorf("open %s: not in the cache", h.Short())
 	}
 	return b, nil
@@ -473,6 +480,7 @@ func (s *Syncer) Run(ctx context.Context) (err error) {
 		s.setLastErr(err)
 		return err
 	}
+	defer s.opts.Cache.OnCorrupt(s.refetch)()
 	backoff := 200 * time.Millisecond
 	for {
 		start := time.Now()
@@ -1162,6 +1170,32 @@ func (s *Syncer) lookup(ctx context.Context, out *outbox, look []resources.Hash)
 	s.emit(evs)
 	s.poke()
 	s.request(out, miss)
+}
+
+// refetch fetches again a loaded hash whose cached bytes did not verify
+// when the game read them (the cache dropped the entry, see
+// assetsmgr.Cache.OnCorrupt): the game gets Loaded again once a good copy
+// is stored. Between sessions it is asked for once the next one binds it.
+func (s *Syncer) refetch(h resources.Hash) {
+	s.mu.Lock()
+	hs := s.hashes[h]
+	if hs == nil || hs.state != phaseLoaded {
+		s.mu.Unlock()
+		return
+	}
+	s.log.Warn("cached copy damaged or gone; fetching it again", "hash", h.Short())
+	hs.state = phaseRequested
+	s.stats.Rerequested++
+	out := s.out
+	var miss []resources.Hash
+	if out != nil && s.fetchLocked(h, hs) {
+		miss = append(miss, h)
+	}
+	s.mu.Unlock()
+	s.poke()
+	if len(miss) > 0 {
+		s.request(out, miss)
+	}
 }
 
 // loadedLocked records that key k has its hash loaded and returns the event.

@@ -1,12 +1,15 @@
 package session
 
 import (
+	"bytes"
 	"context"
+	"database/sql"
 	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -433,3 +436,65 @@ func TestSyncerStopsPromptlyWhileTheServerKeepsSending(t *testing.T) {
 		t.Fatal("Run did not return while the server kept sending")
 	}
 }
+
+// A cached copy that turns out corrupt when the game reads it (the cache
+// verifies inline blobs and unchanged blob files as they are read, not at
+// every join) is fetched again at once, and Loaded again, within the same
+// session.
+func TestSyncerFetchesAgainWhatFailsWhenRead(t *testing.T) {
+	dir := t.TempDir()
+	small, large := []byte("a small texture, stored inline"), randomBytes(300_000, 3)
+	writePackFile(t, dir, "assets/t/texture/small.png", small)
+	writePackFile(t, dir, "assets/t/texture/large.png", large)
+	ts := startServer(t, serverSetup{dirs: []string{dir}, cfg: func(c *configs.Server) {
+		c.BuiltinPack = false
+		c.Preload = []string{"*"}
+	}})
+	s, rec, cache, _ := startSyncer(t, ts.url, nil)
+	for _, data := range [][]byte{small, large} {
+		waitFor(t, rec, func(l Loaded) bool { return l.Binding.Hash == resources.Sum(data) }, "the first copy")
+	}
+	if err := cache.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// Damage both copies behind the cache's back, the way a disk does.
+	db, err := sql.Open("sqlite", filepath.Join(cache.Dir(), "db.sqlite3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec("UPDATE inline_blobs SET data = zeroblob(length(data)) WHERE hash = ?", hashBytes(resources.Sum(small))); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	blobFile := filepath.Join(cache.Dir(), "blobs", resources.Sum(large).String()[:2], resources.Sum(large).String())
+	f, err := os.OpenFile(blobFile, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte{'X'}, 1000)
+	f.Close()
+
+	for _, data := range [][]byte{small, large} {
+		h := resources.Sum(data)
+		// The blob file's ctime changed, so the lookup re-hashes it and
+		// finds it damaged; the inline copy fails as it is read.
+		if b, err := s.Open(context.Background(), h); err == nil {
+			if got, err := b.ReadAll(); !errors.Is(err, assetsmgr.ErrHashMismatch) {
+				t.Fatalf("reading the damaged copy of %s: %d bytes, err %v; want ErrHashMismatch", h.Short(), len(got), err)
+			}
+		}
+		waitFor(t, rec, func(l Loaded) bool { return l.Binding.Hash == h && l.Source == assetsmgr.SourceNetwork }, "a good copy fetched again")
+		b, err := s.Open(context.Background(), h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := b.ReadAll(); err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("the copy fetched again: %d bytes, err %v", len(got), err)
+		}
+	}
+	if !s.Synced() {
+		t.Errorf("not synced after fetching again: %+v", s.Stats())
+	}
+}
+
+func hashBytes(h resources.Hash) []byte { return h[:] }
