@@ -404,3 +404,23 @@ func TestTrimEvictsLeastRecentlyUsed(t *testing.T) {
 		t.Fatalf("second trim removed %d", n)
 	}
 }
+
+// A read that found an inline copy corrupt queues its removal; if a good
+// copy was stored again before the removal runs (the Syncer fetches one at
+// once), the good copy stays.
+func TestCorruptDropSparesAGoodCopyStoredSince(t *testing.T) {
+	c := openCache(t, Options{Dir: t.TempDir()})
+	data := []byte("a good copy, stored again after a bad read")
+	h := put(t, c, data)
+	c.store.dropCorrupt(h, true) // as a read of the old, damaged copy would
+	if err := c.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	b, ok := lookup(t, c, h)
+	if !ok {
+		t.Fatal("the good copy was removed by the drop of the damaged one")
+	}
+	if got, err := b.ReadAll(); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read %q, %v", got, err)
+	}
+}

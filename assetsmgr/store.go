@@ -79,7 +79,10 @@ type op struct {
 	names   []blobName     // opName
 	fps     []string       // opFingerprint: one per hashes entry; opFile: set once placed
 	partial *partialOp     // the opPartial* kinds and opDropChunkIndex
-	done    func(error)
+	// ifCorrupt (opDeleteInline): delete only rows whose bytes still do
+	// not match; a good copy stored since the damage was found stays.
+	ifCorrupt bool
+	done      func(error)
 }
 
 // store applies cache writes on one goroutine, in order, committing
@@ -103,8 +106,12 @@ type store struct {
 	// Names wait here rather than in ops: Name is called from done
 	// callbacks, which run on the store's own goroutine, where a send on a
 	// full ops would never be received.
-	namesMu sync.Mutex // guards names
+	namesMu sync.Mutex // guards names, corruptInline, corruptFiles
 	names   []blobName
+	// Entries found corrupt while being read wait here too: a read can
+	// run on the store's goroutine (a done callback's Loaded event, whose
+	// handler reads another blob).
+	corruptInline, corruptFiles []resources.Hash
 }
 
 func newStore(db *sql.DB, cacheDir string, log *slog.Logger, now func() time.Time) *store {
@@ -139,11 +146,31 @@ func (s *store) name(n blobName) {
 	s.namesMu.Lock()
 	s.names = append(s.names, n)
 	s.namesMu.Unlock()
+	s.wake()
+}
+
+// dropCorrupt queues the removal of the row of an entry whose bytes did
+// not match when read, without ever blocking: inline rows only if they
+// still do not match when the batch runs.
+func (s *store) dropCorrupt(h resources.Hash, inline bool) {
+	s.namesMu.Lock()
+	if inline {
+		s.corruptInline = append(s.corruptInline, h)
+	} else {
+		s.corruptFiles = append(s.corruptFiles, h)
+	}
+	s.namesMu.Unlock()
+	s.wake()
+}
+
+// wake starts a batch on an idle store; a busy one takes what waits with
+// its next batch.
+func (s *store) wake() {
 	s.mu.RLock()
 	if !s.closed {
 		select {
 		case s.ops <- op{kind: opName}: // wake an idle store
-		default: // a busy one takes the names with its next batch
+		default: // a busy one takes what waits with its next batch
 		}
 	}
 	s.mu.RUnlock()
@@ -189,6 +216,14 @@ func (s *store) run() {
 			}
 		}
 		s.namesMu.Lock()
+		if len(s.corruptInline) > 0 {
+			batch = append(batch, op{kind: opDeleteInline, hashes: s.corruptInline, ifCorrupt: true})
+			s.corruptInline = nil
+		}
+		if len(s.corruptFiles) > 0 {
+			batch = append(batch, op{kind: opDeleteFile, hashes: s.corruptFiles})
+			s.corruptFiles = nil
+		}
 		if len(s.names) > 0 {
 			// Last in the batch: after the rows of the blobs they name.
 			batch = append(batch, op{kind: opName, names: s.names})
@@ -375,6 +410,9 @@ func (s *store) commit(batch []op, errs []error) error {
 			}
 		case opDeleteInline:
 			for _, h := range o.hashes {
+				if o.ifCorrupt && tx.inlineIntact(h) {
+					continue
+				}
 				if _, err = tx.Exec(`DELETE FROM inline_blobs WHERE hash = ?`, h[:]); err != nil {
 					break
 				}
@@ -481,6 +519,15 @@ func (w *writeConn) Exec(query string, args ...any) (sql.Result, error) {
 		w.stmts[query] = st
 	}
 	return st.ExecContext(ctx, args...)
+}
+
+// inlineIntact reports whether h's inline row is there and its bytes
+// match: a copy stored again after a read found the old one corrupt.
+func (w *writeConn) inlineIntact(h resources.Hash) bool {
+	var size int64
+	var data []byte
+	err := w.conn.QueryRowContext(context.Background(), `SELECT size, data FROM inline_blobs WHERE hash = ?`, h[:]).Scan(&size, &data)
+	return err == nil && int64(len(data)) == size && resources.Sum(data) == h
 }
 
 func (w *writeConn) commit() error {

@@ -181,7 +181,7 @@ func (t *inlineTier) read(ctx context.Context, h resources.Hash, size int64) ([]
 		return data, nil
 	}
 	t.log.Warn("corrupt inline cache entry found while reading; fetching it again", "hash", h.Short(), "size", size, "have", len(data))
-	t.store.enqueue(op{kind: opDeleteInline, hashes: []resources.Hash{h}})
+	t.store.dropCorrupt(h, true)
 	t.corrupt.fire(h)
 	return nil, fmt.Errorf("read blob %s: %w", h.Short(), err)
 }
@@ -295,7 +295,7 @@ func (t *fileTier) openChecked(p string, h resources.Hash, size int64) func() (C
 func (t *fileTier) drop(h resources.Hash, why error) {
 	t.log.Warn("corrupt blob cache entry found while reading; fetching it again", "hash", h.Short(), "err", why)
 	os.Remove(blobPath(t.dir, h))
-	t.store.enqueue(op{kind: opDeleteFile, hashes: []resources.Hash{h}})
+	t.store.dropCorrupt(h, false)
 	t.corrupt.fire(h)
 }
 

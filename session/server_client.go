@@ -402,6 +402,10 @@ func (c *Client) writeParts(hdr, payload []byte) error {
 		if _, err = w.Write(hdr); err == nil {
 			_, err = w.Write(payload)
 		}
+		// gorilla gives every frame the deadline set before the message:
+		// had the watchdog extended it while the payload went out (a slow
+		// link still taking bytes), the final frame would fail at once.
+		c.conn.SetWriteDeadline(c.writeDeadline())
 		if cerr := w.Close(); err == nil {
 			err = cerr
 		}
@@ -412,16 +416,20 @@ func (c *Client) writeParts(hdr, payload []byte) error {
 // timedWrite runs one write under write_timeout (a second once the
 // session is over), marking it for the progress watchdog.
 func (c *Client) timedWrite(write func() error) error {
-	now := time.Now()
-	deadline := now.Add(c.srv.cfg.WriteTimeout.Duration)
-	if c.ctx.Err() != nil {
-		deadline = now.Add(time.Second) // the session is over: a last word at most
-	}
-	c.writeStart.Store(now.UnixNano())
-	c.conn.SetWriteDeadline(deadline)
+	c.writeStart.Store(time.Now().UnixNano())
+	c.conn.SetWriteDeadline(c.writeDeadline())
 	err := write()
 	c.writeStart.Store(0)
 	return err
+}
+
+// writeDeadline is when a write starting now times out: write_timeout, or
+// a second once the session is over (a last word at most).
+func (c *Client) writeDeadline() time.Time {
+	if c.ctx.Err() != nil {
+		return time.Now().Add(time.Second)
+	}
+	return time.Now().Add(c.srv.cfg.WriteTimeout.Duration)
 }
 
 // closeGracefully sends a close frame and gives the peer a moment to read
@@ -1222,8 +1230,11 @@ func (c *Client) writeStreamChunk(s *stream) (last bool, err error) {
 
 // smallPayload is the largest chunk held in memory that is copied behind
 // its header into one small buffer and written with one system call;
-// larger ones are written from where they are (writeParts).
-const smallPayload = 8 << 10
+// larger ones are written from where they are (writeParts). It is where
+// gorilla stops copying a write into its buffer (twice the buffer and a
+// frame header): a payload it copied would go out as several frames, each
+// given the deadline set before the message.
+const smallPayload = 2 * (writeBufferSize + 14)
 
 // writeInMemory writes a ChunkSend whose payload is held in memory. A
 // payload that fits gorilla's write buffer with its header goes through

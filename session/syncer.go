@@ -1179,12 +1179,14 @@ func (s *Syncer) lookup(ctx context.Context, out *outbox, look []resources.Hash)
 func (s *Syncer) refetch(h resources.Hash) {
 	s.mu.Lock()
 	hs := s.hashes[h]
-	if hs == nil || hs.state != phaseLoaded {
+	if hs == nil || hs.state != phaseLoaded || hs.source == assetsmgr.SourcePack {
+		// Not loaded, or loaded from the player's own packs: the cache's
+		// copy is not the one in use.
 		s.mu.Unlock()
 		return
 	}
 	s.log.Warn("cached copy damaged or gone; fetching it again", "hash", h.Short())
-	hs.state = phaseRequested
+	hs.state, hs.retries = phaseRequested, 0 // a new fetch, not a failed one
 	s.stats.Rerequested++
 	out := s.out
 	var miss []resources.Hash
