@@ -134,6 +134,8 @@ func (s *Server) Validate() error {
 		return bad("chunk_size", "%d not in 1024..%d", s.ChunkSize, packets.MaxChunkSize)
 	case s.MaxFileSize < 1:
 		return bad("max_file_size", "%d must be positive", s.MaxFileSize)
+	case s.MemoryMax < 0:
+		return bad("memory_max", "%d must not be negative (0 serves no file from memory)", s.MemoryMax)
 	case s.MemoryBudget < 0:
 		return bad("memory_budget", "%d must not be negative", s.MemoryBudget)
 	case s.MaxRequestHashes < 1 || s.MaxRequestHashes > packets.MaxRequestHashes:

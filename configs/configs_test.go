@@ -43,6 +43,7 @@ func TestLoadServerErrorsNameTheSetting(t *testing.T) {
 	}{
 		{"chunk_size = 0", "chunk_size"},
 		{"chunk_size = 99999999", "chunk_size"},
+		{"memory_max = -1", "memory_max"},
 		{`listen = "nowhere"`, "listen"},
 		{`preload = ["textures/*"]`, "preload"},
 		{"max_request_hashes = 100000", "max_request_hashes"},

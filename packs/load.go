@@ -167,12 +167,15 @@ func Load(ctx context.Context, opts Options, prev *View) (*View, error) {
 			}
 		}
 		c.wins = true
+		// A file over ChunkedMin is offered by manifest whether or not it
+		// is also held in memory: a single chunk of it would be over the
+		// protocol's chunk cap.
+		if c.state.cut == nil && c.state.size > ChunkedMin {
+			c.state.cut = &chunkSlot{}
+		}
 		switch {
 		case opts.MemoryMax < 0 || c.state.size > opts.MemoryMax:
 			c.state.mem = nil
-			if c.state.cut == nil && c.state.size > ChunkedMin {
-				c.state.cut = &chunkSlot{}
-			}
 		case c.state.mem == nil:
 			c.state.mem = &memSlot{}
 		default:

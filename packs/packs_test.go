@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/voxsync/voxsync/manifest"
 	"github.com/voxsync/voxsync/resources"
 )
 
@@ -359,6 +360,33 @@ func TestLargeFilesAreReadFromDisk(t *testing.T) {
 	}
 	if read(t, b) != big || b.Hash != resources.Sum([]byte(big)) {
 		t.Fatal("big file served wrong")
+	}
+}
+
+// A file over ChunkedMin is cut into chunks even when memory_max lets it
+// be held in memory: one chunk of it would be over the protocol's cap, and
+// clients could not fetch it.
+func TestLargeFileInMemoryIsStillChunked(t *testing.T) {
+	dir := t.TempDir()
+	big := strings.Repeat("voxsync!", (ChunkedMin+ChunkedMin/2)/8)
+	writeFile(t, dir, "assets/default/sound/big.ogg", big)
+	v := load(t, Options{Dirs: []string{dir}, MemoryMax: 64 << 20}, nil)
+	e, _ := v.Lookup(loc(resources.TypeSound, "default:big.ogg"))
+	read(t, e)
+	if !e.InMemory() {
+		t.Fatal("not held in memory under a memory_max above its size")
+	}
+	m, err := e.Manifest(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Chunks) < 2 {
+		t.Fatalf("%d bytes in %d chunk(s)", len(big), len(m.Chunks))
+	}
+	for _, ch := range m.Chunks {
+		if ch.Length > manifest.MaxChunkLen {
+			t.Fatalf("chunk of %d bytes, over the cap of %d", ch.Length, manifest.MaxChunkLen)
+		}
 	}
 }
 

@@ -94,9 +94,13 @@ func loadConfig(fs *flag.FlagSet, path string, o overrides) (configs.Server, *co
 // packOptions are how the server loads the packs cfg configures; gameserver
 // publish loads them the same way, so it publishes what the server serves.
 func packOptions(cfg configs.Server, ids *packs.IDs) packs.Options {
+	memMax := cfg.MemoryMax
+	if memMax == 0 {
+		memMax = -1 // memory_max = 0: none (packs reads 0 as its default)
+	}
 	return packs.Options{
 		Dirs: cfg.Packs, Builtin: cfg.BuiltinPack, MaxFileSize: cfg.MaxFileSize,
-		MemoryMax: cfg.MemoryMax, MemoryBudget: cfg.MemoryBudget, IDs: ids,
+		MemoryMax: memMax, MemoryBudget: cfg.MemoryBudget, IDs: ids,
 	}
 }
 
