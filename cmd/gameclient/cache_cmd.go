@@ -259,7 +259,11 @@ func printVerify(w io.Writer, r verifyResult) {
 	if r.Clean {
 		fmt.Fprintln(w, "all good")
 	} else {
-		fmt.Fprintf(w, "%d corrupt entries dropped; they are fetched again when a server binds them\n", len(r.Bad))
+		if len(r.Bad) == 1 {
+			fmt.Fprintln(w, "1 corrupt entry dropped; it is fetched again when a server binds it")
+		} else {
+			fmt.Fprintf(w, "%d corrupt entries dropped; they are fetched again when a server binds them\n", len(r.Bad))
+		}
 	}
 }
 
