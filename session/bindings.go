@@ -117,18 +117,12 @@ func (b *bindings) release(k resources.Key) error {
 	return err
 }
 
-// viewChanged moves the bindings to view v's preload set: keys that entered
-// or left it and keys whose content changed (of those, only ones the client
-// uses or was told about) are due a recheck. It reports whether any are.
-func (b *bindings) viewChanged(pre *preloadSet, added, removed, changed []resources.Key) bool {
+// viewChanged moves the bindings to a view's preload set pre: of the keys
+// whose content changed, appeared or went, those the client uses (under
+// pre) or was told about are due a recheck. It reports whether any are.
+func (b *bindings) viewChanged(pre *preloadSet, changed []resources.Key) bool {
 	b.pre = pre
 	n := len(b.dirty)
-	for _, k := range added {
-		b.dirty[k] = struct{}{}
-	}
-	for _, k := range removed {
-		b.dirty[k] = struct{}{}
-	}
 	for _, k := range changed {
 		if _, told := b.toldOf(k); told || b.inUse(k) {
 			b.dirty[k] = struct{}{}

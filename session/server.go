@@ -207,23 +207,13 @@ func (s *Server) SetView(v *packs.View) {
 		return
 	}
 	old := s.view
-	oldPre := s.pre
 	s.view = v
 	s.pre = s.matchPreload(v)
-	var added, removed []resources.Key
-	for k := range s.pre.keys {
-		if !oldPre.has(k) {
-			added = append(added, k)
-		}
-	}
-	for k := range oldPre.keys {
-		if !s.pre.has(k) {
-			removed = append(removed, k)
-		}
-	}
+	// A key enters or leaves the preload set only with its file (the
+	// patterns match its name), so what changed covers those too.
 	changed := v.ChangedFrom(old)
 	for c := range s.clients {
-		c.viewChanged(v, s.pre, added, removed, changed)
+		c.viewChanged(v, s.pre, changed)
 	}
 	s.cutManifests(v)
 	s.mu.Unlock()

@@ -254,15 +254,15 @@ func (c *Client) poke() {
 	}
 }
 
-// viewChanged moves the client to view v and its preload set pre: keys
-// that entered or left the preload set, and of the keys whose content
-// changed those the client uses or was told about, are re-checked. The cost
-// is in proportion to what changed, not to what the client has bound.
-// Called with the server's lock held.
-func (c *Client) viewChanged(v *packs.View, pre *preloadSet, added, removed, changed []resources.Key) {
+// viewChanged moves the client to view v and its preload set pre: of the
+// keys whose content changed (or that appeared or went), those the client
+// uses or was told about are re-checked. The cost is in proportion to what
+// changed, not to what the client has bound. Called with the server's lock
+// held.
+func (c *Client) viewChanged(v *packs.View, pre *preloadSet, changed []resources.Key) {
 	c.mu.Lock()
 	c.view = v
-	work := c.bind.viewChanged(pre, added, removed, changed)
+	work := c.bind.viewChanged(pre, changed)
 	c.mu.Unlock()
 	if work {
 		c.poke()
