@@ -27,8 +27,8 @@ func TestSlowButProgressingClientIsNotDropped(t *testing.T) {
 		mode string
 		size int
 	}{
-		{"from a buffer", 64 << 10},
-		{"from memory", 64 << 10},
+		{"from a buffer", 128 << 10},
+		{"from memory", 128 << 10},
 	} {
 		mode := tc.mode
 		t.Run(fmt.Sprintf("%s/%d", mode, tc.size), func(t *testing.T) {
@@ -37,7 +37,7 @@ func TestSlowButProgressingClientIsNotDropped(t *testing.T) {
 			writePackFile(t, dir, "assets/t/texture/x.png", []byte("x"))
 			cfg.Packs = []string{dir}
 			cfg.BuiltinPack = false
-			cfg.WriteTimeout = configs.Duration{Duration: 400 * time.Millisecond}
+			cfg.WriteTimeout = configs.Duration{Duration: time.Second}
 			ids := packs.NewIDs()
 			v, err := packs.Load(context.Background(), packs.Options{Dirs: []string{dir}, IDs: ids}, nil)
 			if err != nil {
@@ -79,7 +79,8 @@ func TestSlowButProgressingClientIsNotDropped(t *testing.T) {
 			c := <-got
 			defer c.cancel()
 			// The peer reads 2 KiB every 20 ms: ~100 KB/s, steady progress;
-			// 64 KiB then takes longer than write_timeout.
+			// 128 KiB then takes some 3 s, three write_timeouts (1 s, which leaves the
+			// watchdog, a quarter of it apart, room on a loaded machine).
 			readDone := make(chan error, 1)
 			go func() {
 				_, r, err := cc.NextReader()
