@@ -45,7 +45,9 @@ type Cache struct {
 	inlineMax int64
 	maxBytes  int64
 	store     *store
+	held      *heldSet // rules out misses without a query
 	tiers     []Tier
+	files     *fileTier // the last of tiers, behind held
 	packs     *packs.View
 	now       func() time.Time
 	stmts     *stmtCache
@@ -120,7 +122,9 @@ func Open(ctx context.Context, opts Options) (*Cache, error) {
 		return nil, classifyDiskError(opts.Dir, fmt.Errorf("open cache %s: %w", opts.Dir, err))
 	}
 	c := &Cache{dir: opts.Dir, db: db, log: opts.Logger, inlineMax: opts.InlineMax, maxBytes: opts.MaxBytes, now: opts.Now, stmts: &stmtCache{db: db}}
+	c.held = newHeldSet(db, opts.Logger)
 	c.store = newStore(db, opts.Dir, opts.Logger, opts.Now)
+	c.store.held = c.held
 	c.store.onCommitError = c.markDamaged
 	c.opened = opened
 	ok = true // from here c.Close releases the lock
@@ -149,10 +153,11 @@ func Open(ctx context.Context, opts Options) (*Cache, error) {
 	if len(rows) > 0 {
 		c.store.enqueue(op{kind: opPackIndex, rows: rows})
 	}
+	c.files = &fileTier{stmts: c.stmts, dir: blobs, store: c.store, log: opts.Logger, corrupt: &c.corrupt}
 	c.tiers = []Tier{
 		&packTier{view: view, log: opts.Logger},
-		&inlineTier{stmts: c.stmts, store: c.store, log: opts.Logger, corrupt: &c.corrupt},
-		&fileTier{stmts: c.stmts, dir: blobs, store: c.store, log: opts.Logger, corrupt: &c.corrupt},
+		heldTier{&inlineTier{stmts: c.stmts, store: c.store, log: opts.Logger, corrupt: &c.corrupt}, c.held},
+		heldTier{c.files, c.held},
 	}
 	return c, nil
 }
@@ -254,12 +259,15 @@ func (c *Cache) Lookup(ctx context.Context, hs []resources.Hash) (map[resources.
 // Put verifies data against h and stores it: inline if small, as a blob
 // file otherwise. A mismatch is returned at once and nothing is stored;
 // otherwise done is called once the data is durable (or failed to be).
-func (c *Cache) Put(h resources.Hash, data []byte, done func(error)) error {
+// names are recorded as by Name, in the same transaction as the blob.
+func (c *Cache) Put(h resources.Hash, data []byte, done func(error), names ...resources.Loc) error {
 	if got := resources.Sum(data); got != h {
 		return fmt.Errorf("store %s: got %s: %w", h.Short(), got.Short(), ErrHashMismatch)
 	}
 	if int64(len(data)) <= c.inlineMax {
-		c.store.enqueue(op{kind: opInline, hash: h, size: int64(len(data)), data: data, done: done})
+		o := op{kind: opInline, hash: h, size: int64(len(data)), data: data, done: done}
+		c.nameWith(&o, names)
+		c.store.enqueue(o)
 		return nil
 	}
 	p, err := c.Create(h, int64(len(data)))
@@ -270,7 +278,7 @@ func (c *Cache) Put(h resources.Hash, data []byte, done func(error)) error {
 		p.Abort()
 		return err
 	}
-	return p.Commit(done)
+	return p.Commit(done, names...)
 }
 
 // Create starts a blob that arrives in pieces: it is written to a temp file
@@ -332,8 +340,9 @@ func (p *Pending) Written() int64 { return p.written }
 
 // Commit verifies size and hash and queues the file to be made durable
 // under its final name. On a mismatch the temp file is removed and the
-// error returned; done is called only when Commit returns nil.
-func (p *Pending) Commit(done func(error)) error {
+// error returned; done is called only when Commit returns nil. names are
+// recorded as by Name, in the same transaction as the blob's row.
+func (p *Pending) Commit(done func(error), names ...resources.Loc) error {
 	if p.written != p.size {
 		p.Abort()
 		return fmt.Errorf("store blob %s: %d of %d bytes: %w", p.hash.Short(), p.written, p.size, ErrSizeMismatch)
@@ -344,7 +353,9 @@ func (p *Pending) Commit(done func(error)) error {
 		p.Abort()
 		return fmt.Errorf("store blob %s: got %s: %w", p.hash.Short(), got.Short(), ErrHashMismatch)
 	}
-	p.c.store.enqueue(op{kind: opFile, hash: p.hash, size: p.size, tmp: p.f, done: done})
+	o := op{kind: opFile, hash: p.hash, size: p.size, tmp: p.f, done: done}
+	p.c.nameWith(&o, names)
+	p.c.store.enqueue(o)
 	return nil
 }
 
@@ -364,6 +375,9 @@ func (c *Cache) Close() error {
 	c.closeOnce.Do(func() {
 		for _, p := range c.openPartials() {
 			p.Close()
+		}
+		if c.held != nil {
+			c.held.close()
 		}
 		if c.store != nil {
 			c.store.close()

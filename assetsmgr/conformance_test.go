@@ -52,20 +52,7 @@ var tierHarnesses = []tierHarness{
 	{"blob file", SourceBlob, func(t *testing.T, blobs [][]byte) (Tier, func(resources.Hash)) {
 		c := openCache(t, Options{Dir: t.TempDir()})
 		for _, b := range blobs {
-			// Create stores a file whatever the size.
-			h := resources.Sum(b)
-			p, err := c.Create(h, int64(len(b)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			p.Write(b)
-			errc := make(chan error, 1)
-			if err := p.Commit(func(err error) { errc <- err }); err != nil {
-				t.Fatal(err)
-			}
-			if err := <-errc; err != nil {
-				t.Fatal(err)
-			}
+			putFile(t, c, b)
 		}
 		return c.tiers[2], func(h resources.Hash) {
 			p := blobPath(filepath.Join(c.dir, "blobs"), h)
@@ -149,7 +136,11 @@ func TestTierConformance(t *testing.T) {
 					t.Fatalf("damaged entry served: %d bytes, err %v", len(data), err)
 				}
 				// The drop is queued on the store: let it commit.
-				switch tt := tier.(type) {
+				inner := tier
+				if ht, ok := tier.(heldTier); ok {
+					inner = ht.Tier
+				}
+				switch tt := inner.(type) {
 				case *inlineTier:
 					tt.store.flush(ctx)
 				case *fileTier:

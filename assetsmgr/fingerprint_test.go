@@ -11,7 +11,7 @@ import (
 	"github.com/voxsync/voxsync/resources"
 )
 
-func fileTierOf(c *Cache) *fileTier { return c.tiers[2].(*fileTier) }
+func fileTierOf(c *Cache) *fileTier { return c.files }
 
 // A blob file whose fingerprint is unchanged since it was verified is not
 // re-hashed at lookup; one that was touched, rewritten or replaced is.

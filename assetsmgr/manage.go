@@ -205,7 +205,7 @@ func (c *Cache) Verify(ctx context.Context) (VerifyReport, error) {
 		c.markDamaged(err)
 		return rep, fmt.Errorf("verify blob files: %w", err)
 	}
-	ft := c.tiers[len(c.tiers)-1].(*fileTier)
+	ft := c.files
 	buf := make([]byte, 256<<10)
 	for _, fr := range files {
 		if err := ctx.Err(); err != nil {

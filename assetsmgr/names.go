@@ -27,3 +27,39 @@ func (c *Cache) Name(h resources.Hash, loc resources.Loc) {
 	c.namesMu.Unlock()
 	c.store.name(n)
 }
+
+// nameWith has the store op o, which stores a blob, record names with it:
+// one commit, where Name after the blob's done would cost a second one (a
+// second fsync for every hot-reloaded resource). They count as written
+// once o commits.
+func (c *Cache) nameWith(o *op, locs []resources.Loc) {
+	if len(locs) == 0 {
+		return
+	}
+	c.namesMu.Lock()
+	for _, loc := range locs {
+		if n := (blobName{o.hash, loc}); !c.named[n] {
+			o.names = append(o.names, n)
+		}
+	}
+	c.namesMu.Unlock()
+	if len(o.names) == 0 {
+		return
+	}
+	done := o.done
+	o.done = func(err error) {
+		if err == nil {
+			c.namesMu.Lock()
+			if c.named == nil {
+				c.named = make(map[blobName]bool)
+			}
+			for _, n := range o.names {
+				c.named[n] = true
+			}
+			c.namesMu.Unlock()
+		}
+		if done != nil {
+			done(err)
+		}
+	}
+}

@@ -234,7 +234,7 @@ func BenchmarkWarmJoinFiveGiB(b *testing.B) {
 		if rep := c.Opened(); rep.Adopted != 0 || rep.RemovedFiles != 0 || rep.DatabaseMovedAside != "" {
 			b.Fatalf("open repaired something: %+v", rep)
 		}
-		if n := c.tiers[2].(*fileTier).rehashes.Load(); n != 0 {
+		if n := c.files.rehashes.Load(); n != 0 {
 			b.Fatalf("%d blob files re-hashed at lookup", n)
 		}
 		if err := c.Close(); err != nil {

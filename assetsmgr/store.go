@@ -76,7 +76,7 @@ type op struct {
 	hashes  []resources.Hash
 	rows    []packRow
 	compact *CompactResult // opCompact: filled in
-	names   []blobName     // opName
+	names   []blobName     // opName; opInline, opFile: recorded with the blob
 	fps     []string       // opFingerprint: one per hashes entry; opFile: set once placed
 	partial *partialOp     // the opPartial* kinds and opDropChunkIndex
 	// ifCorrupt (opDeleteInline): delete only rows whose bytes still do
@@ -97,6 +97,7 @@ type store struct {
 	// onCommitError, if set, sees every failed commit; set before use.
 	onCommitError func(error)
 	wc            *writeConn // the run goroutine's connection; nil until first used
+	held          *heldSet   // told of every row inserted; nil: none
 
 	mu     sync.RWMutex // guards closed; held shared while sending on ops
 	closed bool
@@ -376,17 +377,26 @@ func (s *store) commit(batch []op, errs []error) error {
 			continue
 		}
 		var err error
+		if s.held != nil && (o.kind == opInline || o.placesFile()) {
+			s.held.add(o.hash)
+		}
 		switch o.kind {
 		case opInline:
 			_, err = tx.Exec(`INSERT INTO inline_blobs (hash, size, last_used, data) VALUES (?, ?, ?, ?)
 				ON CONFLICT (hash) DO UPDATE SET size = excluded.size, data = excluded.data, last_used = excluded.last_used`,
 				o.hash[:], o.size, now, o.data)
+			if err == nil {
+				err = nameBlob(tx, o.names)
+			}
 		case opFile, opPartialPlace:
 			var fp any // NULL: re-hashed at the next lookup
 			if len(o.fps) == 1 && o.fps[0] != "" {
 				fp = o.fps[0]
 			}
 			_, err = tx.Exec(`INSERT OR REPLACE INTO file_blobs (hash, size, last_used, fingerprint) VALUES (?, ?, ?, ?)`, o.hash[:], o.size, now, fp)
+			if err == nil {
+				err = nameBlob(tx, o.names)
+			}
 			if err == nil && o.kind == opPartialPlace {
 				err = commitPlacedPartial(tx, o)
 			}
@@ -456,6 +466,19 @@ func (s *store) commit(batch []op, errs []error) error {
 	}
 	if err := tx.commit(); err != nil {
 		return fmt.Errorf("store blobs: commit: %w", err)
+	}
+	return nil
+}
+
+// nameBlob records names given with a blob (Cache.nameWith). The blob's
+// row is in the same transaction, so unlike opName they need no check
+// that it exists.
+func nameBlob(tx *writeConn, names []blobName) error {
+	for _, n := range names {
+		if _, err := tx.Exec(`INSERT OR IGNORE INTO blob_names (hash, type, ref) VALUES (?, ?, ?)`,
+			n.hash[:], n.loc.Type.String(), n.loc.Ref.String()); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -22,7 +22,7 @@ func (t *packTier) Source() Source { return SourcePack }
 
 func (t *packTier) Lookup(ctx context.Context, hs []resources.Hash) (map[resources.Hash]Blob, error) {
 	hits := make(map[resources.Hash]Blob)
-	buf := make([]byte, 128<<10)
+	var buf []byte // made at the first file: most lookups find none here
 	for _, h := range hs {
 		if ctx.Err() != nil {
 			return hits, ctx.Err()
@@ -37,6 +37,9 @@ func (t *packTier) Lookup(ctx context.Context, hs []resources.Hash) (map[resourc
 			continue
 		}
 		// The index may be older than the file: check the bytes.
+		if buf == nil {
+			buf = make([]byte, 128<<10)
+		}
 		err = verifyReader(c, e.Size, h, buf)
 		c.Close()
 		if err != nil {

@@ -33,14 +33,18 @@ type WatchOptions struct {
 	Logger    *slog.Logger
 	// Apply receives each new view; it takes ownership of it.
 	Apply func(*View)
+
+	quiet time.Duration // tests: atomicQuiet
 }
 
 // Atomic changes — a few files renamed into place or created, with no
 // writes to, removals or renames of real (non-scratch) files — are
-// complete when the event arrives: such a batch waits only atomicQuiet. Anything else waits the
-// configured Debounce, which coalesces bursts such as a checkout. A file
-// created and still being written is safe either way: Load holds files
-// open for writing.
+// complete when the event arrives: such a batch waits only atomicQuiet,
+// and its first real file, if it comes after atomicQuiet without events,
+// does not wait at all (a lone save). Anything else waits the configured
+// Debounce, which coalesces bursts such as a checkout. A file created and
+// still being written is safe either way: Load holds files open for
+// writing.
 const (
 	atomicQuiet    = 20 * time.Millisecond
 	atomicMaxPaths = 16
@@ -81,6 +85,9 @@ func NewWatcher(current *View, opts WatchOptions) (*Watcher, error) {
 	}
 	if opts.LargeFile <= 0 {
 		opts.LargeFile = 1 << 20
+	}
+	if opts.quiet <= 0 {
+		opts.quiet = atomicQuiet
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -155,7 +162,9 @@ func (w *Watcher) run(ctx context.Context) {
 	timer.Stop()
 	dirty := make(map[string]struct{}) // paths changed since the last reload
 	lastWrite := make(map[string]time.Time)
-	atomic := true // the batch so far is only renames, creates and removes
+	atomic := true           // the batch so far is only renames, creates and removes
+	realSeen := false        // the batch has an event on a real (non-scratch) file
+	var quietSince time.Time // last event on a real file, or last reload
 	for {
 		select {
 		case <-ctx.Done():
@@ -182,17 +191,30 @@ func (w *Watcher) run(ctx context.Context) {
 			if ev.Has(fsnotify.Write) {
 				lastWrite[path] = time.Now()
 			}
+			scratch := isScratch(filepath.Base(path))
 			// A write to a real file may go on; a removal may be the first
 			// half of delete-then-create. Scratch names do not count.
-			if ev.Has(fsnotify.Write|fsnotify.Remove|fsnotify.Rename) && !isScratch(filepath.Base(path)) {
+			if ev.Has(fsnotify.Write|fsnotify.Remove|fsnotify.Rename) && !scratch {
 				atomic = false
 			}
 			if len(dirty) > atomicMaxPaths {
 				atomic = false
 			}
-			if atomic {
-				timer.Reset(min(atomicQuiet, w.opts.Debounce))
-			} else {
+			// A real file renamed or created into place after a quiet
+			// spell is, as far as anyone can tell, a lone edit: reload now
+			// rather than wait to see whether more follows (the developer
+			// waits that long on every save). What does follow within
+			// atomicQuiet is coalesced into one more reload, as before.
+			lead := atomic && !realSeen && !scratch && ev.Has(fsnotify.Create) && time.Since(quietSince) >= w.opts.quiet
+			if !scratch {
+				realSeen, quietSince = true, time.Now()
+			}
+			switch {
+			case lead:
+				timer.Reset(0)
+			case atomic:
+				timer.Reset(min(w.opts.quiet, w.opts.Debounce))
+			default:
 				timer.Reset(w.opts.Debounce)
 			}
 		case err, ok := <-w.fsw.Errors:
@@ -215,7 +237,7 @@ func (w *Watcher) run(ctx context.Context) {
 				w.log.Debug("files still being written; holding them back", "files", len(held)+stillOpen)
 			}
 			clear(dirty)
-			atomic = true
+			atomic, realSeen, quietSince = true, false, time.Now()
 			for p := range lastWrite {
 				if !held[p] {
 					delete(lastWrite, p)

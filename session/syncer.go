@@ -441,6 +441,15 @@ func (s *Syncer) send(out *outbox, p packets.Packet) {
 }
 
 func (s *Syncer) emit(evs []Event) {
+	// The cache records what each blob was loaded as, for listing and
+	// filtering it ("gameclient cache ls"); what came from the network
+	// was named as it was stored (namesLocked), so this is a lookup of
+	// the cache's own record of names, not a write.
+	for _, e := range evs {
+		if l, ok := e.(Loaded); ok && l.Source != assetsmgr.SourcePack {
+			s.opts.Cache.Name(l.Binding.Hash, resources.Loc{Type: l.Binding.Type, Ref: l.Binding.Ref})
+		}
+	}
 	if len(evs) == 0 || s.opts.OnEvent == nil {
 		return
 	}
@@ -449,6 +458,19 @@ func (s *Syncer) emit(evs []Event) {
 	for _, e := range evs {
 		s.opts.OnEvent(e)
 	}
+}
+
+// namesLocked returns what hs is bound as, to be recorded in the cache
+// with its bytes: one commit rather than one for the bytes and one for the
+// names once Loaded (see emit).
+func (s *Syncer) namesLocked(hs *hashState) []resources.Loc {
+	names := make([]resources.Loc, 0, len(hs.keys))
+	for k := range hs.keys {
+		if ks := s.keys[k]; ks != nil {
+			names = append(names, resources.Loc{Type: ks.b.Type, Ref: ks.b.Ref})
+		}
+	}
+	return names
 }
 
 // poke wakes WaitSynced and notes the first moment everything was loaded.
@@ -1512,6 +1534,7 @@ func (s *Syncer) chunk(out *outbox, p *packets.ChunkSend) {
 	hs := s.hashes[a.hash]
 	hs.state = phaseStoring
 	s.settleLocked(hs)
+	names := s.namesLocked(hs)
 	s.mu.Unlock()
 	s.pumpRequests(out)
 
@@ -1523,15 +1546,15 @@ func (s *Syncer) chunk(out *outbox, p *packets.ChunkSend) {
 	switch {
 	case err != nil:
 	case a.pending != nil:
-		err = a.pending.Commit(done)
+		err = a.pending.Commit(done, names...)
 	case int64(len(data)) <= s.opts.Cache.InlineMax():
-		err = s.opts.Cache.Put(a.hash, data, done)
+		err = s.opts.Cache.Put(a.hash, data, done, names...)
 	default:
 		// Decoded past the inline size: write it out as a blob file.
 		var pend *assetsmgr.Pending
 		if pend, err = s.opts.Cache.Create(a.hash, int64(len(data))); err == nil {
 			if _, err = pend.Write(data); err == nil {
-				err = pend.Commit(done)
+				err = pend.Commit(done, names...)
 			} else {
 				pend.Abort()
 			}

@@ -308,8 +308,9 @@ func (s *Syncer) mirrorWhole(ctx context.Context, ms *mirrorSession, w mirrorWor
 			return errNotWanted
 		}
 		hs.state = phaseStoring
+		names := s.namesLocked(hs)
 		s.mu.Unlock()
-		err := s.opts.Cache.Put(w.hash, b, func(err error) { s.stored(w.hash, err) })
+		err := s.opts.Cache.Put(w.hash, b, func(err error) { s.stored(w.hash, err) }, names...)
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if err != nil {

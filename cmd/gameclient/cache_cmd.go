@@ -17,7 +17,6 @@ import (
 	"github.com/voxsync/voxsync/assetsmgr"
 	"github.com/voxsync/voxsync/internal/bytesize"
 	"github.com/voxsync/voxsync/resources"
-	"github.com/voxsync/voxsync/session"
 )
 
 // Exit codes of the cache commands.
@@ -264,17 +263,5 @@ func printVerify(w io.Writer, r verifyResult) {
 		} else {
 			fmt.Fprintf(w, "%d corrupt entries dropped; they are fetched again when a server binds them\n", len(r.Bad))
 		}
-	}
-}
-
-// nameLoaded wraps a syncer's event handler so every resource loaded from
-// the cache or the network has its name recorded in the cache, for
-// "gameclient cache ls".
-func nameLoaded(cache *assetsmgr.Cache, next func(session.Event)) func(session.Event) {
-	return func(e session.Event) {
-		if l, ok := e.(session.Loaded); ok && l.Source != assetsmgr.SourcePack {
-			cache.Name(l.Binding.Hash, resources.Loc{Type: l.Binding.Type, Ref: l.Binding.Ref})
-		}
-		next(e)
 	}
 }

@@ -186,7 +186,7 @@ func run() int {
 	}
 	defer cache.Close()
 
-	syncer := session.NewSyncer(session.SyncOptions{URL: *server, Cache: cache, Token: *token, Logger: log, OnEvent: nameLoaded(cache, out.event),
+	syncer := session.NewSyncer(session.SyncOptions{URL: *server, Cache: cache, Token: *token, Logger: log, OnEvent: out.event,
 		NoChunks: *noChunks, NoCompression: *noCompress, NoMirrors: *noMirrors})
 
 	runCtx, cancel := context.WithCancel(ctx)

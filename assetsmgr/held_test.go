@@ -1,0 +1,135 @@
+package assetsmgr
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/voxsync/voxsync/resources"
+)
+
+// waitHeld waits until the cache's set of held hashes is filled.
+func waitHeld(t *testing.T, c *Cache) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !c.held.ready.Load(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("set of held hashes never filled")
+		}
+	}
+}
+
+// putFile stores data as a blob file whatever its size.
+func putFile(t *testing.T, c *Cache, data []byte) resources.Hash {
+	t.Helper()
+	h := resources.Sum(data)
+	p, err := c.Create(h, int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Write(data)
+	errc := make(chan error, 1)
+	if err := p.Commit(func(err error) { errc <- err }); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// The set that answers misses from memory must never turn a cached blob
+// into a miss: not one stored by an earlier run (it is read from the
+// database), not one stored after it was filled (the store adds it).
+func TestHeldSetNeverHidesACachedBlob(t *testing.T) {
+	dir := t.TempDir()
+	c := openCache(t, Options{Dir: dir})
+	var before []resources.Hash
+	for i := range 40 {
+		before = append(before, put(t, c, pseudoRandom(500+i, byte(i))))
+	}
+	before = append(before, putFile(t, c, pseudoRandom(3000, 200)))
+	c.Close()
+
+	c = openCache(t, Options{Dir: dir})
+	absent := resources.Sum([]byte("never stored"))
+	if _, ok := lookup(t, c, absent); ok {
+		t.Fatal("absent hash found")
+	}
+	waitHeld(t, c) // the miss filled it
+	if c.held.mayHold(absent) {
+		t.Fatal("a hash never stored is not ruled out: misses still query the database")
+	}
+	hits, err := c.Lookup(context.Background(), before)
+	if err != nil || len(hits) != len(before) {
+		t.Fatalf("blobs of an earlier run: %d of %d found (%v)", len(hits), len(before), err)
+	}
+
+	inline := put(t, c, pseudoRandom(700, 99))
+	file := putFile(t, c, pseudoRandom(5000, 98))
+	for _, h := range []resources.Hash{inline, file} {
+		b, ok := lookup(t, c, h)
+		if !ok {
+			t.Fatalf("blob %s stored after the set was filled is a miss", h.Short())
+		}
+		if data, err := b.ReadAll(); err != nil || resources.Sum(data) != h {
+			t.Fatalf("blob %s: %v", h.Short(), err)
+		}
+	}
+}
+
+// Names given with a blob are written in its transaction: they are listed
+// the moment its done is called, and naming it again writes nothing more.
+func TestNamesGivenWithABlobCommitWithIt(t *testing.T) {
+	c := openCache(t, Options{Dir: t.TempDir()})
+	stone := resources.Loc{Type: resources.TypeTexture, Ref: resources.Ref{Domain: "default", Key: "stone.png"}}
+	alias := resources.Loc{Type: resources.TypeTexture, Ref: resources.Ref{Domain: "other", Key: "stone.png"}}
+	tree := resources.Loc{Type: resources.TypeModel, Ref: resources.Ref{Domain: "default", Key: "tree.b3d"}}
+
+	small, big := pseudoRandom(900, 1), pseudoRandom(int(c.InlineMax())+1, 2)
+	listed := make(chan []Entry, 2)
+	done := func(err error) {
+		if err != nil {
+			t.Error(err)
+		}
+		// Called on the store's goroutine before any later batch: what
+		// is listed now was in the blob's own commit.
+		all, err := c.List(context.Background(), nil)
+		if err != nil {
+			t.Error(err)
+		}
+		listed <- all
+	}
+	if err := c.Put(resources.Sum(small), small, done, stone, alias); err != nil {
+		t.Fatal(err)
+	}
+	got := <-listed
+	if len(got) != 1 || len(got[0].Names) != 2 {
+		t.Fatalf("inline blob at done: %+v, want it with 2 names", got)
+	}
+	p, err := c.Create(resources.Sum(big), int64(len(big)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Write(big)
+	if err := p.Commit(done, tree); err != nil {
+		t.Fatal(err)
+	}
+	got = <-listed
+	named := 0
+	for _, e := range got {
+		if e.Hash == resources.Sum(big) && len(e.Names) == 1 && e.Names[0] == tree {
+			named++
+		}
+	}
+	if named != 1 {
+		t.Fatalf("blob file at done: %+v, want it named %s", got, tree)
+	}
+
+	c.Name(resources.Sum(small), stone) // what a Loaded event does
+	c.store.namesMu.Lock()
+	queued := len(c.store.names)
+	c.store.namesMu.Unlock()
+	if queued != 0 {
+		t.Fatalf("naming a blob again queued %d names for another commit", queued)
+	}
+}
