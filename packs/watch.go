@@ -40,8 +40,8 @@ type WatchOptions struct {
 // Atomic changes — a few files renamed into place or created, with no
 // writes to, removals or renames of real (non-scratch) files — are
 // complete when the event arrives: such a batch waits only atomicQuiet,
-// and its first real file, if it comes after atomicQuiet without events,
-// does not wait at all (a lone save). Anything else waits the configured
+// and if it starts, after atomicQuiet without events, with a resource's
+// file renamed over, it does not wait at all (a lone save). Anything else waits the configured
 // Debounce, which coalesces bursts such as a checkout. A file created and
 // still being written is safe either way: Load holds files open for
 // writing.
@@ -200,12 +200,16 @@ func (w *Watcher) run(ctx context.Context) {
 			if len(dirty) > atomicMaxPaths {
 				atomic = false
 			}
-			// A real file renamed or created into place after a quiet
-			// spell is, as far as anyone can tell, a lone edit: reload now
-			// rather than wait to see whether more follows (the developer
-			// waits that long on every save). What does follow within
-			// atomicQuiet is coalesced into one more reload, as before.
-			lead := atomic && !realSeen && !scratch && ev.Has(fsnotify.Create) && time.Since(quietSince) >= w.opts.quiet
+			// A resource's file replaced by a rename after a quiet spell
+			// is, as far as anyone can tell, a lone save: reload now rather
+			// than wait to see whether more follows (the developer waits
+			// that long on every save). What does follow within the quiet
+			// period is coalesced into one more reload, as before. A new
+			// name is not a save: editors create probe and temp files (vim's
+			// 4913, JetBrains' *___jb_tmp___) that would be announced as
+			// resources, and a new file has no client waiting for it.
+			lead := atomic && !realSeen && !scratch && ev.Has(fsnotify.Create) &&
+				time.Since(quietSince) >= w.opts.quiet && w.serves(path)
 			if !scratch {
 				realSeen, quietSince = true, time.Now()
 			}
@@ -267,6 +271,22 @@ func (w *Watcher) unsettled(lastWrite map[string]time.Time) map[string]bool {
 		}
 	}
 	return held
+}
+
+// serves reports whether path is a resource's file in the view in service.
+func (w *Watcher) serves(path string) bool {
+	rel, err := filepath.Rel(w.packOf(path), path)
+	if err != nil {
+		return false
+	}
+	loc, err := parsePath(filepath.ToSlash(rel))
+	if err != nil {
+		return false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	_, ok := w.current.Lookup(loc)
+	return ok
 }
 
 // reload builds a view from the current one and applies it. It returns how

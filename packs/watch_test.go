@@ -10,30 +10,19 @@ import (
 	"github.com/voxsync/voxsync/resources"
 )
 
-// A developer's lone save (a temp file renamed over the old one) is
-// applied at once, not after the quiet period that coalesces a burst; what
-// follows soon after still waits for it.
-func TestWatcherAppliesALoneSaveAtOnce(t *testing.T) {
+// quietWatcher watches a pack holding assets/t/texture/stone.png with
+// quiet periods of a minute, so that a reload that waits for one misses any
+// deadline of the test. It returns the pack and the views applied.
+func quietWatcher(t *testing.T) (string, <-chan *View) {
+	t.Helper()
 	dir := t.TempDir()
-	path := filepath.Join(dir, "assets/t/texture/stone.png")
-	os.MkdirAll(filepath.Dir(path), 0o755)
-	save := func(data string) {
-		if err := os.WriteFile(path+".tmp", []byte(data), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(path+".tmp", path); err != nil {
-			t.Fatal(err)
-		}
-	}
-	save("stone, version 1")
+	writeRenamed(t, filepath.Join(dir, "assets/t/texture/stone.png"), "stone, version 1")
 	opts := Options{Dirs: []string{dir}}
 	view, err := Load(context.Background(), opts, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	applied := make(chan *View, 4)
-	// Quiet periods of a minute: a reload that waits for one fails the
-	// test's deadline.
 	w, err := NewWatcher(view, WatchOptions{Load: opts, Debounce: time.Minute, quiet: time.Minute, Apply: func(v *View) { applied <- v }})
 	if err != nil {
 		t.Fatal(err)
@@ -45,8 +34,39 @@ func TestWatcherAppliesALoneSaveAtOnce(t *testing.T) {
 			(<-applied).Close()
 		}
 	})
+	return dir, applied
+}
 
-	save("stone, version 2")
+// writeRenamed saves data at path as editors do: a temp file renamed over.
+func writeRenamed(t *testing.T, path, data string) {
+	t.Helper()
+	os.MkdirAll(filepath.Dir(path), 0o755)
+	if err := os.WriteFile(path+".tmp", []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(path+".tmp", path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// noReload fails if a view is applied within a moment.
+func noReload(t *testing.T, applied <-chan *View, what string) {
+	t.Helper()
+	select {
+	case v := <-applied:
+		v.Close()
+		t.Fatalf("%s was not held for the quiet period", what)
+	case <-time.After(300 * time.Millisecond):
+	}
+}
+
+// A developer's lone save (a temp file renamed over a resource's file) is
+// applied at once, not after the quiet period that coalesces a burst; what
+// follows soon after still waits for it.
+func TestWatcherAppliesALoneSaveAtOnce(t *testing.T) {
+	dir, applied := quietWatcher(t)
+	stone := filepath.Join(dir, "assets/t/texture/stone.png")
+	writeRenamed(t, stone, "stone, version 2")
 	select {
 	case v := <-applied:
 		_, ok := v.ByHash(resources.Sum([]byte("stone, version 2")))
@@ -57,12 +77,17 @@ func TestWatcherAppliesALoneSaveAtOnce(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("a lone save waited for the quiet period")
 	}
+	writeRenamed(t, stone, "stone, version 3") // may be the start of a burst
+	noReload(t, applied, "a save right after a reload")
+}
 
-	save("stone, version 3") // right after a reload: may be the start of a burst
-	select {
-	case v := <-applied:
-		v.Close()
-		t.Fatal("a save right after a reload was not held for the quiet period")
-	case <-time.After(300 * time.Millisecond):
-	}
+// A file with a new name is not a save of a resource: editors make probe
+// and temp files under new names (vim's 4913, JetBrains' ___jb_tmp___),
+// which a reload at once would announce to clients as resources.
+func TestWatcherHoldsNewNamesForTheQuietPeriod(t *testing.T) {
+	dir, applied := quietWatcher(t)
+	// Renamed into place, the one way a batch can start with a lone create
+	// event (one written in place also has writes).
+	writeRenamed(t, filepath.Join(dir, "assets/t/texture/stone.png___jb_tmp___"), "new")
+	noReload(t, applied, "a new file")
 }
