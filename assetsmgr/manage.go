@@ -85,6 +85,9 @@ type BadEntry struct {
 	Source Source         `json:"tier"`
 	Size   int64          `json:"size"`
 	Reason string         `json:"reason"`
+	// Names are what the entry was loaded as (see Cache.Name), so a
+	// player can tell which texture or sound it was.
+	Names []resources.Loc `json:"names,omitempty"`
 }
 
 // VerifyReport is what Verify checked and found.
@@ -159,10 +162,10 @@ func (c *Cache) Verify(ctx context.Context) (VerifyReport, error) {
 				rep.Bytes += int64(len(data))
 				switch {
 				case int64(len(data)) != size:
-					rep.Bad = append(rep.Bad, BadEntry{h, SourceInline, size, fmt.Sprintf("%d bytes stored, %d recorded", len(data), size)})
+					rep.Bad = append(rep.Bad, BadEntry{Hash: h, Source: SourceInline, Size: size, Reason: fmt.Sprintf("%d bytes stored, %d recorded", len(data), size)})
 					badInline = append(badInline, h)
 				case resources.Sum(data) != h:
-					rep.Bad = append(rep.Bad, BadEntry{h, SourceInline, size, "content does not match its hash"})
+					rep.Bad = append(rep.Bad, BadEntry{Hash: h, Source: SourceInline, Size: size, Reason: "content does not match its hash"})
 					badInline = append(badInline, h)
 				}
 			}
@@ -218,7 +221,7 @@ func (c *Cache) Verify(ctx context.Context) (VerifyReport, error) {
 			if errors.Is(err, ErrSizeMismatch) {
 				reason = "file size does not match"
 			}
-			rep.Bad = append(rep.Bad, BadEntry{fr.h, SourceBlob, fr.size, reason})
+			rep.Bad = append(rep.Bad, BadEntry{Hash: fr.h, Source: SourceBlob, Size: fr.size, Reason: reason})
 			badFile = append(badFile, fr.h)
 		}
 	}
@@ -227,6 +230,12 @@ func (c *Cache) Verify(ctx context.Context) (VerifyReport, error) {
 		return rep, err
 	}
 
+	// Names first: dropping an entry drops its names.
+	for i, b := range rep.Bad {
+		if b.Source != SourcePartial {
+			rep.Bad[i].Names = c.namesOf(ctx, b.Hash)
+		}
+	}
 	if len(badInline) > 0 {
 		c.store.enqueue(op{kind: opDeleteInline, hashes: badInline})
 	}
@@ -243,10 +252,29 @@ func (c *Cache) Verify(ctx context.Context) (VerifyReport, error) {
 	if err := c.Flush(ctx); err != nil {
 		return rep, fmt.Errorf("drop corrupt entries: %w", err)
 	}
-	for _, b := range rep.Bad {
-		c.log.Warn("corrupt cache entry dropped", "hash", b.Hash.Short(), "tier", b.Source, "reason", b.Reason)
+	return rep, nil // the report says what was dropped: no log of it too
+}
+
+// namesOf returns what h was loaded as, as far as the cache recorded it.
+func (c *Cache) namesOf(ctx context.Context, h resources.Hash) []resources.Loc {
+	rows, err := c.db.QueryContext(ctx, "SELECT type, ref FROM blob_names WHERE hash = ? ORDER BY type, ref", h[:])
+	if err != nil {
+		return nil
 	}
-	return rep, nil
+	defer rows.Close()
+	var names []resources.Loc
+	for rows.Next() {
+		var ts, rs string
+		if rows.Scan(&ts, &rs) != nil {
+			return names
+		}
+		t, terr := resources.ParseType(ts)
+		r, rerr := resources.ParseRef(rs)
+		if terr == nil && rerr == nil {
+			names = append(names, resources.Loc{Type: t, Ref: r})
+		}
+	}
+	return names
 }
 
 // Entry is one cached blob, for listing.

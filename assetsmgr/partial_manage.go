@@ -50,7 +50,7 @@ func (c *Cache) verifyPartial(ctx context.Context, h resources.Hash, rep *Verify
 			bytes += r.length
 		}
 		if len(rows) > 0 {
-			rep.Bad = append(rep.Bad, BadEntry{h, SourcePartial, bytes, fmt.Sprintf("partial file unreadable (%v): its %d chunks are fetched again", err, len(rows))})
+			rep.Bad = append(rep.Bad, BadEntry{Hash: h, Source: SourcePartial, Size: bytes, Reason: fmt.Sprintf("partial file unreadable (%v): its %d chunks are fetched again", err, len(rows))})
 		}
 		return c.storeWait(ctx, op{kind: opDeletePartial, hashes: []resources.Hash{h}})
 	}
@@ -72,8 +72,8 @@ func (c *Cache) verifyPartial(ctx context.Context, h resources.Hash, rep *Verify
 	if len(bad) == 0 {
 		return nil
 	}
-	rep.Bad = append(rep.Bad, BadEntry{h, SourcePartial, badBytes,
-		fmt.Sprintf("%d of %d chunks held do not match their hashes (the first at offset %d)", len(bad), len(rows), bad[0].offset)})
+	rep.Bad = append(rep.Bad, BadEntry{Hash: h, Source: SourcePartial, Size: badBytes,
+		Reason: fmt.Sprintf("%d of %d chunks held do not match their hashes (the first at offset %d)", len(bad), len(rows), bad[0].offset)})
 	return c.storeWait(ctx, op{kind: opPartialDrop, hash: h, partial: &partialOp{rows: bad}})
 }
 

@@ -14,6 +14,19 @@ type Loc struct {
 
 func (l Loc) String() string { return l.Type.String() + "/" + l.Ref.String() }
 
+// MarshalText gives the text form, so JSON shows "texture/default:stone.png".
+func (l Loc) MarshalText() ([]byte, error) { return []byte(l.String()), nil }
+
+// UnmarshalText parses the text form, as ParseLoc.
+func (l *Loc) UnmarshalText(b []byte) error {
+	v, err := ParseLoc(string(b))
+	if err != nil {
+		return err
+	}
+	*l = v
+	return nil
+}
+
 // ParseLoc parses "<type>/<domain>:<key>".
 func ParseLoc(s string) (Loc, error) {
 	ts, rs, ok := strings.Cut(s, "/")

@@ -259,3 +259,19 @@ func TestPattern(t *testing.T) {
 		t.Error("pathological glob matched")
 	}
 }
+
+// A Loc is its text form in JSON, both ways; bad text is an error.
+func TestLocJSON(t *testing.T) {
+	l := Loc{Type: TypeTexture, Ref: Ref{Domain: "default", Key: "blocks/stone.png"}}
+	b, err := json.Marshal([]Loc{l})
+	if err != nil || string(b) != `["texture/default:blocks/stone.png"]` {
+		t.Fatalf("marshal: %s, %v", b, err)
+	}
+	var back []Loc
+	if err := json.Unmarshal(b, &back); err != nil || len(back) != 1 || back[0] != l {
+		t.Fatalf("unmarshal: %v, %v", back, err)
+	}
+	if err := json.Unmarshal([]byte(`["stone.png"]`), &back); err == nil {
+		t.Fatal("a name without type and domain was accepted")
+	}
+}

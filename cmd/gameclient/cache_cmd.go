@@ -252,7 +252,11 @@ func printVerify(w io.Writer, r verifyResult) {
 		fmt.Fprintf(w, "database integrity check failed (%s): it will be rebuilt the next time the cache is opened\n", r.Database)
 	}
 	for _, b := range r.Bad {
-		fmt.Fprintf(w, "corrupt %s entry %s (%s): %s; dropped\n", b.Source, b.Hash, bytesize.Format(b.Size), b.Reason)
+		what := bytesize.Format(b.Size)
+		for _, n := range b.Names {
+			what += ", " + n.Type.String() + " " + n.Ref.String()
+		}
+		fmt.Fprintf(w, "corrupt %s entry %s (%s): %s; dropped\n", b.Source, b.Hash, what, b.Reason)
 	}
 	fmt.Fprintf(w, "checked %d inline and %d blob entries and %d chunks of partial downloads (%s): ", r.Inline, r.Blob, r.Partial, bytesize.Format(r.VerifyReport.Bytes))
 	if r.Clean {

@@ -110,8 +110,9 @@ func TestCacheCommands(t *testing.T) {
 	var v struct {
 		Clean bool `json:"clean"`
 		Bad   []struct {
-			Hash string `json:"hash"`
-			Tier string `json:"tier"`
+			Hash  string   `json:"hash"`
+			Tier  string   `json:"tier"`
+			Names []string `json:"names"`
 		} `json:"bad"`
 	}
 	cacheJSON(t, 0, &v, "verify", "-cache", cache)
@@ -131,6 +132,13 @@ func TestCacheCommands(t *testing.T) {
 	cacheJSON(t, 1, &v, "verify", "-cache", cache)
 	if v.Clean || len(v.Bad) != 2 {
 		t.Fatalf("verify of a damaged cache: %+v", v)
+	}
+	for _, b := range v.Bad {
+		// The sync recorded what each blob was loaded as: the player is
+		// told which resource was damaged, not only its hash.
+		if len(b.Names) != 1 {
+			t.Errorf("corrupt %s entry %s reported with names %v, want the one it was loaded as", b.Tier, b.Hash, b.Names)
+		}
 	}
 	code, out, _ := cacheCmd(t, "verify", "-cache", cache)
 	if code != 0 || !strings.Contains(string(out), "all good") {
