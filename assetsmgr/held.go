@@ -23,10 +23,11 @@ type heldSet struct {
 	db  *sql.DB
 	log *slog.Logger
 
-	start sync.Once
-	ready atomic.Bool
-	mu    sync.Mutex // guards m
-	m     map[uint64]struct{}
+	start  sync.Once
+	ready  atomic.Bool
+	mu     sync.Mutex // guards m, closed
+	m      map[uint64]struct{}
+	closed bool // no fill starts after close
 
 	ctx    context.Context // cancelled by close
 	cancel context.CancelFunc
@@ -63,6 +64,11 @@ func (s *heldSet) mayHold(h resources.Hash) bool {
 // added by the store, so once the scan is done the set covers them all.
 func (s *heldSet) fill() {
 	s.start.Do(func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.closed {
+			return // a lookup racing Close
+		}
 		s.wg.Go(func() {
 			if err := s.scan(); err != nil {
 				if s.ctx.Err() == nil {
@@ -104,6 +110,9 @@ func (s *heldSet) scan() error {
 
 // close stops a scan under way and waits for it.
 func (s *heldSet) close() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
 	s.cancel()
 	s.wg.Wait()
 }

@@ -125,11 +125,92 @@ func TestNamesGivenWithABlobCommitWithIt(t *testing.T) {
 		t.Fatalf("blob file at done: %+v, want it named %s", got, tree)
 	}
 
+	// A large resource assembled from chunks.
+	data := chachaBytes(7, 4*testChunk)
+	m := fixedManifest(t, data, testChunk)
+	part, err := c.OpenPartial(context.Background(), resources.Sum(data), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	putChunks(t, part, data, m, []int{0, 1, 2, 3})
+	ambience := resources.Loc{Type: resources.TypeSound, Ref: resources.Ref{Domain: "default", Key: "ambience.ogg"}}
+	if err := part.Commit(done, ambience); err != nil {
+		t.Fatal(err)
+	}
+	got = <-listed
+	named = 0
+	for _, e := range got {
+		if e.Hash == resources.Sum(data) && len(e.Names) == 1 && e.Names[0] == ambience {
+			named++
+		}
+	}
+	if named != 1 {
+		t.Fatalf("chunked blob at done: %+v, want it named %s", got, ambience)
+	}
+
 	c.Name(resources.Sum(small), stone) // what a Loaded event does
 	c.store.namesMu.Lock()
 	queued := len(c.store.names)
 	c.store.namesMu.Unlock()
 	if queued != 0 {
 		t.Fatalf("naming a blob again queued %d names for another commit", queued)
+	}
+}
+
+// A blob stored again after it was evicted gets its names again: the
+// eviction took them with it (a reviewer's test).
+func TestNamesComeBackWithABlobStoredAgain(t *testing.T) {
+	c := openCache(t, Options{Dir: t.TempDir(), MaxBytes: 1})
+	stone := resources.Loc{Type: resources.TypeTexture, Ref: resources.Ref{Domain: "default", Key: "stone.png"}}
+	data := pseudoRandom(900, 7)
+	h := resources.Sum(data)
+	store := func() {
+		errc := make(chan error, 1)
+		if err := c.Put(h, data, func(err error) { errc <- err }, stone); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+	}
+	store()
+	if n, _, err := c.Trim(context.Background(), nil); err != nil || n != 1 {
+		t.Fatalf("trim: %d, %v", n, err)
+	}
+	store() // fetched again
+	all, err := c.List(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 1 || len(all[0].Names) != 1 {
+		t.Fatalf("blob stored again after eviction: %+v, want it named %v", all, stone)
+	}
+}
+
+// A lookup racing Close must not start the fill after Close waited for it
+// (the race detector's WaitGroup misuse, a reviewer's test).
+func TestLookupRacingCloseStartsNoFill(t *testing.T) {
+	dir := t.TempDir()
+	c := openCache(t, Options{Dir: dir})
+	for i := range 2000 {
+		data := pseudoRandom(64, byte(i))
+		data[0], data[1] = byte(i), byte(i>>8)
+		c.Put(resources.Sum(data), data, nil)
+	}
+	c.Flush(context.Background())
+	c.Close()
+	for range 20 {
+		c, err := Open(context.Background(), Options{Dir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		looked := make(chan struct{})
+		go func() {
+			defer close(looked)
+			c.Lookup(context.Background(), []resources.Hash{resources.Sum([]byte("absent"))})
+		}()
+		time.Sleep(time.Millisecond)
+		c.Close()
+		<-looked
 	}
 }

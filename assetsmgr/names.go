@@ -36,15 +36,11 @@ func (c *Cache) nameWith(o *op, locs []resources.Loc) {
 	if len(locs) == 0 {
 		return
 	}
-	c.namesMu.Lock()
+	// Every name, even one written before in this process: the blob may
+	// be stored again after an eviction or a corrupt copy's drop, which
+	// took its names with it.
 	for _, loc := range locs {
-		if n := (blobName{o.hash, loc}); !c.named[n] {
-			o.names = append(o.names, n)
-		}
-	}
-	c.namesMu.Unlock()
-	if len(o.names) == 0 {
-		return
+		o.names = append(o.names, blobName{o.hash, loc})
 	}
 	done := o.done
 	o.done = func(err error) {

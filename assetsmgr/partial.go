@@ -608,7 +608,8 @@ func (p *Partial) hashLoop() {
 // if it equals h, places the file as the blob for h (the same atomic
 // rename and row as Create's blobs, so Lookup finds it), records every
 // chunk in the chunk index and forgets the partial; done(err) is called
-// once that is durable, and only if Commit returned nil.
+// once that is durable, and only if Commit returned nil. names are
+// recorded as by Name, in the same transaction as the blob's row.
 //
 // If chunks are not held, or the whole hash differs and re-verifying each
 // chunk finds some that no longer match (they are dropped), Commit returns
@@ -617,7 +618,7 @@ func (p *Partial) hashLoop() {
 // is wrong: the partial is discarded and the error wraps ErrHashMismatch.
 // Other errors (a failed sync or record) leave the partial to be closed
 // and reopened.
-func (p *Partial) Commit(done func(error)) error {
+func (p *Partial) Commit(done func(error), names ...resources.Loc) error {
 	p.mu.Lock()
 	if err := p.usableLocked(); err != nil {
 		p.mu.Unlock()
@@ -638,7 +639,7 @@ func (p *Partial) Commit(done func(error)) error {
 	sum, hashErr := p.sum, p.hashErr
 	p.mu.Unlock()
 	if hashErr == nil && sum == p.hash {
-		return p.place(done)
+		return p.place(done, names)
 	}
 
 	lost := p.reverify()
@@ -668,7 +669,7 @@ func (p *Partial) Commit(done func(error)) error {
 }
 
 // place hands the complete, verified file to the store to become a blob.
-func (p *Partial) place(done func(error)) error {
+func (p *Partial) place(done func(error), names []resources.Loc) error {
 	p.shutdown(false) // rows of the last chunks are not needed: the partial's rows go
 	size := int64(p.m.Size)
 	err := os.MkdirAll(filepath.Dir(blobPath(filepath.Join(p.c.dir, "blobs"), p.hash)), 0o755)
@@ -684,13 +685,15 @@ func (p *Partial) place(done func(error)) error {
 	for i, ch := range p.m.Chunks {
 		rows[i] = rowOf(ch)
 	}
-	p.c.store.enqueue(op{kind: opPartialPlace, hash: p.hash, size: size, tmp: p.f, partial: &partialOp{rows: rows, path: p.path},
+	o := op{kind: opPartialPlace, hash: p.hash, size: size, tmp: p.f, partial: &partialOp{rows: rows, path: p.path},
 		done: func(err error) {
 			p.c.releasePartial(p.hash, p)
 			if done != nil {
 				done(err)
 			}
-		}})
+		}}
+	p.c.nameWith(&o, names)
+	p.c.store.enqueue(o)
 	return nil
 }
 

@@ -436,7 +436,13 @@ func hashAll(ctx context.Context, found <-chan *candidate, prev map[fileKey]file
 						continue
 					}
 				}
-				if err := hashOne(c, h, buf); err != nil {
+				err := hashOne(c, h, buf)
+				if errors.Is(err, errChangedWhileRead) && opts.holdOpen {
+					c.state, c.ok = st, known
+					heldOpen.Add(1) // as if still open: the watcher looks again soon
+					continue
+				}
+				if err != nil {
 					reason := err.Error()
 					if known {
 						c.state, c.ok = st, true
@@ -451,25 +457,38 @@ func hashAll(ctx context.Context, found <-chan *candidate, prev map[fileKey]file
 	return int(heldOpen.Load())
 }
 
+// stamp is what says a file changed: its size and modification time.
+type stamp struct{ size, mtime int64 }
+
+// errChangedWhileRead: the file is held at its previous version (or out)
+// and read again at the next reload.
+var errChangedWhileRead = errors.New("changed while being read")
+
 // hashOne hashes a file's listed size with h through buf. Startup only
 // hashes: small files are read into memory when first served (Entry.Open),
 // so a server with more content than memory budget starts as fast as any.
 // Reading exactly the listed size saves the read that finds EOF.
 func hashOne(c *candidate, h hash.Hash, buf []byte) error {
 	h.Reset()
-	n, err := c.pack.hashBeneath(c.path, c.size, h, buf)
+	n, after, err := c.pack.hashBeneath(c.path, c.size, h, buf)
 	if errors.Is(err, errors.ErrUnsupported) {
 		var f fs.File
 		if f, err = c.pack.open(c.path); err == nil {
 			n, err = io.CopyBuffer(h, io.LimitReader(f, c.size), buf)
+			if fi, serr := f.Stat(); err == nil && serr == nil {
+				after = stamp{size: fi.Size(), mtime: fi.ModTime().UnixNano()}
+			}
 			f.Close()
 		}
 	}
 	if err != nil {
 		return fmt.Errorf("unreadable: %w", err)
 	}
-	if n != c.size {
-		return errors.New("changed while being read: shorter than listed")
+	if n != c.size || (c.pack.root != nil && after != (stamp{size: c.size, mtime: c.mtime})) { // built-in packs never change
+		// Written to since it was listed (a writer quick enough to
+		// finish before the open-for-writing check): what was read may
+		// be a mix of versions, or a truncated file's nothing.
+		return errChangedWhileRead
 	}
 	var sum resources.Hash
 	h.Sum(sum[:0])

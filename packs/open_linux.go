@@ -46,16 +46,16 @@ func (p *Pack) openBeneathFD(path string) (int, error) {
 // the bare descriptor. Startup opens every file once, and an *os.File
 // costs an fcntl, a cleanup registration and poller bookkeeping apiece:
 // at 10,000 files that is measurable next to the hashing itself.
-func (p *Pack) hashBeneath(path string, size int64, h hash.Hash, buf []byte) (int64, error) {
+func (p *Pack) hashBeneath(path string, size int64, h hash.Hash, buf []byte) (int64, stamp, error) {
 	p.fdMu.RLock()
 	if p.closed {
 		p.fdMu.RUnlock()
-		return 0, ErrPackClosed
+		return 0, stamp{}, ErrPackClosed
 	}
 	fd, err := p.openBeneathFD(path)
 	p.fdMu.RUnlock()
 	if err != nil {
-		return 0, err
+		return 0, stamp{}, err
 	}
 	defer unix.Close(fd)
 	var n int64
@@ -65,7 +65,7 @@ func (p *Pack) hashBeneath(path string, size int64, h hash.Hash, buf []byte) (in
 			continue
 		}
 		if err != nil {
-			return n, &os.PathError{Op: "read", Path: path, Err: err}
+			return n, stamp{}, &os.PathError{Op: "read", Path: path, Err: err}
 		}
 		if m == 0 {
 			break
@@ -73,5 +73,9 @@ func (p *Pack) hashBeneath(path string, size int64, h hash.Hash, buf []byte) (in
 		h.Write(buf[:m])
 		n += int64(m)
 	}
-	return n, nil
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return n, stamp{}, &os.PathError{Op: "stat", Path: path, Err: err}
+	}
+	return n, stamp{size: st.Size, mtime: st.Mtim.Nano()}, nil
 }

@@ -41,13 +41,19 @@ type WatchOptions struct {
 // writes to, removals or renames of real (non-scratch) files — are
 // complete when the event arrives: such a batch waits only atomicQuiet,
 // and if it starts, after atomicQuiet without events, with a resource's
-// file renamed over, it does not wait at all (a lone save). Anything else waits the configured
+// file renamed over, only leadGrace (a lone save). Anything else waits the configured
 // Debounce, which coalesces bursts such as a checkout. A file created and
 // still being written is safe either way: Load holds files open for
 // writing.
 const (
 	atomicQuiet    = 20 * time.Millisecond
 	atomicMaxPaths = 16
+	// leadGrace is how long a lone save waits for company: a tool that
+	// goes on to change other files (a script's next command, an editor's
+	// "save all", a build writing its outputs) does so within it, and its
+	// events turn the batch into an ordinary one, coalesced as before,
+	// rather than have a reload scan the packs mid-change.
+	leadGrace = 5 * time.Millisecond
 )
 
 // maxDirty bounds the changed paths counted between reloads. Every reload
@@ -201,10 +207,12 @@ func (w *Watcher) run(ctx context.Context) {
 				atomic = false
 			}
 			// A resource's file replaced by a rename after a quiet spell
-			// is, as far as anyone can tell, a lone save: reload now rather
-			// than wait to see whether more follows (the developer waits
-			// that long on every save). What does follow within the quiet
-			// period is coalesced into one more reload, as before. A new
+			// is, as far as anyone can tell, a lone save: reload after
+			// leadGrace rather than the quiet period (the developer waits
+			// that long on every save). Any event within leadGrace makes it
+			// an ordinary batch; what follows later is coalesced into one
+			// more reload. A file written while a reload reads it is held
+			// at its previous version (Load checks it did not change). A new
 			// name is not a save: editors create probe and temp files (vim's
 			// 4913, JetBrains' *___jb_tmp___) that would be announced as
 			// resources, and a new file has no client waiting for it.
@@ -215,7 +223,7 @@ func (w *Watcher) run(ctx context.Context) {
 			}
 			switch {
 			case lead:
-				timer.Reset(0)
+				timer.Reset(leadGrace)
 			case atomic:
 				timer.Reset(min(w.opts.quiet, w.opts.Debounce))
 			default:

@@ -91,3 +91,50 @@ func TestWatcherHoldsNewNamesForTheQuietPeriod(t *testing.T) {
 	writeRenamed(t, filepath.Join(dir, "assets/t/texture/stone.png___jb_tmp___"), "new")
 	noReload(t, applied, "a new file")
 }
+
+// A file rewritten between being listed and being read — truncated when
+// listed, written and closed before the reload asks whether it is open for
+// writing, as `printf ... > file` does — is held at its previous version,
+// not served as what the read happened to see (here: nothing).
+func TestReloadHoldsAFileChangedWhileRead(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "assets/t/texture/grass.png")
+	os.MkdirAll(filepath.Dir(path), 0o755)
+	os.WriteFile(path, []byte("grass, version 1"), 0o644)
+	opts := Options{Dirs: []string{dir}}
+	v1, err := Load(context.Background(), opts, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v1.Close()
+
+	os.WriteFile(path, nil, 0o644) // listed empty
+	hooked := opts
+	hooked.holdOpen = true
+	hooked.hold = func(string, string) bool {
+		// Runs after the listing, before the read: the writer finishes.
+		os.WriteFile(path, []byte("grass, version 2"), 0o644)
+		return false
+	}
+	v2, err := Load(context.Background(), hooked, v1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v2.Close()
+	key := Loc{Type: resources.TypeTexture, Ref: resources.Ref{Domain: "t", Key: "grass.png"}}
+	if e, ok := v2.Lookup(key); !ok || e.Hash != resources.Sum([]byte("grass, version 1")) {
+		t.Fatalf("file changed while read is served as %+v, want version 1 kept", e)
+	}
+	if v2.held != 1 {
+		t.Fatalf("held %d files, want 1 (so the watcher reloads again)", v2.held)
+	}
+
+	v3, err := Load(context.Background(), opts, v2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v3.Close()
+	if e, ok := v3.Lookup(key); !ok || e.Hash != resources.Sum([]byte("grass, version 2")) {
+		t.Fatalf("next reload serves %+v, want version 2", e)
+	}
+}

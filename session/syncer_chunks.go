@@ -230,6 +230,13 @@ func (s *Syncer) openPartial(ctx context.Context, out *outbox, h resources.Hash,
 		s.retryLater(out, h)
 		return
 	}
+	if err != nil && ctx.Err() != nil {
+		// The session is ending (Ctrl-C, the end of Run): not the
+		// resource's failure. The next session opens the partial again.
+		s.resetFetchLocked(hs)
+		s.mu.Unlock()
+		return
+	}
 	if err != nil {
 		s.failHashAndUnlock(hs, h, "cannot store resource", err)
 		return
@@ -389,6 +396,7 @@ func (s *Syncer) commitFetch(out *outbox, h resources.Hash, f *chunkFetch) {
 	}
 	hs.state = phaseStoring
 	s.settleLocked(hs)
+	names := s.namesLocked(hs)
 	s.mu.Unlock()
 	s.pumpRequests(out)
 	err := f.partial.Commit(func(err error) {
@@ -398,7 +406,7 @@ func (s *Syncer) commitFetch(out *outbox, h resources.Hash, f *chunkFetch) {
 		}
 		s.mu.Unlock()
 		s.stored(h, err)
-	})
+	}, names...)
 	if err == nil {
 		return
 	}
