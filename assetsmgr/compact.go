@@ -9,11 +9,11 @@ import (
 
 // CompactResult says what Compact reclaimed.
 type CompactResult struct {
-	FreePagesBefore int64 // free pages in the database before
-	PageSize        int64
-	BytesBefore     int64 // size of db.sqlite3 (and its WAL) before
-	BytesAfter      int64 // and after
-	Rewrote         bool  // the database was rewritten (VACUUM) to enable incremental vacuum
+	FreePagesBefore int64 `json:"free_pages_before"` // free pages in the database before
+	PageSize        int64 `json:"page_size"`
+	BytesBefore     int64 `json:"database_bytes_before"` // size of db.sqlite3 (and its WAL) before
+	BytesAfter      int64 `json:"database_bytes_after"`  // and after
+	Rewrote         bool  `json:"rewrote"`               // the database was rewritten (VACUUM) to enable incremental vacuum
 }
 
 // Compact gives the database's free pages back to the filesystem. New

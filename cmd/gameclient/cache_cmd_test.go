@@ -152,11 +152,16 @@ func TestCacheCommands(t *testing.T) {
 	var gc struct {
 		Evicted      int   `json:"evicted"`
 		EvictedBytes int64 `json:"evicted_bytes"`
+		PageSize     int64 `json:"page_size"`
+		BytesBefore  int64 `json:"database_bytes_before"`
 	}
 	cacheJSON(t, 0, &gc, "gc", "-cache", cache, "-cache-max-mib", "1")
 	cacheJSON(t, 0, &st, "stats", "-cache", cache)
 	if gc.Evicted == 0 || st.Inline.Bytes+st.Blob.Bytes > 1<<20 {
 		t.Fatalf("gc to 1 MiB: %+v, then %+v", gc, st)
+	}
+	if gc.PageSize == 0 || gc.BytesBefore == 0 { // snake_case keys, like the rest
+		t.Fatalf("gc's database figures missing from its JSON: %+v", gc)
 	}
 }
 

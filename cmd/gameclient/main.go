@@ -118,6 +118,12 @@ func run() int {
 		localPacks  listFlag
 	)
 	flag.Var(&localPacks, "packs", "local resource pack directory; repeat or comma-separate")
+	flag.Usage = func() {
+		w := flag.CommandLine.Output()
+		fmt.Fprintf(w, "Usage: gameclient [flags]           sync from a server (flags below)\n")
+		fmt.Fprintf(w, "       gameclient cache stats|verify|gc|ls [-cache DIR] [-json] ...   look at or tidy the cache (gameclient cache -help)\n\nFlags:\n")
+		flag.PrintDefaults()
+	}
 	flag.Parse()
 
 	if *version {

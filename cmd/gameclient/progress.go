@@ -220,8 +220,14 @@ func (r *reporter) finish(st session.Stats) {
 	}
 	r.done = true
 	r.stats = st
+	printed := !r.last.IsZero()
 	r.mu.Unlock()
 	if r.p == nil {
+		if printed {
+			// The log's last progress line says where it ended, not
+			// where it stood up to a second before.
+			r.line("progress: " + r.counts() + " · " + r.details(1<<20))
+		}
 		return
 	}
 	r.bar.SetTotal(int64(st.Bound), false)
