@@ -119,7 +119,14 @@ func run() error {
 
 	// Listeners are opened before anything slow, so a taken port is an
 	// error at once. The admin listener serves from the start: /healthz
-	// answers and /readyz says "loading" while packs are hashed.
+	// answers and /readyz says "loading" while packs are hashed. The game
+	// port accepts only once the packs are loaded: a player connecting
+	// meanwhile waits in the kernel's queue, not refused.
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s (setting listen): %w", cfg.Listen, err)
+	}
+	defer ln.Close()
 	if *debugAddr != "" {
 		ln, err := net.Listen("tcp", *debugAddr)
 		if err != nil {
@@ -187,12 +194,6 @@ func run() error {
 		log.Info("hot reload on", "packs", cfg.Packs, "debounce", cfg.ReloadDebounce.Duration)
 	}
 
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		stopWatching()
-		srv.Close()
-		return fmt.Errorf("listen on %s (setting listen): %w", cfg.Listen, err)
-	}
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	log.Info("gameserver listening", "ws", "ws://"+ln.Addr().String()+"/ws")
 
