@@ -2,6 +2,8 @@ package assetsmgr
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -212,5 +214,63 @@ func TestLookupRacingCloseStartsNoFill(t *testing.T) {
 		time.Sleep(time.Millisecond)
 		c.Close()
 		<-looked
+	}
+}
+
+// A blob found corrupt while read is fetched again at once; when the store
+// is busy, the good copy's store and the corrupt copy's drop share a batch,
+// and the drop must not delete the good copy's row and names (a
+// reviewer's test).
+func TestRefetchedBlobSurvivesTheCorruptDrop(t *testing.T) {
+	ctx := context.Background()
+	c := openCache(t, Options{Dir: t.TempDir()})
+	stone := resources.Loc{Type: resources.TypeTexture, Ref: resources.Ref{Domain: "default", Key: "stone.png"}}
+	data := pseudoRandom(200_000, 9)
+	h := resources.Sum(data)
+	store := func(wait bool) chan error {
+		errc := make(chan error, 1)
+		if err := c.Put(h, data, func(err error) { errc <- err }, stone); err != nil {
+			t.Fatal(err)
+		}
+		if wait {
+			if err := <-errc; err != nil {
+				t.Fatal(err)
+			}
+		}
+		return errc
+	}
+	store(true)
+	b, ok := lookup(t, c, h)
+	if !ok || b.Source != SourceBlob {
+		t.Fatalf("stored blob: %+v, %v", b, ok)
+	}
+	content, err := b.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer content.Close()
+	path := blobPath(filepath.Join(c.dir, "blobs"), h)
+	damaged, _ := os.ReadFile(path)
+	damaged[100] ^= 1
+	os.WriteFile(path, damaged, 0o644)
+
+	busy, release := make(chan struct{}), make(chan struct{})
+	c.store.enqueue(op{kind: opBarrier, done: func(error) { close(busy); <-release }})
+	<-busy
+	if _, err := content.ReadAt(make([]byte, 10), 0); err == nil {
+		t.Fatal("a damaged blob was read without error")
+	}
+	refetched := store(false) // what the Syncer's OnCorrupt hook does
+	close(release)
+	if err := <-refetched; err != nil {
+		t.Fatal(err)
+	}
+	c.Flush(ctx)
+	if _, ok := lookup(t, c, h); !ok {
+		t.Fatal("the good copy stored after the damage was found is gone")
+	}
+	all, err := c.List(ctx, nil)
+	if err != nil || len(all) != 1 || len(all[0].Names) != 1 {
+		t.Fatalf("listed %+v (%v), want the blob named %s", all, err, stone)
 	}
 }

@@ -217,14 +217,19 @@ func (s *store) run() {
 			}
 		}
 		s.namesMu.Lock()
+		// Drops of corrupt entries first: each was found before any
+		// store of a good copy of it that this batch may hold (its
+		// refetch), which must come after it, not be deleted by it.
+		var drops []op
 		if len(s.corruptInline) > 0 {
-			batch = append(batch, op{kind: opDeleteInline, hashes: s.corruptInline, ifCorrupt: true})
+			drops = append(drops, op{kind: opDeleteInline, hashes: s.corruptInline, ifCorrupt: true})
 			s.corruptInline = nil
 		}
 		if len(s.corruptFiles) > 0 {
-			batch = append(batch, op{kind: opDeleteFile, hashes: s.corruptFiles})
+			drops = append(drops, op{kind: opDeleteFile, hashes: s.corruptFiles})
 			s.corruptFiles = nil
 		}
+		batch = append(drops, batch...)
 		if len(s.names) > 0 {
 			// Last in the batch: after the rows of the blobs they name.
 			batch = append(batch, op{kind: opName, names: s.names})

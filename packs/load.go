@@ -464,11 +464,9 @@ type stamp struct{ size, mtime int64 }
 // and read again at the next reload.
 var errChangedWhileRead = errors.New("changed while being read")
 
-// hashOne hashes a file's listed size with h through buf. Startup only
-// hashes: small files are read into memory when first served (Entry.Open),
-// so a server with more content than memory budget starts as fast as any.
-// Reading exactly the listed size saves the read that finds EOF.
-func hashOne(c *candidate, h hash.Hash, buf []byte) error {
+// hashAs hashes the file's listed size with h and returns how many bytes
+// it read and the file's size and mtime after the read.
+func hashAs(c *candidate, h hash.Hash, buf []byte) (int64, stamp, error) {
 	h.Reset()
 	n, after, err := c.pack.hashBeneath(c.path, c.size, h, buf)
 	if errors.Is(err, errors.ErrUnsupported) {
@@ -481,14 +479,33 @@ func hashOne(c *candidate, h hash.Hash, buf []byte) error {
 			f.Close()
 		}
 	}
-	if err != nil {
-		return fmt.Errorf("unreadable: %w", err)
-	}
-	if n != c.size || (c.pack.root != nil && after != (stamp{size: c.size, mtime: c.mtime})) { // built-in packs never change
-		// Written to since it was listed (a writer quick enough to
-		// finish before the open-for-writing check): what was read may
-		// be a mix of versions, or a truncated file's nothing.
-		return errChangedWhileRead
+	return n, after, err
+}
+
+// hashOne hashes a file's listed size with h through buf. Startup only
+// hashes: small files are read into memory when first served (Entry.Open),
+// so a server with more content than memory budget starts as fast as any.
+// Reading exactly the listed size saves the read that finds EOF.
+func hashOne(c *candidate, h hash.Hash, buf []byte) error {
+	// A file written to since it was listed (a writer quick enough to
+	// finish before the open-for-writing check, or a touch) is read again
+	// as it is now, a few times: what was read may be a mix of versions, or
+	// a truncated file's nothing.
+	var n int64
+	for try := 1; ; try++ {
+		var after stamp
+		var err error
+		n, after, err = hashAs(c, h, buf)
+		if err != nil {
+			return fmt.Errorf("unreadable: %w", err)
+		}
+		if n == c.size && (c.pack.root == nil || after == (stamp{size: c.size, mtime: c.mtime})) { // built-in packs never change
+			break
+		}
+		if try == 3 || after == (stamp{}) {
+			return errChangedWhileRead
+		}
+		c.size, c.mtime = after.size, after.mtime
 	}
 	var sum resources.Hash
 	h.Sum(sum[:0])

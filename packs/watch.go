@@ -137,14 +137,26 @@ func (w *Watcher) watchParent(dir string) {
 	}
 }
 
-// watchTree adds a watch on dir and every directory below it.
+// watchTree adds a watch on dir and every directory below it. dir itself
+// may be a symlink (a pack switched between releases with ln -s and mv):
+// its target is walked, and watched under dir's name, so that events are
+// named as the pack is. Symlinks below it are not followed, as Load
+// does not follow them.
 func (w *Watcher) watchTree(dir string) {
-	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+	root := dir
+	if real, err := filepath.EvalSymlinks(dir); err == nil {
+		root = real
+	}
+	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || !d.IsDir() {
 			return nil
 		}
-		if err := w.fsw.Add(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			w.log.Warn("cannot watch directory", "dir", p, "err", err)
+		name := dir
+		if rel, err := filepath.Rel(root, p); err == nil && rel != "." {
+			name = filepath.Join(dir, rel)
+		}
+		if err := w.fsw.Add(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			w.log.Warn("cannot watch directory", "dir", name, "err", err)
 		}
 		return nil
 	})
@@ -155,6 +167,11 @@ func (w *Watcher) packOf(path string) string {
 	for _, dir := range w.opts.Load.Dirs {
 		d := filepath.Clean(dir)
 		if path == d || strings.HasPrefix(path, d+string(filepath.Separator)) {
+			return d
+		}
+		// "-packs .": events under the working directory are named
+		// without a "./" (fsnotify joins, and Join cleans).
+		if d == "." && !filepath.IsAbs(path) && path != ".." && !strings.HasPrefix(path, ".."+string(filepath.Separator)) {
 			return d
 		}
 	}
@@ -185,7 +202,11 @@ func (w *Watcher) run(ctx context.Context) {
 				continue // a sibling of a pack in its parent directory
 			}
 			if ev.Has(fsnotify.Create) {
-				if fi, err := os.Lstat(path); err == nil && fi.IsDir() {
+				stat := os.Lstat
+				if w.packOf(path) == path {
+					stat = os.Stat // a pack's own directory may be a symlink
+				}
+				if fi, err := stat(path); err == nil && fi.IsDir() {
 					// New directories (and what was created in them before
 					// the watch existed) are found by the reload's walk.
 					w.watchTree(path)

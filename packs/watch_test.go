@@ -94,9 +94,9 @@ func TestWatcherHoldsNewNamesForTheQuietPeriod(t *testing.T) {
 
 // A file rewritten between being listed and being read — truncated when
 // listed, written and closed before the reload asks whether it is open for
-// writing, as `printf ... > file` does — is held at its previous version,
-// not served as what the read happened to see (here: nothing).
-func TestReloadHoldsAFileChangedWhileRead(t *testing.T) {
+// writing, as `printf ... > file` does — is read again as it is now, never
+// served as what the first read happened to see (here: nothing).
+func TestReloadRereadsAFileChangedWhileRead(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "assets/t/texture/grass.png")
 	os.MkdirAll(filepath.Dir(path), 0o755)
@@ -122,19 +122,125 @@ func TestReloadHoldsAFileChangedWhileRead(t *testing.T) {
 	}
 	defer v2.Close()
 	key := Loc{Type: resources.TypeTexture, Ref: resources.Ref{Domain: "t", Key: "grass.png"}}
-	if e, ok := v2.Lookup(key); !ok || e.Hash != resources.Sum([]byte("grass, version 1")) {
-		t.Fatalf("file changed while read is served as %+v, want version 1 kept", e)
+	if e, ok := v2.Lookup(key); !ok || e.Hash != resources.Sum([]byte("grass, version 2")) {
+		t.Fatalf("file changed while read is served as %+v, want version 2", e)
 	}
-	if v2.held != 1 {
-		t.Fatalf("held %d files, want 1 (so the watcher reloads again)", v2.held)
-	}
+}
 
-	v3, err := Load(context.Background(), opts, v2)
+// At startup too: a file touched while the packs load is read again and
+// served, not left out until something else changes (a reviewer's test).
+func TestStartupRereadsAFileTouchedWhileRead(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "assets/t/texture/grass.png")
+	os.MkdirAll(filepath.Dir(path), 0o755)
+	os.WriteFile(path, []byte("grass"), 0o644)
+	hooked := Options{Dirs: []string{dir}}
+	hooked.hold = func(string, string) bool {
+		later := time.Now().Add(time.Second)
+		os.Chtimes(path, later, later)
+		return false
+	}
+	v, err := Load(context.Background(), hooked, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer v3.Close()
-	if e, ok := v3.Lookup(key); !ok || e.Hash != resources.Sum([]byte("grass, version 2")) {
-		t.Fatalf("next reload serves %+v, want version 2", e)
+	defer v.Close()
+	key := Loc{Type: resources.TypeTexture, Ref: resources.Ref{Domain: "t", Key: "grass.png"}}
+	if e, ok := v.Lookup(key); !ok || e.Hash != resources.Sum([]byte("grass")) {
+		t.Fatalf("a file touched while the packs loaded: served %+v, problems %+v", e, v.Problems)
 	}
+}
+
+// A pack given as "." (a developer running the server inside the pack) is
+// watched like any other (a reviewer's test).
+func TestWatcherWatchesTheWorkingDirectoryAsAPack(t *testing.T) {
+	dir := t.TempDir()
+	writeRenamed(t, filepath.Join(dir, "assets/t/texture/stone.png"), "stone, version 1")
+	t.Chdir(dir)
+	opts := Options{Dirs: []string{"."}}
+	view, err := Load(context.Background(), opts, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	applied := make(chan *View, 4)
+	w, err := NewWatcher(view, WatchOptions{Load: opts, Apply: func(v *View) { applied <- v }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		w.Close()
+		view.Close()
+		for len(applied) > 0 {
+			(<-applied).Close()
+		}
+	})
+	writeRenamed(t, "assets/t/texture/stone.png", "stone, version 2")
+	select {
+	case v := <-applied:
+		_, ok := v.ByHash(resources.Sum([]byte("stone, version 2")))
+		v.Close()
+		if !ok {
+			t.Fatal("reloaded view lacks the saved version")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a save in a pack given as . was never reloaded")
+	}
+}
+
+// A pack directory that is a symlink, switched to a new release as
+// deployments do (ln -s v2 tmp && mv -T tmp current), is watched at the
+// new release: saves there are reloaded (a reviewer's test).
+func TestWatcherFollowsAPackSymlinkSwitchedToANewRelease(t *testing.T) {
+	base := t.TempDir()
+	for _, rel := range []string{"v1", "v2"} {
+		writeRenamed(t, filepath.Join(base, rel, "assets/t/texture/stone.png"), "stone, "+rel)
+	}
+	cur := filepath.Join(base, "current")
+	if err := os.Symlink("v1", cur); err != nil {
+		t.Fatal(err)
+	}
+	opts := Options{Dirs: []string{cur}}
+	view, err := Load(context.Background(), opts, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	applied := make(chan *View, 8)
+	w, err := NewWatcher(view, WatchOptions{Load: opts, Apply: func(v *View) { applied <- v }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		w.Close()
+		view.Close()
+		for len(applied) > 0 {
+			(<-applied).Close()
+		}
+	})
+	want := func(content string) {
+		t.Helper()
+		deadline := time.After(10 * time.Second)
+		for {
+			select {
+			case v := <-applied:
+				_, ok := v.ByHash(resources.Sum([]byte(content)))
+				v.Close()
+				if ok {
+					return
+				}
+			case <-deadline:
+				t.Fatalf("%q never served", content)
+			}
+		}
+	}
+	writeRenamed(t, filepath.Join(cur, "assets/t/texture/stone.png"), "stone, v1 edited")
+	want("stone, v1 edited")
+	if err := os.Symlink("v2", cur+".new"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(cur+".new", cur); err != nil {
+		t.Fatal(err)
+	}
+	want("stone, v2")
+	writeRenamed(t, filepath.Join(cur, "assets/t/texture/stone.png"), "stone, v2 edited")
+	want("stone, v2 edited")
 }
