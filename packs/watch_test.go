@@ -17,13 +17,20 @@ func quietWatcher(t *testing.T) (string, <-chan *View) {
 	t.Helper()
 	dir := t.TempDir()
 	writeRenamed(t, filepath.Join(dir, "assets/t/texture/stone.png"), "stone, version 1")
-	opts := Options{Dirs: []string{dir}}
-	view, err := Load(context.Background(), opts, nil)
+	return dir, watchPacks(t, WatchOptions{Load: Options{Dirs: []string{dir}}, Debounce: time.Minute, quiet: time.Minute})
+}
+
+// watchPacks loads the packs of opts.Load, watches them and returns the
+// views applied; all is closed when the test ends.
+func watchPacks(t *testing.T, opts WatchOptions) <-chan *View {
+	t.Helper()
+	view, err := Load(context.Background(), opts.Load, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	applied := make(chan *View, 4)
-	w, err := NewWatcher(view, WatchOptions{Load: opts, Debounce: time.Minute, quiet: time.Minute, Apply: func(v *View) { applied <- v }})
+	applied := make(chan *View, 8)
+	opts.Apply = func(v *View) { applied <- v }
+	w, err := NewWatcher(view, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +41,7 @@ func quietWatcher(t *testing.T) (string, <-chan *View) {
 			(<-applied).Close()
 		}
 	})
-	return dir, applied
+	return applied
 }
 
 // writeRenamed saves data at path as editors do: a temp file renamed over.
@@ -46,6 +53,24 @@ func writeRenamed(t *testing.T, path, data string) {
 	}
 	if err := os.Rename(path+".tmp", path); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// wantServed waits up to 10 s for a view applied with content in it.
+func wantServed(t *testing.T, applied <-chan *View, content string) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case v := <-applied:
+			_, ok := v.ByHash(resources.Sum([]byte(content)))
+			v.Close()
+			if ok {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("%q never served", content)
+		}
 	}
 }
 
@@ -67,16 +92,7 @@ func TestWatcherAppliesALoneSaveAtOnce(t *testing.T) {
 	dir, applied := quietWatcher(t)
 	stone := filepath.Join(dir, "assets/t/texture/stone.png")
 	writeRenamed(t, stone, "stone, version 2")
-	select {
-	case v := <-applied:
-		_, ok := v.ByHash(resources.Sum([]byte("stone, version 2")))
-		v.Close()
-		if !ok {
-			t.Fatal("reloaded view lacks the saved version")
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("a lone save waited for the quiet period")
-	}
+	wantServed(t, applied, "stone, version 2") // within 10 s: the quiet period is a minute
 	writeRenamed(t, stone, "stone, version 3") // may be the start of a burst
 	noReload(t, applied, "a save right after a reload")
 }
@@ -157,34 +173,9 @@ func TestWatcherWatchesTheWorkingDirectoryAsAPack(t *testing.T) {
 	dir := t.TempDir()
 	writeRenamed(t, filepath.Join(dir, "assets/t/texture/stone.png"), "stone, version 1")
 	t.Chdir(dir)
-	opts := Options{Dirs: []string{"."}}
-	view, err := Load(context.Background(), opts, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	applied := make(chan *View, 4)
-	w, err := NewWatcher(view, WatchOptions{Load: opts, Apply: func(v *View) { applied <- v }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		w.Close()
-		view.Close()
-		for len(applied) > 0 {
-			(<-applied).Close()
-		}
-	})
+	applied := watchPacks(t, WatchOptions{Load: Options{Dirs: []string{"."}}})
 	writeRenamed(t, "assets/t/texture/stone.png", "stone, version 2")
-	select {
-	case v := <-applied:
-		_, ok := v.ByHash(resources.Sum([]byte("stone, version 2")))
-		v.Close()
-		if !ok {
-			t.Fatal("reloaded view lacks the saved version")
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("a save in a pack given as . was never reloaded")
-	}
+	wantServed(t, applied, "stone, version 2")
 }
 
 // A pack directory that is a symlink, switched to a new release as
@@ -199,39 +190,8 @@ func TestWatcherFollowsAPackSymlinkSwitchedToANewRelease(t *testing.T) {
 	if err := os.Symlink("v1", cur); err != nil {
 		t.Fatal(err)
 	}
-	opts := Options{Dirs: []string{cur}}
-	view, err := Load(context.Background(), opts, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	applied := make(chan *View, 8)
-	w, err := NewWatcher(view, WatchOptions{Load: opts, Apply: func(v *View) { applied <- v }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		w.Close()
-		view.Close()
-		for len(applied) > 0 {
-			(<-applied).Close()
-		}
-	})
-	want := func(content string) {
-		t.Helper()
-		deadline := time.After(10 * time.Second)
-		for {
-			select {
-			case v := <-applied:
-				_, ok := v.ByHash(resources.Sum([]byte(content)))
-				v.Close()
-				if ok {
-					return
-				}
-			case <-deadline:
-				t.Fatalf("%q never served", content)
-			}
-		}
-	}
+	applied := watchPacks(t, WatchOptions{Load: Options{Dirs: []string{cur}}})
+	want := func(content string) { t.Helper(); wantServed(t, applied, content) }
 	writeRenamed(t, filepath.Join(cur, "assets/t/texture/stone.png"), "stone, v1 edited")
 	want("stone, v1 edited")
 	if err := os.Symlink("v2", cur+".new"); err != nil {
