@@ -91,6 +91,9 @@ func ReadServer(path string) (Server, *Source, error) {
 		return s, src, fmt.Errorf("read config: %w", err)
 	}
 	src.lines, src.problems = decodeStrict(path, string(data), &s)
+	if s.AdminListen == "none" {
+		s.AdminListen = "" // as -admin-listen none, and world = "none"
+	}
 	return s, src, nil
 }
 

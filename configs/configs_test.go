@@ -102,3 +102,16 @@ func TestWorldReportsEveryBadValue(t *testing.T) {
 		t.Errorf("lines %d and %d, want 1 and 2", ps[0].Line, ps[1].Line)
 	}
 }
+
+// admin_listen = "none" turns the admin listener off, as -admin-listen
+// none and world = "none" do; an operator copies it from the flag's help.
+func TestAdminListenNoneIsOff(t *testing.T) {
+	for _, v := range []string{`"none"`, `""`} {
+		p := filepath.Join(t.TempDir(), "server.toml")
+		os.WriteFile(p, []byte("admin_listen = "+v+"\n"), 0o644)
+		s, err := LoadServer(p)
+		if err != nil || s.AdminListen != "" {
+			t.Errorf("admin_listen = %s: %q, %v; want off", v, s.AdminListen, err)
+		}
+	}
+}
