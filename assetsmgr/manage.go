@@ -160,12 +160,12 @@ func (c *Cache) Verify(ctx context.Context) (VerifyReport, error) {
 				}
 				rep.Inline++
 				rep.Bytes += int64(len(data))
-				switch {
-				case int64(len(data)) != size:
-					rep.Bad = append(rep.Bad, BadEntry{Hash: h, Source: SourceInline, Size: size, Reason: fmt.Sprintf("%d bytes stored, %d recorded", len(data), size)})
-					badInline = append(badInline, h)
-				case resources.Sum(data) != h:
-					rep.Bad = append(rep.Bad, BadEntry{Hash: h, Source: SourceInline, Size: size, Reason: "content does not match its hash"})
+				if err := checkInline(data, size, h); err != nil {
+					reason := "content does not match its hash"
+					if errors.Is(err, ErrSizeMismatch) {
+						reason = fmt.Sprintf("%d bytes stored, %d recorded", len(data), size)
+					}
+					rep.Bad = append(rep.Bad, BadEntry{Hash: h, Source: SourceInline, Size: size, Reason: reason})
 					badInline = append(badInline, h)
 				}
 			}
@@ -268,13 +268,19 @@ func (c *Cache) namesOf(ctx context.Context, h resources.Hash) []resources.Loc {
 		if rows.Scan(&ts, &rs) != nil {
 			return names
 		}
-		t, terr := resources.ParseType(ts)
-		r, rerr := resources.ParseRef(rs)
-		if terr == nil && rerr == nil {
-			names = append(names, resources.Loc{Type: t, Ref: r})
+		if l, ok := scanName(ts, rs); ok {
+			names = append(names, l)
 		}
 	}
 	return names
+}
+
+// scanName parses a blob_names row's type and ref; a row this client
+// cannot parse (written by a newer one) is skipped.
+func scanName(ts, rs string) (resources.Loc, bool) {
+	t, terr := resources.ParseType(ts)
+	r, rerr := resources.ParseRef(rs)
+	return resources.Loc{Type: t, Ref: r}, terr == nil && rerr == nil
 }
 
 // Entry is one cached blob, for listing.
@@ -305,10 +311,8 @@ func (c *Cache) List(ctx context.Context, match func(resources.Loc) bool) ([]Ent
 			return nil, fmt.Errorf("list cache: %w", err)
 		}
 		h, ok := scanHash(hb)
-		t, terr := resources.ParseType(ts)
-		r, rerr := resources.ParseRef(rs)
-		if ok && terr == nil && rerr == nil {
-			names[h] = append(names[h], resources.Loc{Type: t, Ref: r})
+		if l, lok := scanName(ts, rs); ok && lok {
+			names[h] = append(names[h], l)
 		}
 	}
 	rows.Close()

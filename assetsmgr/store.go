@@ -555,7 +555,7 @@ func (w *writeConn) inlineIntact(h resources.Hash) bool {
 	var size int64
 	var data []byte
 	err := w.conn.QueryRowContext(context.Background(), `SELECT size, data FROM inline_blobs WHERE hash = ?`, h[:]).Scan(&size, &data)
-	return err == nil && int64(len(data)) == size && resources.Sum(data) == h
+	return err == nil && checkInline(data, size, h) == nil
 }
 
 func (w *writeConn) commit() error {

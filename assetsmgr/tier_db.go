@@ -150,6 +150,18 @@ func (t *inlineTier) Lookup(ctx context.Context, hs []resources.Hash) (map[resou
 	return hits, err
 }
 
+// checkInline says whether an inline row's bytes are its blob: its
+// recorded size, hashing to h.
+func checkInline(data []byte, size int64, h resources.Hash) error {
+	switch {
+	case int64(len(data)) != size:
+		return fmt.Errorf("%d of %d bytes: %w", len(data), size, ErrSizeMismatch)
+	case resources.Sum(data) != h:
+		return ErrHashMismatch
+	}
+	return nil
+}
+
 // inlineContent is an inline blob's verified bytes.
 type inlineContent struct {
 	*bytes.Reader
@@ -172,12 +184,7 @@ func (t *inlineTier) read(ctx context.Context, h resources.Hash, size int64) ([]
 		}
 		return nil, fmt.Errorf("read blob %s: %w", h.Short(), err)
 	}
-	switch {
-	case int64(len(data)) != size:
-		err = fmt.Errorf("%d of %d bytes: %w", len(data), size, ErrSizeMismatch)
-	case resources.Sum(data) != h:
-		err = ErrHashMismatch
-	default:
+	if err = checkInline(data, size, h); err == nil {
 		return data, nil
 	}
 	t.log.Warn("corrupt inline cache entry found while reading; fetching it again", "hash", h.Short(), "size", size, "have", len(data))

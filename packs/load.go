@@ -460,8 +460,8 @@ func hashAll(ctx context.Context, found <-chan *candidate, prev map[fileKey]file
 // stamp is what says a file changed: its size and modification time.
 type stamp struct{ size, mtime int64 }
 
-// errChangedWhileRead: the file is held at its previous version (or out)
-// and read again at the next reload.
+// errChangedWhileRead: the file kept changing over several reads; a
+// reload holds it at its previous version (or out) and tries again.
 var errChangedWhileRead = errors.New("changed while being read")
 
 // hashAs hashes the file's listed size with h and returns how many bytes

@@ -41,10 +41,10 @@ type WatchOptions struct {
 // writes to, removals or renames of real (non-scratch) files — are
 // complete when the event arrives: such a batch waits only atomicQuiet,
 // and if it starts, after atomicQuiet without events, with a resource's
-// file renamed over, only leadGrace (a lone save). Anything else waits the configured
-// Debounce, which coalesces bursts such as a checkout. A file created and
-// still being written is safe either way: Load holds files open for
-// writing.
+// file renamed over, only leadGrace (a lone save). Anything else waits
+// the configured Debounce, which coalesces bursts such as a checkout. A
+// file created and still being written is safe either way: Load holds
+// files open for writing, and reads again one that changed while read.
 const (
 	atomicQuiet    = 20 * time.Millisecond
 	atomicMaxPaths = 16
@@ -165,13 +165,10 @@ func (w *Watcher) watchTree(dir string) {
 // packOf returns the pack directory containing path, or "".
 func (w *Watcher) packOf(path string) string {
 	for _, dir := range w.opts.Load.Dirs {
+		// Rel, not a prefix test: events are named as fsnotify joins
+		// them, cleaned, so a pack "." has events named "assets/...".
 		d := filepath.Clean(dir)
-		if path == d || strings.HasPrefix(path, d+string(filepath.Separator)) {
-			return d
-		}
-		// "-packs .": events under the working directory are named
-		// without a "./" (fsnotify joins, and Join cleans).
-		if d == "." && !filepath.IsAbs(path) && path != ".." && !strings.HasPrefix(path, ".."+string(filepath.Separator)) {
+		if rel, err := filepath.Rel(d, path); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
 			return d
 		}
 	}
@@ -232,8 +229,8 @@ func (w *Watcher) run(ctx context.Context) {
 			// leadGrace rather than the quiet period (the developer waits
 			// that long on every save). Any event within leadGrace makes it
 			// an ordinary batch; what follows later is coalesced into one
-			// more reload. A file written while a reload reads it is held
-			// at its previous version (Load checks it did not change). A new
+			// more reload. A file written while a reload reads it is read
+			// again (Load checks it did not change while read). A new
 			// name is not a save: editors create probe and temp files (vim's
 			// 4913, JetBrains' *___jb_tmp___) that would be announced as
 			// resources, and a new file has no client waiting for it.

@@ -442,9 +442,10 @@ func (s *Syncer) send(out *outbox, p packets.Packet) {
 
 func (s *Syncer) emit(evs []Event) {
 	// The cache records what each blob was loaded as, for listing and
-	// filtering it ("gameclient cache ls"); what came from the network
-	// was named as it was stored (namesLocked), so this is a lookup of
-	// the cache's own record of names, not a write.
+	// filtering it ("gameclient cache ls"). What came from the network
+	// was named in the commit that stored it (namesLocked), and Name
+	// finds it recorded; a hit in the cache is named with the store's
+	// next batch.
 	for _, e := range evs {
 		if l, ok := e.(Loaded); ok && l.Source != assetsmgr.SourcePack {
 			s.opts.Cache.Name(l.Binding.Hash, resources.Loc{Type: l.Binding.Type, Ref: l.Binding.Ref})
