@@ -20,12 +20,14 @@
 //
 // A large resource sent as the chunks of a manifest (package manifest) is
 // assembled in a partial (partial.go): Cache/partial/<64 hex>, written in
-// place chunk by chunk, each chunk verified against its hash before it is
+// place chunk by chunk, each chunk verified (manifest.Verify: against the
+// whole resource's SHA-256 state at its start and end) before it is
 // written and recorded in sqlite only after the file was synced, so it
-// resumes after a reconnect or a crash with only the missing chunks.
-// Chunks it shares with cached blobs (the chunk index) or other partials
-// are copied locally, verified first. A partial is never a hit: it becomes
-// a blob only when its whole hash matches. Partials count toward the size
+// resumes after a reconnect or a crash with only the missing chunks, which
+// are verified again as read back. Chunks it shares with cached blobs (the
+// chunk index) or other partials are copied locally, verified first. A
+// partial is never a hit: it becomes a blob only when every chunk has
+// verified, the last one against the whole hash. Partials count toward the size
 // cap and are evicted like blobs; files without rows are removed at Open,
 // never adopted.
 //

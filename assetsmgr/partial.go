@@ -2,16 +2,12 @@ package assetsmgr
 
 import (
 	"context"
-	"crypto/sha256"
 	"database/sql"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
-	"sort"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/voxsync/voxsync/internal/bytesize"
@@ -21,9 +17,10 @@ import (
 
 // A partial is a large resource being assembled from the chunks of its
 // manifest, in Cache/partial/<64 hex of its hash>, with a row in partials
-// and one in partial_chunks per chunk held. It survives restarts, and it is
-// never trusted as complete: only Commit's check of the whole hash makes
-// it a blob.
+// and one in partial_chunks per chunk held. It survives restarts, and no
+// byte of it is trusted before it is verified (manifest.Verify: each chunk
+// against the whole resource's SHA-256 state at its start and end, the
+// last against the whole hash), so a complete partial is the resource.
 //
 // Durability: Put writes a verified chunk in place at its offset; every
 // partialFlushBytes or partialFlushEvery (and at Close) the file is
@@ -32,12 +29,11 @@ import (
 // chunk is on disk; an unrecorded one is fetched again. Bytes in the file
 // that no row describes are never read as held.
 //
-// The whole-resource SHA-256 is computed as the chunks arrive, by a
-// goroutine that reads back (from the page cache) the held prefix as it
-// grows, so that on two cores receiving and hashing overlap and Commit has
-// little left to do. Chunks held from an earlier run are not re-hashed on
-// their own at open: the whole hash covers them, and if it does not match,
-// Commit re-verifies every chunk and drops those that rotted.
+// Every byte is hashed once: a chunk received is verified in memory by
+// Put before it is written; a chunk copied from a local blob or partial is
+// verified as it is copied; a chunk recorded by an earlier run is read back
+// and verified by a goroutine started at open, so that Commit can drop
+// what rotted on disk since and have it fetched again.
 //
 // One Partial per resource at a time per Cache: a second OpenPartial of a
 // resource that is open fails with ErrPartialInUse (another process cannot
@@ -63,17 +59,6 @@ const (
 	// of them, whichever comes first.
 	partialFlushBytes = 2 << 20
 	partialFlushEvery = 100 * time.Millisecond
-	// partialHashRead is the most the hasher reads back at once; at least
-	// one chunk.
-	partialHashRead = max(1<<20, manifest.MaxChunkLen)
-	// partialHashAhead: a Put waits while the whole hash is this far behind
-	// the held prefix. Otherwise Puts faster than one core can hash (two
-	// goroutines verifying chunks) take both cores, and the hasher is left
-	// with most of its work for Commit, reading back what may no longer be
-	// in the page cache. Held back, they share the cores evenly, and Commit
-	// has little left to do. (Local copies at open are not held back: the
-	// caller is waiting to request what is missing.)
-	partialHashAhead = 32 << 20
 	// partialMaxIdle: GC removes partials not used for this long.
 	partialMaxIdle = 7 * 24 * time.Hour
 )
@@ -97,9 +82,8 @@ type Partial struct {
 	f    *os.File
 
 	mu        sync.Mutex // guards the fields below
-	cond      *sync.Cond // on mu: broadcast as the hash advances or is done, on a sticky error, at close
+	cond      *sync.Cond // on mu: broadcast when the resumed chunks are verified, on a sticky error, at close
 	state     []chunkState
-	prefix    int   // the first chunk not held: every one before it is
 	missing   int   // chunks not held
 	held      int64 // bytes held
 	fromLocal int64 // bytes copied from local chunks
@@ -109,21 +93,19 @@ type Partial struct {
 	err       error // sticky: a sync or a record failed; reopen the partial
 	closed    bool
 	flushLast bool // with closed: the flusher syncs what is left before it exits
-	// The hasher restarts from the first chunk when gen changes (held
-	// chunks it may have read were lost).
-	gen       int
-	hashedGen int            // the generation whose whole hash is done; -1: none
-	sum       resources.Hash // the whole hash of generation hashedGen
-	hashErr   error          // or why it could not be computed
-	hashed    int64          // bytes fed to the whole hash in this generation
+	// Chunks recorded by an earlier run, which the checker reads back and
+	// verifies; checked is set when it is done (or stopped), and rotten
+	// lists those that failed, for Commit to drop.
+	resumed []int
+	checked bool
+	rotten  []int
 
 	inflight sync.WaitGroup // Puts between their closed check and their return
 	flushMu  sync.Mutex     // one flush at a time; lose holds it across a flush and its drop
 	dirty    chan struct{}  // wakes the flusher: something to sync
 	full     chan struct{}  // wakes the flusher: partialFlushBytes to sync
-	wake     chan struct{}  // wakes the hasher: a chunk is held, or gen changed
-	stop     chan struct{}  // closed to stop the hasher and the flusher
-	workers  sync.WaitGroup // the hasher and the flusher
+	stop     chan struct{}  // closed to stop the checker and the flusher
+	workers  sync.WaitGroup // the checker and the flusher
 }
 
 // OpenPartial starts or resumes assembling resource h (whole-resource
@@ -131,11 +113,11 @@ type Partial struct {
 // sqlite rows; it survives restarts.
 //
 // On open, chunks already durable for h (same offset, length and hash, from
-// an earlier run, even under a different manifest digest) are kept; every
-// other chunk of m whose hash is found locally — in a cached blob file
-// recorded in the chunk index, or in another partial — is copied into
-// place after verifying it against its hash (a chunk that fails is not
-// copied, and its index row is dropped). Its size is reserved on disk, so a
+// an earlier run, even under a different manifest digest) are kept, and
+// verified again in the background before Commit; every other chunk of m
+// whose hash is found locally — in a cached blob file recorded in the chunk
+// index, or in another partial — is copied into place after verifying it
+// (a chunk that fails is not copied, and its index row is dropped). Its size is reserved on disk, so a
 // full disk fails here with ErrDiskFull; an unwritable cache with
 // ErrNotWritable. A second OpenPartial of h while it is open fails with
 // ErrPartialInUse.
@@ -257,11 +239,12 @@ func (c *Cache) openPartial(ctx context.Context, h resources.Hash, m *manifest.M
 			p.missing--
 			p.held += r.length
 			p.durable++
+			p.resumed = append(p.resumed, i)
 		} else {
 			drop = append(drop, r) // cut otherwise by an earlier manifest
 		}
 	}
-	p.advancePrefixLocked()
+	p.checked = len(p.resumed) == 0
 	errc := make(chan error, 1)
 	c.store.enqueue(op{kind: opPartialOpen, hash: h, partial: &partialOp{size: int64(m.Size), digest: m.Digest(), reset: reset, rows: drop},
 		done: func(err error) { errc <- err }})
@@ -270,9 +253,12 @@ func (c *Cache) openPartial(ctx context.Context, h resources.Hash, m *manifest.M
 	}
 	ok = true
 	c.setPartial(h, p)
-	p.workers.Add(2)
-	go p.hashLoop()
+	p.workers.Add(1)
 	go p.flushLoop()
+	if !p.checked {
+		p.workers.Add(1)
+		go p.checkResumed()
+	}
 	if err := p.copyLocal(ctx); err != nil {
 		p.Close()
 		return nil, err
@@ -283,13 +269,11 @@ func (c *Cache) openPartial(ctx context.Context, h resources.Hash, m *manifest.M
 func newPartial(c *Cache, h resources.Hash, m *manifest.Manifest, path string, f *os.File) *Partial {
 	p := &Partial{
 		c: c, hash: h, m: m, path: path, f: f,
-		state:     make([]chunkState, len(m.Chunks)),
-		missing:   len(m.Chunks),
-		hashedGen: -1,
-		dirty:     make(chan struct{}, 1),
-		full:      make(chan struct{}, 1),
-		wake:      make(chan struct{}, 1),
-		stop:      make(chan struct{}),
+		state:   make([]chunkState, len(m.Chunks)),
+		missing: len(m.Chunks),
+		dirty:   make(chan struct{}, 1),
+		full:    make(chan struct{}, 1),
+		stop:    make(chan struct{}),
 	}
 	p.cond = sync.NewCond(&p.mu)
 	return p
@@ -345,14 +329,12 @@ func (p *Partial) Held() (held, fromLocal int64) {
 	return p.held, p.fromLocal
 }
 
-// Put verifies data against m.Chunks[i].Hash (an error wrapping
+// Put verifies data as chunk i (manifest.Verify: an error wrapping
 // ErrHashMismatch or ErrSizeMismatch, nothing written), writes it at its
 // offset and marks it held. A chunk already held is not written again.
 // Durability is batched (see the comment at the top of partial.go): after
 // a crash, a chunk is held only if its bytes were synced before it was
-// recorded. Put returns once the whole-resource hash is at most
-// partialHashAhead (32 MiB) behind the held prefix, so that Puts faster
-// than a core hashes leave it the other core. Safe for concurrent use.
+// recorded. Safe for concurrent use.
 func (p *Partial) Put(i int, data []byte) error {
 	if i < 0 || i >= len(p.m.Chunks) {
 		return fmt.Errorf("put chunk %d of %s: the manifest has %d chunks", i, p.hash.Short(), len(p.m.Chunks))
@@ -361,14 +343,13 @@ func (p *Partial) Put(i int, data []byte) error {
 	if len(data) != int(ch.Length) {
 		return fmt.Errorf("put chunk %d of %s: %d bytes, want %d: %w", i, p.hash.Short(), len(data), ch.Length, ErrSizeMismatch)
 	}
-	if got := resources.Sum(data); got != ch.Hash {
-		return fmt.Errorf("put chunk %d of %s: got %s, want %s: %w", i, p.hash.Short(), got.Short(), ch.Hash.Short(), ErrHashMismatch)
+	if err := p.m.Verify(p.hash, i, data); err != nil {
+		return fmt.Errorf("put chunk %d of %s: %v: %w", i, p.hash.Short(), err, ErrHashMismatch)
 	}
 	return p.write(i, data, chunkHeld)
 }
 
-// write stores verified data as chunk i; for a Put it then waits while the
-// whole hash is more than partialHashAhead behind.
+// write stores verified data as chunk i.
 func (p *Partial) write(i int, data []byte, as chunkState) error {
 	p.mu.Lock()
 	if err := p.usableLocked(); err != nil {
@@ -399,7 +380,6 @@ func (p *Partial) write(i int, data []byte, as chunkState) error {
 	if as == chunkLocal {
 		p.fromLocal += n
 	}
-	p.advancePrefixLocked()
 	first := len(p.unsynced) == 0
 	p.unsynced = append(p.unsynced, i)
 	p.unsyncedN += n
@@ -411,35 +391,7 @@ func (p *Partial) write(i int, data []byte, as chunkState) error {
 	if full {
 		signal(p.full)
 	}
-	signal(p.wake)
-	if as == chunkHeld {
-		p.mu.Lock()
-		for p.hashBehindLocked() > partialHashAhead && !p.closed && p.err == nil {
-			p.cond.Wait()
-		}
-		p.mu.Unlock()
-	}
 	return nil
-}
-
-// advancePrefixLocked moves prefix past the held chunks.
-func (p *Partial) advancePrefixLocked() {
-	for p.prefix < len(p.state) && p.state[p.prefix] != chunkMissing {
-		p.prefix++
-	}
-}
-
-// hashBehindLocked is how many held bytes the hasher can read and has not
-// yet: 0 once it is done or stuck.
-func (p *Partial) hashBehindLocked() int64 {
-	if p.hashedGen == p.gen {
-		return 0
-	}
-	end := int64(p.m.Size)
-	if p.prefix < len(p.m.Chunks) {
-		end = int64(p.m.Chunks[p.prefix].Offset)
-	}
-	return end - p.hashed
 }
 
 // usableLocked says why the partial cannot be used, if it cannot.
@@ -541,83 +493,42 @@ func rowOf(ch manifest.Chunk) chunkRow {
 	return chunkRow{offset: int64(ch.Offset), length: int64(ch.Length), chunk: ch.Hash}
 }
 
-// hashLoop feeds the whole-resource hash with the held prefix as it grows,
-// reading it back from the file. When every chunk is fed it records the
-// sum for Commit; when gen changes it starts over.
-func (p *Partial) hashLoop() {
+// checkResumed reads back and verifies, in order, the chunks an earlier
+// run recorded: the bytes were verified when they arrived, but the file may
+// have changed since. Those that fail are left in rotten for Commit.
+func (p *Partial) checkResumed() {
 	defer p.workers.Done()
-	buf := make([]byte, partialHashRead)
-	d := sha256.New()
-	chunks := p.m.Chunks
-	gen, next, stuck := -1, 0, false
-	for {
-		p.mu.Lock()
-		if gen != p.gen {
-			gen, next, stuck = p.gen, 0, false
-			d.Reset()
-			p.hashed = 0
+	var rotten []int
+	buf := make([]byte, 0, manifest.MaxChunkLen)
+	for _, i := range p.resumed {
+		select {
+		case <-p.stop:
+			return // checked stays false: nothing can Commit any more
+		default:
 		}
-		end, n := next, 0
-		for !stuck && end < len(chunks) && p.state[end] != chunkMissing && n+int(chunks[end].Length) <= len(buf) {
-			n += int(chunks[end].Length)
-			end++
+		ch := p.m.Chunks[i]
+		b := buf[:ch.Length]
+		if _, err := p.f.ReadAt(b, int64(ch.Offset)); err != nil || p.m.Verify(p.hash, i, b) != nil {
+			rotten = append(rotten, i)
 		}
-		if next == len(chunks) && p.hashedGen != gen {
-			d.Sum(p.sum[:0])
-			p.hashedGen, p.hashErr = gen, nil
-			p.cond.Broadcast()
-		}
-		p.mu.Unlock()
-		if end == next {
-			select {
-			case <-p.wake:
-				continue
-			case <-p.stop:
-				return
-			}
-		}
-		off := int64(chunks[next].Offset)
-		_, err := p.f.ReadAt(buf[:n], off)
-		p.mu.Lock()
-		if gen != p.gen {
-			p.mu.Unlock()
-			continue
-		}
-		if err != nil {
-			// Commit re-verifies the chunks one by one and drops what
-			// cannot be read; until then there is nothing to hash.
-			stuck = true
-			p.hashedGen, p.hashErr = gen, fmt.Errorf("read back %d bytes at %d: %w", n, off, err)
-			p.cond.Broadcast()
-			p.mu.Unlock()
-			continue
-		}
-		p.mu.Unlock()
-		d.Write(buf[:n])
-		next = end
-		p.mu.Lock()
-		if gen == p.gen {
-			p.hashed = off + int64(n)
-			p.cond.Broadcast() // Puts waiting for the hasher
-		}
-		p.mu.Unlock()
 	}
+	p.mu.Lock()
+	p.checked, p.rotten = true, rotten
+	p.cond.Broadcast()
+	p.mu.Unlock()
 }
 
-// Commit, once every chunk is held, waits for the whole-resource hash and,
-// if it equals h, places the file as the blob for h (the same atomic
+// Commit, once every chunk is held and those resumed from an earlier run
+// are verified again, places the file as the blob for h (the same atomic
 // rename and row as Create's blobs, so Lookup finds it), records every
 // chunk in the chunk index and forgets the partial; done(err) is called
 // once that is durable, and only if Commit returned nil. names are
 // recorded as by Name, in the same transaction as the blob's row.
 //
-// If chunks are not held, or the whole hash differs and re-verifying each
-// chunk finds some that no longer match (they are dropped), Commit returns
-// an error wrapping ErrChunksLost: Put Missing() again and call Commit
-// again. If every chunk matches yet the whole hash differs, the manifest
-// is wrong: the partial is discarded and the error wraps ErrHashMismatch.
-// Other errors (a failed sync or record) leave the partial to be closed
-// and reopened.
+// If chunks are not held, or resumed chunks no longer verify (they are
+// dropped), Commit returns an error wrapping ErrChunksLost: Put Missing()
+// again and call Commit again. Other errors (a failed sync or record)
+// leave the partial to be closed and reopened.
 func (p *Partial) Commit(done func(error), names ...resources.Loc) error {
 	p.mu.Lock()
 	if err := p.usableLocked(); err != nil {
@@ -629,43 +540,29 @@ func (p *Partial) Commit(done func(error), names ...resources.Loc) error {
 		p.mu.Unlock()
 		return fmt.Errorf("commit %s: %d of %d chunks not held: %w", p.hash.Short(), n, len(p.m.Chunks), ErrChunksLost)
 	}
-	for p.hashedGen != p.gen && !p.closed && p.err == nil {
+	for !p.checked && !p.closed && p.err == nil {
 		p.cond.Wait()
 	}
 	if err := p.usableLocked(); err != nil {
 		p.mu.Unlock()
 		return fmt.Errorf("commit %s: %w", p.hash.Short(), err)
 	}
-	sum, hashErr := p.sum, p.hashErr
+	lost := p.rotten
+	p.rotten = nil
 	p.mu.Unlock()
-	if hashErr == nil && sum == p.hash {
+	if len(lost) == 0 {
 		return p.place(done, names)
 	}
-
-	lost := p.reverify()
-	if len(lost) > 0 {
-		var bytes int64
-		for _, i := range lost {
-			bytes += int64(p.m.Chunks[i].Length)
-		}
-		p.c.log.Warn("chunks of a partial resource no longer match their hashes; dropped, to be fetched again",
-			"hash", p.hash.Short(), "chunks", len(lost), "bytes", bytes)
-		if err := p.lose(lost); err != nil {
-			return fmt.Errorf("commit %s: drop %d chunks that no longer match: %w", p.hash.Short(), len(lost), err)
-		}
-		return fmt.Errorf("commit %s: %d chunks (%d bytes) no longer match their hashes and were dropped: %w", p.hash.Short(), len(lost), bytes, ErrChunksLost)
+	var bytes int64
+	for _, i := range lost {
+		bytes += int64(p.m.Chunks[i].Length)
 	}
-	if hashErr != nil {
-		// Every chunk reads back and matches now: hash again.
-		p.mu.Lock()
-		p.gen++
-		p.mu.Unlock()
-		signal(p.wake)
-		return fmt.Errorf("commit %s: %w", p.hash.Short(), hashErr)
+	p.c.log.Warn("chunks of a partial resource saved earlier no longer verify; dropped, to be fetched again",
+		"hash", p.hash.Short(), "chunks", len(lost), "bytes", bytes)
+	if err := p.lose(lost); err != nil {
+		return fmt.Errorf("commit %s: drop %d chunks that no longer verify: %w", p.hash.Short(), len(lost), err)
 	}
-	p.Discard()
-	return fmt.Errorf("commit %s: every chunk matches the manifest but the whole is %s: the manifest is wrong; partial discarded: %w",
-		p.hash.Short(), sum.Short(), ErrHashMismatch)
+	return fmt.Errorf("commit %s: %d chunks (%d bytes) saved earlier no longer verify and were dropped: %w", p.hash.Short(), len(lost), bytes, ErrChunksLost)
 }
 
 // place hands the complete, verified file to the store to become a blob.
@@ -697,44 +594,7 @@ func (p *Partial) place(done func(error), names []resources.Loc) error {
 	return nil
 }
 
-// reverify reads back and hashes every chunk, on every core, and returns
-// the indexes of those that do not match.
-func (p *Partial) reverify() []int {
-	var (
-		mu   sync.Mutex // guards lost
-		lost []int
-		next atomic.Int64
-		wg   sync.WaitGroup
-	)
-	maxLen := 0
-	for _, ch := range p.m.Chunks {
-		maxLen = max(maxLen, int(ch.Length))
-	}
-	for range runtime.GOMAXPROCS(0) {
-		wg.Go(func() {
-			buf := make([]byte, maxLen)
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(p.m.Chunks) {
-					return
-				}
-				ch := p.m.Chunks[i]
-				b := buf[:ch.Length]
-				if _, err := p.f.ReadAt(b, int64(ch.Offset)); err != nil || resources.Sum(b) != ch.Hash {
-					mu.Lock()
-					lost = append(lost, i)
-					mu.Unlock()
-				}
-			}
-		})
-	}
-	wg.Wait()
-	sort.Ints(lost)
-	return lost
-}
-
-// lose marks held chunks missing and deletes their rows; the hasher starts
-// over.
+// lose marks held chunks missing and deletes their rows.
 func (p *Partial) lose(idx []int) error {
 	p.flushMu.Lock()
 	defer p.flushMu.Unlock()
@@ -752,14 +612,11 @@ func (p *Partial) lose(idx []int) error {
 		p.state[i] = chunkMissing
 		p.missing++
 		p.held -= int64(ch.Length)
-		p.prefix = min(p.prefix, i)
 		rows = append(rows, rowOf(ch))
 	}
 	p.durable = max(0, p.durable-len(rows))
-	p.gen++
 	err := p.err
 	p.mu.Unlock()
-	signal(p.wake)
 	if err != nil {
 		return err
 	}
@@ -768,7 +625,7 @@ func (p *Partial) lose(idx []int) error {
 	return <-errc
 }
 
-// shutdown stops new Puts, waits for those under way, and stops the hasher
+// shutdown stops new Puts, waits for those under way, and stops the checker
 // and the flusher (which syncs and records what is left if flush). It
 // reports false if the partial was already shut down.
 func (p *Partial) shutdown(flush bool) bool {

@@ -17,8 +17,9 @@ import (
 
 // Deltas: a chunk a partial needs may already be on this machine, in a blob
 // assembled from chunks earlier (the chunk index) or in another partial.
-// Such places are hints: the bytes are read and verified against the
-// chunk's hash before they are written, and a hint that fails is dropped.
+// Such places are hints: the bytes are read and verified as the chunk
+// (manifest.Verify) before they are written, and a hint whose bytes are not
+// the chunk its name says is dropped.
 
 // localSource is a place a chunk's bytes may be.
 type localSource struct {
@@ -149,7 +150,18 @@ func (p *Partial) copyLocal(ctx context.Context) error {
 						files[src.path] = f
 					}
 					b := buf[:ch.Length]
-					if _, err := f.ReadAt(b, src.offset); err != nil || resources.Sum(b) != t.hash {
+					_, err := f.ReadAt(b, src.offset)
+					if err == nil {
+						err = p.m.Verify(p.hash, t.i, b)
+						if err != nil && resources.Sum(b) == t.hash {
+							// The copy is the chunk its name says, but
+							// not what this manifest's hash states
+							// say: the manifest is wrong, not the
+							// copy, which is kept. Fetched instead.
+							continue
+						}
+					}
+					if err != nil {
 						c.log.Warn("local copy of a chunk does not match its hash; not copied", "chunk", t.hash.Short(), "in", src.owner.Short(), "offset", src.offset, "partial", src.partial)
 						mu.Lock()
 						switch {

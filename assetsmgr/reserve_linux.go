@@ -10,8 +10,26 @@ import (
 // reserve allocates size bytes for f without changing its length, so a
 // full disk is reported before the first byte arrives rather than half way
 // through. Filesystems without fallocate are not reserved on.
+//
+// On tmpfs, fallocate allocates and zeroes every page up front, which the
+// writes then fill again: a fifth of the client's CPU for a 1 GiB
+// download. There, free space is checked instead (ENOSPC if what f still
+// needs is not free), which reports a full filesystem just as early but
+// does not hold the space against other writers.
 func reserve(f *os.File, size int64) error {
 	if size <= 0 {
+		return nil
+	}
+	var fs unix.Statfs_t
+	if err := unix.Fstatfs(int(f.Fd()), &fs); err == nil && fs.Type == unix.TMPFS_MAGIC {
+		var st unix.Stat_t
+		if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+			return err
+		}
+		need := size - st.Blocks*512
+		if free := int64(fs.Bavail) * fs.Bsize; fs.Blocks > 0 && need > free {
+			return unix.ENOSPC
+		}
 		return nil
 	}
 	for {

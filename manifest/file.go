@@ -16,22 +16,26 @@ import (
 //	whole   [32]byte               SHA-256 of the whole resource
 //	size    u64                    the resource's length
 //	count   u32                    number of chunks
-//	count × {length u32, hash [32]byte}
+//	count × {length u32, hash [32]byte, chain [32]byte, carry length u8, carry}
 //
-// Nothing may follow the last chunk. The caps are New's: a reader checks
-// size and count with CheckHeader before it allocates anything.
+// chain and carry are the chunk's SHA-256 state (see Chunk); the carry
+// length must be the chunk's offset modulo 64. Nothing may follow the last
+// chunk. The caps are New's: a reader checks size and count with
+// CheckHeader before it allocates anything.
 //
 // Version history:
 //
-//	1  the layout above
+//	1  chunks were {length u32, hash [32]byte}
+//	2  the layout above: each chunk carries its hash state
 const (
-	FileVersion = 1
+	FileVersion = 2
 	// fileHeaderLen is magic, version, whole hash, size and count.
 	fileHeaderLen = 4 + 1 + 32 + 8 + 4
-	fileChunkLen  = 4 + 32
+	// A chunk's entry is fileChunkMin bytes and its carry.
+	fileChunkMin = 4 + 32 + 32 + 1
 	// MaxFileLen is the longest valid manifest file, for readers that
 	// must cap what they download before parsing it.
-	MaxFileLen = fileHeaderLen + MaxChunks*fileChunkLen
+	MaxFileLen = fileHeaderLen + MaxChunks*(fileChunkMin+blockLen-1)
 )
 
 // fileMagic starts every manifest file.
@@ -40,7 +44,7 @@ var fileMagic = [4]byte{'V', 'X', 'M', 'F'}
 // MarshalFile encodes m as a manifest file of the resource whose SHA-256
 // is whole.
 func (m *Manifest) MarshalFile(whole resources.Hash) []byte {
-	b := make([]byte, 0, fileHeaderLen+len(m.Chunks)*fileChunkLen)
+	b := make([]byte, 0, fileHeaderLen+len(m.Chunks)*(fileChunkMin+blockLen/2))
 	b = append(b, fileMagic[:]...)
 	b = append(b, FileVersion)
 	b = append(b, whole[:]...)
@@ -49,6 +53,9 @@ func (m *Manifest) MarshalFile(whole resources.Hash) []byte {
 	for _, c := range m.Chunks {
 		b = binary.LittleEndian.AppendUint32(b, c.Length)
 		b = append(b, c.Hash[:]...)
+		b = append(b, c.Chain[:]...)
+		b = append(b, byte(len(c.Carry)))
+		b = append(b, c.Carry...)
 	}
 	return b
 }
@@ -73,16 +80,31 @@ func ParseFile(data []byte) (whole resources.Hash, m *Manifest, err error) {
 		return resources.Hash{}, nil, err
 	}
 	// n is now at most MaxChunks, so the product cannot overflow.
-	if want := fileHeaderLen + int(n)*fileChunkLen; len(data) != want {
-		return resources.Hash{}, nil, fmt.Errorf("%w: manifest file of %d chunks is %d bytes, want %d", ErrInvalid, n, len(data), want)
+	p := data[fileHeaderLen:]
+	if len(p) < int(n)*fileChunkMin {
+		return resources.Hash{}, nil, fmt.Errorf("%w: manifest file of %d chunks is %d bytes, want at least %d", ErrInvalid, n, len(data), fileHeaderLen+int(n)*fileChunkMin)
 	}
-	lengths := make([]uint32, n)
-	hashes := make([]resources.Hash, n)
-	for i, p := 0, data[fileHeaderLen:]; i < int(n); i, p = i+1, p[fileChunkLen:] {
-		lengths[i] = binary.LittleEndian.Uint32(p)
-		copy(hashes[i][:], p[4:fileChunkLen])
+	chunks := make([]Chunk, n)
+	for i := range chunks {
+		if len(p) < fileChunkMin {
+			return resources.Hash{}, nil, fmt.Errorf("%w: manifest file ends in chunk %d of %d", ErrInvalid, i, n)
+		}
+		c := &chunks[i]
+		c.Length = binary.LittleEndian.Uint32(p)
+		copy(c.Hash[:], p[4:36])
+		copy(c.Chain[:], p[36:68])
+		k := int(p[68])
+		p = p[fileChunkMin:]
+		if k >= blockLen || k > len(p) {
+			return resources.Hash{}, nil, fmt.Errorf("%w: manifest file's chunk %d carries %d bytes, at most %d", ErrInvalid, i, k, min(blockLen-1, len(p)))
+		}
+		c.Carry = p[:k:k]
+		p = p[k:]
 	}
-	if m, err = New(size, lengths, hashes); err != nil {
+	if len(p) != 0 {
+		return resources.Hash{}, nil, fmt.Errorf("%w: %d bytes after the last chunk of the manifest file", ErrInvalid, len(p))
+	}
+	if m, err = New(size, chunks); err != nil {
 		return resources.Hash{}, nil, err
 	}
 	return whole, m, nil

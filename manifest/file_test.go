@@ -32,10 +32,13 @@ func fileOf(magic string, version byte, size uint64, count uint32, lengths ...ui
 	b = append(b, make([]byte, 32)...)
 	b = binary.LittleEndian.AppendUint64(b, size)
 	b = binary.LittleEndian.AppendUint32(b, count)
-	for i, n := range lengths {
-		b = binary.LittleEndian.AppendUint32(b, n)
+	for i, c := range chunksOf(lengths...) {
+		b = binary.LittleEndian.AppendUint32(b, c.Length)
 		hh := h(i)
 		b = append(b, hh[:]...)
+		b = append(b, c.Chain[:]...)
+		b = append(b, byte(len(c.Carry)))
+		b = append(b, c.Carry...)
 	}
 	return b
 }
@@ -45,7 +48,11 @@ func TestManifestFileRoundTrip(t *testing.T) {
 	if len(m.Chunks) < 4 {
 		t.Fatalf("only %d chunks; the test wants several", len(m.Chunks))
 	}
-	if want := 49 + 36*len(m.Chunks); len(data) != want {
+	want := 49
+	for _, c := range m.Chunks {
+		want += 69 + int(c.Offset%64)
+	}
+	if len(data) != want {
 		t.Fatalf("file is %d bytes, want %d", len(data), want)
 	}
 	gotWhole, got, err := ParseFile(data)
@@ -56,7 +63,8 @@ func TestManifestFileRoundTrip(t *testing.T) {
 		t.Fatalf("parsed %x %d chunks of %d bytes, want %x %d of %d", gotWhole[:4], len(got.Chunks), got.Size, whole[:4], len(m.Chunks), m.Size)
 	}
 	for i := range m.Chunks {
-		if got.Chunks[i] != m.Chunks[i] {
+		g, w := got.Chunks[i], m.Chunks[i]
+		if g.Offset != w.Offset || g.Length != w.Length || g.Hash != w.Hash || g.Chain != w.Chain || !bytes.Equal(g.Carry, w.Carry) {
 			t.Fatalf("chunk %d: %+v, want %+v", i, got.Chunks[i], m.Chunks[i])
 		}
 	}
@@ -65,30 +73,46 @@ func TestManifestFileRoundTrip(t *testing.T) {
 func TestParseFileRefusesMalformedFiles(t *testing.T) {
 	good, _, _ := builtFile(t)
 	const k = MinAverageChunk
+	// withCarry replaces the 1-byte carry of chunk 1 in twoChunks.
+	withCarry := func(data []byte, carry []byte) []byte {
+		at := 49 + 69 + 68 // header, chunk 0, chunk 1 up to its carry length
+		out := append(bytes.Clone(data[:at]), byte(len(carry)))
+		out = append(out, carry...)
+		return append(out, data[at+2:]...)
+	}
+	twoChunks := fileOf("VXMF", 2, 3*k, 2, k+1, 2*k-1)
+	notInitial := fileOf("VXMF", 2, 3*k, 2, k, 2*k)
+	notInitial[49+36+31] ^= 1 // the last byte of chunk 0's chain
 	tests := []struct {
 		name string
 		data []byte
 		ok   bool
 	}{
 		{"built by MarshalFile", good, true},
-		{"written by hand", fileOf("VXMF", 1, 3*k, 2, k, 2*k), true},
-		{"empty resource, no chunks", fileOf("VXMF", 1, 0, 0), true},
+		{"written by hand", fileOf("VXMF", 2, 3*k, 2, k, 2*k), true},
+		{"a chunk with a carry", twoChunks, true},
+		{"a carry one byte short", withCarry(twoChunks, nil), false},
+		{"a carry one byte long", withCarry(twoChunks, []byte{0, 0}), false},
+		{"a carry of a whole block", withCarry(twoChunks, make([]byte, 64)), false},
+		{"first chunk not from the initial state", notInitial, false},
+		{"empty resource, no chunks", fileOf("VXMF", 2, 0, 0), true},
 		{"empty", nil, false},
 		{"header cut short", good[:48], false},
 		{"wrong magic", append([]byte("VXMG"), good[4:]...), false},
-		{"future version", fileOf("VXMF", 2, 3*k, 2, k, 2*k), false},
+		{"future version", fileOf("VXMF", 3, 3*k, 2, k, 2*k), false},
+		{"version 1, before hash states", fileOf("VXMF", 1, 3*k, 2, k, 2*k), false},
 		{"version 0", fileOf("VXMF", 0, 3*k, 2, k, 2*k), false},
 		{"last chunk cut short", good[:len(good)-1], false},
 		{"trailing byte", append(bytes.Clone(good), 0), false},
-		{"count says more chunks than follow", fileOf("VXMF", 1, 3*k, 3, k, 2*k), false},
-		{"count says fewer chunks than follow", fileOf("VXMF", 1, 3*k, 1, k, 2*k), false},
-		{"count over the cap, nothing allocated", fileOf("VXMF", 1, 1<<40, MaxChunks+1), false},
-		{"count of 2^32-1", fileOf("VXMF", 1, 1<<40, 1<<32-1), false},
-		{"lengths short of the size", fileOf("VXMF", 1, 4*k, 2, k, 2*k), false},
-		{"lengths past the size", fileOf("VXMF", 1, 3*k, 2, 2*k, 2*k), false},
-		{"empty chunk", fileOf("VXMF", 1, 3*k, 2, 3*k, 0), false},
-		{"chunk over 1 MiB", fileOf("VXMF", 1, MaxChunkLen+1, 1, MaxChunkLen+1), false},
-		{"more than one chunk per 4 KiB", fileOf("VXMF", 1, 30, 3, 10, 15, 5), false},
+		{"count says more chunks than follow", fileOf("VXMF", 2, 3*k, 3, k, 2*k), false},
+		{"count says fewer chunks than follow", fileOf("VXMF", 2, 3*k, 1, k, 2*k), false},
+		{"count over the cap, nothing allocated", fileOf("VXMF", 2, 1<<40, MaxChunks+1), false},
+		{"count of 2^32-1", fileOf("VXMF", 2, 1<<40, 1<<32-1), false},
+		{"lengths short of the size", fileOf("VXMF", 2, 4*k, 2, k, 2*k), false},
+		{"lengths past the size", fileOf("VXMF", 2, 3*k, 2, 2*k, 2*k), false},
+		{"empty chunk", fileOf("VXMF", 2, 3*k, 2, 3*k, 0), false},
+		{"chunk over 1 MiB", fileOf("VXMF", 2, MaxChunkLen+1, 1, MaxChunkLen+1), false},
+		{"more than one chunk per 4 KiB", fileOf("VXMF", 2, 30, 3, 10, 15, 5), false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -115,11 +139,12 @@ func FuzzParseFile(f *testing.F) {
 	good, _, _ := builtFile(f)
 	const k = MinAverageChunk
 	f.Add(good)
-	f.Add(fileOf("VXMF", 1, 3*k, 2, k, 2*k))
-	f.Add(fileOf("VXMF", 1, 0, 0))
-	f.Add(fileOf("VXMF", 1, 3*k, 3, k, 2*k))
-	f.Add(fileOf("VXMF", 1, 1<<40, MaxChunks+1))
-	f.Add(fileOf("VXMF", 2, k, 1, k))
+	f.Add(fileOf("VXMF", 2, 3*k, 2, k, 2*k))
+	f.Add(fileOf("VXMF", 2, 3*k, 2, k+1, 2*k-1))
+	f.Add(fileOf("VXMF", 2, 0, 0))
+	f.Add(fileOf("VXMF", 2, 3*k, 3, k, 2*k))
+	f.Add(fileOf("VXMF", 2, 1<<40, MaxChunks+1))
+	f.Add(fileOf("VXMF", 1, k, 1, k))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		whole, m, err := ParseFile(data)
 		if err != nil {

@@ -1,12 +1,19 @@
 // Package manifest describes a large resource as a list of content-defined
-// chunks, each named by its SHA-256, so that a receiver can verify every
-// chunk as it arrives, copy chunks it already holds from other resources,
-// and resume from the chunks it has.
+// chunks, so that a receiver can verify every chunk as it arrives, copy
+// chunks it already holds from other resources, and resume from the chunks
+// it has.
 //
-// A manifest says nothing about the whole resource's hash: that is the
-// Bind's, and a receiver checks the assembled bytes against it. A manifest
-// that lies about its chunks is caught then, and never before a chunk that
-// does not match its own hash is stored.
+// Each chunk is named by its own SHA-256 (what local copies are found by)
+// and carries the state of the whole resource's SHA-256 where the chunk
+// starts: its chain value (the eight words after the whole 64-byte blocks
+// before the chunk) and carry (the bytes since the last whole block). A
+// receiver verifies a chunk by resuming the whole hash from the chunk's
+// state over the chunk's bytes: it must reach the next chunk's state, or,
+// after the last chunk, the Bind's hash. The first chunk starts from
+// SHA-256's initial state, so chunks that each verify are, together, the
+// resource with the Bind's hash: each byte is hashed once, chunks verify
+// in any order and on any core, and bad data is caught in the chunk that
+// carries it. See Verify.
 //
 // This package must never trust a count or length before checking it
 // against the caps below.
@@ -39,11 +46,17 @@ const (
 var ErrInvalid = errors.New("invalid manifest")
 
 // Chunk is one chunk of a resource: Length bytes at Offset, whose SHA-256
-// is Hash.
+// is Hash, and the whole resource's SHA-256 state at Offset.
 type Chunk struct {
 	Offset uint64
 	Length uint32
 	Hash   resources.Hash
+	// Chain is SHA-256's intermediate hash value after the resource's
+	// first Offset&^63 bytes, as eight big-endian 32-bit words.
+	Chain [32]byte
+	// Carry is the resource's bytes [Offset&^63, Offset): Offset%64 of
+	// them, hashed with the chunk's block.
+	Carry []byte
 }
 
 // End is the offset just past the chunk.
@@ -56,31 +69,48 @@ type Manifest struct {
 	Chunks []Chunk
 }
 
-// New validates chunk lengths and hashes read from the wire or a database
-// and returns the manifest they describe.
-func New(size uint64, lengths []uint32, hashes []resources.Hash) (*Manifest, error) {
-	if len(lengths) != len(hashes) {
-		return nil, fmt.Errorf("%w: %d lengths for %d hashes", ErrInvalid, len(lengths), len(hashes))
-	}
-	if err := checkCount(size, len(lengths)); err != nil {
+// New validates chunks read from the wire or a file (their Length, Hash,
+// Chain and Carry; Offset is computed) and returns the manifest they
+// describe, which owns chunks from then on.
+func New(size uint64, chunks []Chunk) (*Manifest, error) {
+	if err := checkCount(size, len(chunks)); err != nil {
 		return nil, err
 	}
-	m := &Manifest{Size: size, Chunks: make([]Chunk, len(lengths))}
+	m := &Manifest{Size: size, Chunks: chunks}
 	var off uint64
-	for i, n := range lengths {
+	for i := range chunks {
+		c := &chunks[i]
+		n := c.Length
 		if n == 0 || n > MaxChunkLen {
 			return nil, fmt.Errorf("%w: chunk %d has length %d, not in 1..%d", ErrInvalid, i, n, MaxChunkLen)
 		}
 		if uint64(n) > size-off {
 			return nil, fmt.Errorf("%w: chunk %d at %d+%d runs past the resource's %d bytes", ErrInvalid, i, off, n, size)
 		}
-		m.Chunks[i] = Chunk{Offset: off, Length: n, Hash: hashes[i]}
+		c.Offset = off
+		if err := checkState(i, *c); err != nil {
+			return nil, err
+		}
 		off += uint64(n)
 	}
 	if off != size {
 		return nil, fmt.Errorf("%w: chunks add up to %d bytes, the resource has %d", ErrInvalid, off, size)
 	}
 	return m, nil
+}
+
+// checkState checks what can be checked of chunk i's hash state without
+// its bytes: the carry's length, and that the first chunk starts from
+// SHA-256's initial state (otherwise chunks that verify would prove
+// nothing about the whole).
+func checkState(i int, c Chunk) error {
+	if len(c.Carry) != int(c.Offset%blockLen) {
+		return fmt.Errorf("%w: chunk %d at %d carries %d bytes, want %d", ErrInvalid, i, c.Offset, len(c.Carry), c.Offset%blockLen)
+	}
+	if c.Offset == 0 && c.Chain != initialChain {
+		return fmt.Errorf("%w: chunk %d at 0 does not start from SHA-256's initial state", ErrInvalid, i)
+	}
+	return nil
 }
 
 // checkCount checks a chunk count against the caps and the size it must
@@ -110,7 +140,7 @@ func Single(size uint64, h resources.Hash) *Manifest {
 	if size == 0 {
 		return &Manifest{}
 	}
-	return &Manifest{Size: size, Chunks: []Chunk{{Length: uint32(size), Hash: h}}}
+	return &Manifest{Size: size, Chunks: []Chunk{{Length: uint32(size), Hash: h, Chain: initialChain}}}
 }
 
 // Find returns the index of the chunk that starts at off and is n bytes
@@ -125,7 +155,8 @@ func (m *Manifest) Find(off uint64, n uint64) (int, bool) {
 
 // Digest identifies the manifest: the SHA-256 of its size and every
 // chunk's length and hash. Two manifests with the same digest cut the same
-// resource the same way.
+// resource the same way. (The chunks' hash states are left out: they
+// follow from the bytes, and every chunk is verified against them.)
 func (m *Manifest) Digest() resources.Hash {
 	d := sha256.New()
 	var b [8 + 4 + 32]byte

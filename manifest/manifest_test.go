@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/voxsync/voxsync/cdc"
@@ -14,6 +15,22 @@ import (
 )
 
 func h(i int) resources.Hash { return sha256.Sum256([]byte{byte(i), byte(i >> 8)}) }
+
+// chunksOf returns well-formed chunks of the given lengths for New: named
+// h(i), the first from SHA-256's initial state, each with a carry of the
+// right length (the states are not those of any bytes).
+func chunksOf(lengths ...uint32) []Chunk {
+	cs := make([]Chunk, len(lengths))
+	var off uint64
+	for i, n := range lengths {
+		cs[i] = Chunk{Length: n, Hash: h(i), Chain: h(i + 1000), Carry: make([]byte, off%blockLen)}
+		if off == 0 {
+			cs[i].Chain = initialChain
+		}
+		off += uint64(n)
+	}
+	return cs
+}
 
 func TestNewChecksEveryRule(t *testing.T) {
 	for _, tc := range []struct {
@@ -35,11 +52,7 @@ func TestNewChecksEveryRule(t *testing.T) {
 		{"too few chunks to cover the size", 3 * MaxChunkLen, []uint32{MaxChunkLen, MaxChunkLen}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			hs := make([]resources.Hash, len(tc.lengths))
-			for i := range hs {
-				hs[i] = h(i)
-			}
-			m, err := New(tc.size, tc.lengths, hs)
+			m, err := New(tc.size, chunksOf(tc.lengths...))
 			if (err == nil) != tc.ok {
 				t.Fatalf("New(%d, %v) = %v, want ok %v", tc.size, tc.lengths, err, tc.ok)
 			}
@@ -57,8 +70,15 @@ func TestNewChecksEveryRule(t *testing.T) {
 			}
 		})
 	}
-	if _, err := New(10, []uint32{10}, nil); err == nil {
-		t.Fatal("lengths and hashes of different counts accepted")
+	wrongCarry := chunksOf(MinAverageChunk+1, MinAverageChunk)
+	wrongCarry[1].Carry = nil
+	if _, err := New(2*MinAverageChunk+1, wrongCarry); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("a carry of the wrong length: %v", err)
+	}
+	notInitial := chunksOf(10)
+	notInitial[0].Chain[0]++
+	if _, err := New(10, notInitial); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("a first chunk not from SHA-256's initial state: %v", err)
 	}
 }
 
@@ -82,11 +102,11 @@ func TestCheckHeaderRefusesBeforeAllocating(t *testing.T) {
 
 func TestFindAndDigest(t *testing.T) {
 	const k = MinAverageChunk
-	m, err := New(35*k, []uint32{10 * k, 20 * k, 5 * k}, []resources.Hash{h(1), h(2), h(3)})
+	m, err := New(35*k, chunksOf(10*k, 20*k, 5*k))
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, err := New(35*k, []uint32{10 * k, 20 * k, 5 * k}, []resources.Hash{h(1), h(2), h(3)})
+	again, err := New(35*k, chunksOf(10*k, 20*k, 5*k))
 	if err != nil || again.Digest() != m.Digest() {
 		t.Fatalf("the same chunks, another digest: %v", err)
 	}
@@ -98,7 +118,9 @@ func TestFindAndDigest(t *testing.T) {
 			t.Errorf("Find(%d, %d) found a chunk", q[0], q[1])
 		}
 	}
-	other, _ := New(35*k, []uint32{10 * k, 20 * k, 5 * k}, []resources.Hash{h(1), h(2), h(4)})
+	cs := chunksOf(10*k, 20*k, 5*k)
+	cs[2].Hash = h(4)
+	other, _ := New(35*k, cs)
 	if other.Digest() == m.Digest() {
 		t.Fatal("different chunks, same digest")
 	}
@@ -114,16 +136,15 @@ func TestBuildCutsByContentAndHashesTheWhole(t *testing.T) {
 	if whole != sha256.Sum256(data) || m.Size != uint64(len(data)) {
 		t.Fatalf("whole hash or size wrong: %d", m.Size)
 	}
-	lengths, hashes := make([]uint32, len(m.Chunks)), make([]resources.Hash, len(m.Chunks))
-	for i, c := range m.Chunks {
-		lengths[i], hashes[i] = c.Length, c.Hash
-	}
-	if _, err := New(m.Size, lengths, hashes); err != nil {
+	if _, err := New(m.Size, slices.Clone(m.Chunks)); err != nil {
 		t.Fatalf("built manifest is invalid: %v", err)
 	}
 	for i, c := range m.Chunks {
 		if sha256.Sum256(data[c.Offset:c.End()]) != c.Hash {
 			t.Fatalf("chunk %d hash wrong", i)
+		}
+		if err := m.Verify(whole, i, data[c.Offset:c.End()]); err != nil {
+			t.Fatalf("chunk %d does not verify: %v", i, err)
 		}
 		if i < len(m.Chunks)-1 && (c.Length < uint32(cdc.Default.Min) || c.Length > uint32(cdc.Default.Max)) {
 			t.Fatalf("chunk %d of %d bytes outside the chunker's bounds", i, c.Length)
@@ -184,7 +205,7 @@ func FuzzNew(f *testing.F) {
 		for rest := b[8:]; len(rest) >= 4; rest = rest[4:] {
 			lengths = append(lengths, binary.LittleEndian.Uint32(rest))
 		}
-		m, err := New(size, lengths, make([]resources.Hash, len(lengths)))
+		m, err := New(size, chunksOf(lengths...))
 		if err != nil {
 			if !errors.Is(err, ErrInvalid) {
 				t.Fatalf("error %v does not wrap ErrInvalid", err)

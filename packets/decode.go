@@ -257,7 +257,7 @@ func decodeManifest(d *decoder) *Manifest {
 	d.field = "first"
 	p.First = d.u32()
 	d.field = "count"
-	n := d.count(MaxManifestEntries, ManifestEntrySize)
+	n := d.count(MaxManifestEntries, ManifestEntryMin)
 	if d.err == nil && uint64(p.First)+uint64(n) > uint64(p.Total) {
 		d.fail(ErrInvalidValue, "chunks %d..%d of %d", p.First, uint64(p.First)+uint64(n), p.Total)
 	}
@@ -271,6 +271,16 @@ func decodeManifest(d *decoder) *Manifest {
 		}
 		d.at(i, "hash")
 		c.Hash = d.hash()
+		d.at(i, "chain")
+		c.Chain = d.hash()
+		d.at(i, "carry")
+		k := int(d.u8())
+		if d.err == nil && k > MaxCarryLen {
+			d.fail(ErrInvalidValue, "carry of %d bytes, limit %d", k, MaxCarryLen)
+		}
+		if s := d.take(k); s != nil && k > 0 {
+			c.Carry = append(make([]byte, 0, k), s...) // the packet's buffer is reused
+		}
 		p.Chunks = append(p.Chunks, c)
 	}
 	return p

@@ -132,6 +132,9 @@ func (p *Manifest) appendPayload(b []byte) []byte {
 	for _, c := range p.Chunks {
 		b = appendU32(b, c.Length)
 		b = append(b, c.Hash[:]...)
+		b = append(b, c.Chain[:]...)
+		b = append(b, byte(len(c.Carry)))
+		b = append(b, c.Carry...)
 	}
 	return b
 }

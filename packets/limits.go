@@ -34,8 +34,9 @@ const (
 	// chunks) and MaxManifestChunkLen one chunk's length.
 	MaxManifestChunks   = 1 << 18
 	MaxManifestChunkLen = 1 << 20
-	// MaxManifestEntries caps the chunks in one Manifest part: 36 bytes
-	// each, so a full part is under 8 KiB, within MinMaxPacket.
+	// MaxManifestEntries caps the chunks in one Manifest part (26 KiB with
+	// the longest carries). A sender also fits a part in its peer's max
+	// packet: at least 61 entries fit MinMaxPacket.
 	MaxManifestEntries = 200
 	// MaxEncodedLength caps the decoded length of an encoded stream, so a
 	// receiver can hold a whole frame and its output in memory.
@@ -51,10 +52,15 @@ const (
 // bytes.
 const MaxWantSize = 32 + 1 + 1 + 8 + 8
 
-// ManifestEntrySize is the encoded size of one ManifestChunk, and
-// ManifestHeaderSize of a Manifest part without its entries (with the
-// longest uvarint count).
+// ManifestEntryMin and ManifestEntryMax bound the encoded size of one
+// ManifestChunk (its carry is 0 to 63 bytes), and ManifestHeaderSize is
+// that of a Manifest part without its entries (with the longest uvarint
+// count).
 const (
-	ManifestEntrySize  = 4 + 32
+	ManifestEntryMin   = 4 + 32 + 32 + 1
+	ManifestEntryMax   = ManifestEntryMin + MaxCarryLen
 	ManifestHeaderSize = 1 + 32 + 8 + 4 + 4 + 2
+	// MaxCarryLen caps a chunk's carry: the bytes since SHA-256's last
+	// 64-byte block.
+	MaxCarryLen = 63
 )

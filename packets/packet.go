@@ -58,7 +58,8 @@ const (
 	// resource, answering a request with the manifest flag. Parts come in
 	// order; the one with first+n = total is the last.
 	//	[32]byte sha256 | u64 size | u32 total chunks | u32 first |
-	//	uvarint n (≤ MaxManifestEntries) | n × {u32 length | [32]byte sha256}
+	//	uvarint n (≤ MaxManifestEntries) |
+	//	n × {u32 length | [32]byte sha256 | [32]byte chain | u8 k (≤ 63) | k × carry byte}
 	TypeManifest Type = 0x0D
 	// TypeMirrors, S→C (CapMirrors): base URLs of HTTP mirrors serving the
 	// published layout; sent once, after Welcome.
@@ -74,8 +75,11 @@ const (
 // Capabilities: optional features, offered in Hello and chosen in Welcome.
 const (
 	// CapChunked: the client may ask for a resource's manifest and fetch
-	// its chunks as ranges; the server answers manifest requests.
-	CapChunked uint64 = 1 << 0
+	// its chunks as ranges; the server answers manifest requests. (Bit 0
+	// was chunking with manifests whose chunks carried no hash state;
+	// this version neither offers nor chooses it, so that peers of both
+	// kinds fall back to whole streams.)
+	CapChunked uint64 = 1 << 3
 	// CapZstd: the server may send a stream zstd-encoded.
 	CapZstd uint64 = 1 << 1
 	// CapMirrors: the server may send Mirrors, and the client may fetch
@@ -346,10 +350,14 @@ type Move struct {
 // together, naming the last.
 type BindsDone struct{ Seq uint32 }
 
-// ManifestChunk is one entry of a Manifest part.
+// ManifestChunk is one entry of a Manifest part: a chunk's length, its
+// SHA-256, and the whole resource's SHA-256 state where it starts (see
+// package manifest).
 type ManifestChunk struct {
 	Length uint32
 	Hash   resources.Hash
+	Chain  [32]byte
+	Carry  []byte // ≤ MaxCarryLen bytes
 }
 
 // Manifest is one part of a resource's chunk list. The chunks of all parts,

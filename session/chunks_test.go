@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"net"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -239,6 +240,42 @@ func expectInit(t *testing.T, c *rawClient, h resources.Hash) uint32 {
 	}
 }
 
+// A client of the earlier chunking (capability bit 0, manifests without
+// hash states) is not offered chunking, and gets a large resource whole.
+func TestRetiredChunkedBitGetsWholeStreams(t *testing.T) {
+	dir := t.TempDir()
+	data := randomBytes(3<<20, 12)
+	writePackFile(t, dir, "assets/m/model/map.bin", data)
+	ts := startServer(t, serverSetup{dirs: []string{dir}, cfg: func(c *configs.Server) { c.BuiltinPack = false }})
+	c := dial(t, ts.url)
+	const retired = 1 << 0
+	c.send(&packets.Hello{Version: packets.Version, Capabilities: retired | packets.CapZstd})
+	w, ok := c.recv().(*packets.Welcome)
+	if !ok || w.Capabilities != packets.CapZstd {
+		t.Fatalf("welcome %+v, want only zstd chosen", w)
+	}
+	c.binds(1)
+	h := resources.Sum(data)
+	c.send(&packets.ResourceRequest{Wants: []packets.Want{{Hash: h}}})
+	var got []byte
+	for {
+		switch p := c.recv().(type) {
+		case *packets.InitResSend:
+			if p.Hash != h || p.Offset != 0 || p.Length != uint64(len(data)) || p.Encoding != packets.EncodingRaw {
+				t.Fatalf("stream %+v, want the whole resource raw", p)
+			}
+		case *packets.ChunkSend:
+			got = append(got, p.Data...)
+			if p.Last {
+				if !bytes.Equal(got, data) {
+					t.Fatal("whole stream differs from the resource")
+				}
+				return
+			}
+		}
+	}
+}
+
 // TestManifestRequestOverTheWire checks the server's manifest against the
 // resource, and that its chunks can be fetched as ranges.
 func TestManifestRequestOverTheWire(t *testing.T) {
@@ -255,34 +292,35 @@ func TestManifestRequestOverTheWire(t *testing.T) {
 	c.binds(1)
 	h := resources.Sum(data)
 	c.send(&packets.ResourceRequest{Wants: []packets.Want{{Hash: h, Manifest: true}}})
-	var lengths []uint32
-	var hashes []resources.Hash
+	var chunks []manifest.Chunk
 	for {
 		p, ok := c.recv().(*packets.Manifest)
 		if !ok {
 			continue
 		}
-		if p.Hash != h || p.Size != uint64(len(data)) || int(p.First) != len(lengths) {
+		if p.Hash != h || p.Size != uint64(len(data)) || int(p.First) != len(chunks) {
 			t.Fatalf("manifest part %+v", p)
 		}
 		for _, ch := range p.Chunks {
-			lengths = append(lengths, ch.Length)
-			hashes = append(hashes, ch.Hash)
+			chunks = append(chunks, manifest.Chunk{Length: ch.Length, Hash: ch.Hash, Chain: ch.Chain, Carry: ch.Carry})
 		}
-		if len(lengths) == int(p.Total) {
+		if len(chunks) == int(p.Total) {
 			break
 		}
 	}
-	m, err := manifest.New(uint64(len(data)), lengths, hashes)
+	m, err := manifest.New(uint64(len(data)), chunks)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(m.Chunks) < 6 {
 		t.Fatalf("3 MiB cut into %d chunks", len(m.Chunks))
 	}
-	for _, ch := range m.Chunks {
+	for i, ch := range m.Chunks {
 		if sha256.Sum256(data[ch.Offset:ch.End()]) != ch.Hash {
 			t.Fatalf("chunk at %d does not match its hash", ch.Offset)
+		}
+		if err := m.Verify(h, i, data[ch.Offset:ch.End()]); err != nil {
+			t.Fatalf("chunk at %d does not verify: %v", ch.Offset, err)
 		}
 	}
 	// Every chunk as a range, all pending at once.
@@ -335,18 +373,28 @@ func chunkedFake(t *testing.T, data []byte) (*fakeConn, *recorder, *Syncer, reso
 	return c, rec, s, b
 }
 
-// fixedManifest cuts data into n-byte chunks.
+// fixedManifest cuts data into n-byte chunks, as one Manifest packet for
+// b (whose hash need not be data's).
 func fixedManifest(b resources.Binding, data []byte, n int) (*packets.Manifest, []manifest.Chunk) {
-	p := &packets.Manifest{Hash: b.Hash, Size: b.Size}
-	var chunks []manifest.Chunk
+	var lengths []uint32
 	for off := 0; off < len(data); off += n {
-		end := min(off+n, len(data))
-		h := resources.Hash(sha256.Sum256(data[off:end]))
-		p.Chunks = append(p.Chunks, packets.ManifestChunk{Length: uint32(end - off), Hash: h})
-		chunks = append(chunks, manifest.Chunk{Offset: uint64(off), Length: uint32(end - off), Hash: h})
+		lengths = append(lengths, uint32(min(n, len(data)-off)))
 	}
-	p.Total = uint32(len(p.Chunks))
-	return p, chunks
+	return manifestPacket(b, data, lengths...)
+}
+
+// manifestPacket cuts data into chunks of the given lengths, as one
+// Manifest packet for b.
+func manifestPacket(b resources.Binding, data []byte, lengths ...uint32) (*packets.Manifest, []manifest.Chunk) {
+	m, _, err := manifest.Cut(data, lengths)
+	if err != nil {
+		panic(err)
+	}
+	p := &packets.Manifest{Hash: b.Hash, Size: b.Size, Total: uint32(len(m.Chunks))}
+	for _, c := range m.Chunks {
+		p.Chunks = append(p.Chunks, packets.ManifestChunk{Length: c.Length, Hash: c.Hash, Chain: c.Chain, Carry: c.Carry})
+	}
+	return p, m.Chunks
 }
 
 // serveRanges answers range requests from data until the client asks for
@@ -414,13 +462,24 @@ func TestSyncerRefetchesACorruptChunk(t *testing.T) {
 func TestSyncerRefusesBadManifests(t *testing.T) {
 	data := randomBytes(30_000, 21)
 	h := resources.Sum(data)
-	short := &packets.Manifest{Hash: h, Size: 30_000, Total: 2, Chunks: []packets.ManifestChunk{{Length: 10_000, Hash: h}, {Length: 10_000, Hash: h}}}
-	tooMany := &packets.Manifest{Hash: h, Size: 30_000, Total: 40_000, Chunks: []packets.ManifestChunk{{Length: 1, Hash: h}}}
-	wrongSize := &packets.Manifest{Hash: h, Size: 29_999, Total: 1, Chunks: []packets.ManifestChunk{{Length: 29_999, Hash: h}}}
+	good, _ := fixedManifest(binding("big.bin", data), data, 10_000)
+	short := &packets.Manifest{Hash: h, Size: 30_000, Total: 2, Chunks: good.Chunks[:2]}
+	first := good.Chunks[0]
+	first.Length = 1
+	tooMany := &packets.Manifest{Hash: h, Size: 30_000, Total: 40_000, Chunks: []packets.ManifestChunk{first}}
+	first.Length = 29_999
+	wrongSize := &packets.Manifest{Hash: h, Size: 29_999, Total: 1, Chunks: []packets.ManifestChunk{first}}
+	notFromTheStart := &packets.Manifest{Hash: h, Size: 30_000, Total: 3, Chunks: slices.Clone(good.Chunks)}
+	notFromTheStart.Chunks[0].Chain[0] ^= 1
+	badCarry := &packets.Manifest{Hash: h, Size: 30_000, Total: 3, Chunks: slices.Clone(good.Chunks)}
+	badCarry.Chunks[1].Carry = badCarry.Chunks[1].Carry[1:]
 	for _, tc := range []struct {
 		name string
 		mf   *packets.Manifest
-	}{{"chunks short of the size", short}, {"more chunks than allowed", tooMany}, {"another size", wrongSize}} {
+	}{
+		{"chunks short of the size", short}, {"more chunks than allowed", tooMany}, {"another size", wrongSize},
+		{"first chunk not from SHA-256's initial state", notFromTheStart}, {"a carry of the wrong length", badCarry},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, rec, _, b := chunkedFake(t, data)
 			// Each bad manifest is a bad stream: asked again, up to the
@@ -467,23 +526,25 @@ func waitManifestRequestOrFailure(t *testing.T, c *fakeConn, rec *recorder) *pac
 	}
 }
 
-// A manifest whose chunks all verify, but which describes other bytes
-// than the bound hash, is caught when the whole is checked; the client
-// starts over from a new manifest.
+// A manifest that describes other bytes than the bound hash, consistent in
+// itself, and a server that serves those bytes: the last chunk leads to
+// another whole hash and never verifies. It is asked for again up to the
+// retry limit, then the resource fails, and nothing is stored.
 func TestSyncerCatchesALyingManifest(t *testing.T) {
 	data := randomBytes(30_000, 22)
 	other := randomBytes(30_000, 23)
-	c, rec, _, b := chunkedFake(t, data)
-	lie, _ := fixedManifest(b, other, 10_000)
+	c, rec, s, b := chunkedFake(t, data)
+	lie, chunks := fixedManifest(b, other, 10_000)
 	c.send(lie)
 	asked, w := serveRangesUntilManifest(t, c, b, other, nil)
-	if w == nil || w.Hash != b.Hash || len(asked) != 3 {
-		t.Fatalf("after a lying manifest whose 3 chunks were served: %+v (asked %v)", w, asked)
+	if w != nil || asked[chunks[0].Offset] != 1 || asked[chunks[1].Offset] != 1 || asked[chunks[2].Offset] < 2 {
+		t.Fatalf("after a lying manifest: %+v (asked %v), want the last chunk asked again and no new manifest", w, asked)
 	}
-	// The same lie again is not worth another download: it fails at once.
-	c.send(lie)
-	if w := waitManifestRequestOrFailure(t, c, rec); w != nil {
-		t.Fatalf("the same lying manifest was followed again: %+v", w)
+	if f := waitEvent[Failed](t, rec); f.Binding.Hash != b.Hash {
+		t.Fatalf("failed %v", f.Binding)
+	}
+	if hits, _ := s.opts.Cache.Lookup(context.Background(), []resources.Hash{b.Hash}); len(hits) != 0 {
+		t.Fatal("a lying manifest's bytes were stored")
 	}
 }
 

@@ -1128,11 +1128,11 @@ func (c *Client) writeManifestPart(s *stream) (last bool, err error) {
 		}
 		s.mf = m
 	}
-	per := min(packets.MaxManifestEntries, (int(c.srv.limits.MaxPacket)-packets.ManifestHeaderSize)/packets.ManifestEntrySize)
+	per := min(packets.MaxManifestEntries, (int(c.srv.limits.MaxPacket)-packets.ManifestHeaderSize)/packets.ManifestEntryMax)
 	n := min(len(s.mf.Chunks)-s.mfNext, per)
 	part := &packets.Manifest{Hash: e.Hash, Size: s.mf.Size, Total: uint32(len(s.mf.Chunks)), First: uint32(s.mfNext), Chunks: make([]packets.ManifestChunk, n)}
 	for i, ch := range s.mf.Chunks[s.mfNext : s.mfNext+n] {
-		part.Chunks[i] = packets.ManifestChunk{Length: ch.Length, Hash: ch.Hash}
+		part.Chunks[i] = packets.ManifestChunk{Length: ch.Length, Hash: ch.Hash, Chain: ch.Chain, Carry: ch.Carry}
 	}
 	last = s.mfNext+n == len(s.mf.Chunks)
 	if last {

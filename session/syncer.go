@@ -182,9 +182,6 @@ type hashState struct {
 	// skipParts: a Manifest part was refused; the rest of that answer is
 	// ignored until a part with first = 0 starts a new one.
 	skipParts bool
-	// badManifest is the digest of a manifest whose chunks all verified
-	// but whose whole did not match the bound hash.
-	badManifest resources.Hash
 }
 
 type hashPhase uint8

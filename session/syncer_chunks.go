@@ -23,10 +23,10 @@ import (
 const chunkWindow = 4 << 20
 
 // maxPuts bounds the chunks received and not yet verified and written.
-// More than the cores: a worker also waits for its write and for the
-// cache's whole-resource hash to keep up, and while it waits the reader
-// goes on receiving (measured: 2 → 8 took a 512 MiB sync on this 2-core
-// machine from ~550 to ~600 MB/s). At most 8 chunks of 1 MiB are held.
+// More than the cores: a worker also waits for its write, and while it
+// waits the reader goes on receiving (measured when chunks were hashed
+// twice: 2 → 8 took a 512 MiB sync on this 2-core machine from ~550 to
+// ~600 MB/s). At most 8 chunks of 1 MiB are held.
 const maxPuts = 8
 
 // chunkBufs recycles chunk buffers by size class (powers of two from 64 KiB
@@ -70,10 +70,9 @@ func putChunkBuf(b []byte) {
 type chunkFetch struct {
 	hash resources.Hash
 	// The manifest, collected part by part; m is set once complete.
-	total   uint32
-	lengths []uint32
-	hashes  []resources.Hash
-	m       *manifest.Manifest
+	total  uint32
+	chunks []manifest.Chunk
+	m      *manifest.Manifest
 
 	partial  *assetsmgr.Partial // nil until opened
 	todo     []int              // chunks to request, in order
@@ -155,14 +154,14 @@ func (s *Syncer) manifestPart(ctx context.Context, out *outbox, p *packets.Manif
 	if p.First == 0 {
 		// A first part starts the answer over: the server restarts a
 		// manifest request sent again (after a stall) from the beginning.
-		f.lengths, f.hashes = f.lengths[:0], f.hashes[:0]
+		f.chunks = f.chunks[:0]
 	}
 	var why error
 	switch {
 	case p.Size != hs.size:
 		why = fmt.Errorf("manifest of %d bytes for a hash bound with %d", p.Size, hs.size)
-	case int(p.First) != len(f.lengths):
-		why = fmt.Errorf("manifest part from chunk %d, expected %d", p.First, len(f.lengths))
+	case int(p.First) != len(f.chunks):
+		why = fmt.Errorf("manifest part from chunk %d, expected %d", p.First, len(f.chunks))
 	case p.First == 0:
 		if err := manifest.CheckHeader(p.Size, p.Total); err != nil {
 			why = err
@@ -178,27 +177,19 @@ func (s *Syncer) manifestPart(ctx context.Context, out *outbox, p *packets.Manif
 		return
 	}
 	for _, c := range p.Chunks {
-		f.lengths = append(f.lengths, c.Length)
-		f.hashes = append(f.hashes, c.Hash)
+		f.chunks = append(f.chunks, manifest.Chunk{Length: c.Length, Hash: c.Hash, Chain: c.Chain, Carry: c.Carry})
 	}
-	if len(f.lengths) < int(f.total) {
+	if len(f.chunks) < int(f.total) {
 		s.mu.Unlock()
 		return
 	}
-	m, err := manifest.New(p.Size, f.lengths, f.hashes)
-	if err == nil && hs.badManifest == m.Digest() {
-		// The manifest already found not to describe the bound bytes:
-		// fetching its chunks again cannot end differently.
-		s.failHashAndUnlock(hs, p.Hash, "resource failed: the server sends a wrong manifest",
-			fmt.Errorf("the server's manifest for %s describes other bytes than the bound hash, again", p.Hash.Short()))
-		return
-	}
+	m, err := manifest.New(p.Size, f.chunks)
 	if err != nil {
 		s.resetFetchLocked(hs)
 		s.failStreamAndUnlock(out, p.Hash, fmt.Errorf("bad manifest: %w", err))
 		return
 	}
-	f.m, f.lengths, f.hashes = m, nil, nil
+	f.m, f.chunks = m, nil
 	// The manifest request is answered: its room is free.
 	if hs.sent {
 		hs.sent = false
@@ -383,10 +374,9 @@ func (s *Syncer) chunkStored(out *outbox, a *assembly, err error) {
 	}
 }
 
-// commitFetch makes a complete partial the resource's blob: the cache
-// checks the whole hash. Chunks found rotten are fetched again; a manifest
-// whose chunks all verify but whose whole does not is the server's error,
-// and the resource is fetched again from its manifest, up to MaxRetries.
+// commitFetch makes a complete partial the resource's blob (every chunk
+// verified, and with them the whole hash). Chunks found rotten on disk are
+// fetched again; other failures count as a failed stream.
 func (s *Syncer) commitFetch(out *outbox, h resources.Hash, f *chunkFetch) {
 	s.mu.Lock()
 	hs := s.hashes[h]
@@ -428,12 +418,6 @@ func (s *Syncer) commitFetch(out *outbox, h resources.Hash, f *chunkFetch) {
 	if errors.Is(err, assetsmgr.ErrNotWritable) || errors.Is(err, assetsmgr.ErrDiskFull) {
 		s.failHashAndUnlock(hs, h, "cannot store resource", err)
 		return
-	}
-	if errors.Is(err, assetsmgr.ErrHashMismatch) {
-		// Every chunk matched, the whole did not: the manifest was
-		// wrong. Start over; the same manifest again fails the resource
-		// at once.
-		hs.badManifest = f.m.Digest()
 	}
 	s.resetFetchLocked(hs)
 	hs.state = phaseStreaming // as streamFailedLocked expects

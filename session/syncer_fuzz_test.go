@@ -68,8 +68,7 @@ func FuzzSyncerHandle(f *testing.F) {
 	f.Add(seq(&packets.Bind{Entries: []resources.Binding{b, {Type: b.Type, ID: 2, Ref: b.Ref, Hash: b.Hash, Size: b.Size + 1}}}, &packets.BindsDone{}))
 	// Chunked (the fuzz Syncer fetches anything over 4 bytes by chunks)
 	// and compressed streams.
-	c1, c2 := resources.Sum(data[:4]), resources.Sum(data[4:])
-	mf := &packets.Manifest{Hash: b.Hash, Size: b.Size, Total: 2, Chunks: []packets.ManifestChunk{{Length: 4, Hash: c1}, {Length: uint32(len(data) - 4), Hash: c2}}}
+	mf, _ := manifestPacket(b, data, 4, uint32(len(data)-4))
 	f.Add(seq(&packets.Bind{Entries: []resources.Binding{b}}, mf,
 		&packets.InitResSend{Stream: 1, Hash: b.Hash, Size: b.Size, Offset: 4, Length: b.Size - 4, Ref: b.Ref},
 		&packets.ChunkSend{Stream: 1, Offset: 4, Last: true, Data: data[4:]},
@@ -79,7 +78,8 @@ func FuzzSyncerHandle(f *testing.F) {
 		&packets.Manifest{Hash: b.Hash, Size: b.Size, Total: 3, First: 1, Chunks: mf.Chunks[1:]}, &packets.Lost{Entries: []resources.Key{b.Key()}}))
 	z, _ := compression.Compress(nil, bytes.Repeat([]byte("zstd "), 100))
 	zb := resources.Binding{Type: resources.TypeModel, ID: 3, Ref: resources.Ref{Domain: "d", Key: "m.json"}, Hash: resources.Sum(bytes.Repeat([]byte("zstd "), 100)), Size: 500}
-	f.Add(seq(&packets.Bind{Entries: []resources.Binding{zb}}, &packets.Manifest{Hash: zb.Hash, Size: 500, Total: 1, Chunks: []packets.ManifestChunk{{Length: 500, Hash: zb.Hash}}},
+	zmf, _ := manifestPacket(zb, bytes.Repeat([]byte("zstd "), 100), 500)
+	f.Add(seq(&packets.Bind{Entries: []resources.Binding{zb}}, zmf,
 		&packets.InitResSend{Stream: 1, Hash: zb.Hash, Size: 500, Length: 500, Ref: zb.Ref, Encoding: packets.EncodingZstd, EncodedLength: uint64(len(z))},
 		&packets.ChunkSend{Stream: 1, Last: true, Data: z}))
 
