@@ -117,12 +117,13 @@ type Partial struct {
 // verified again in the background before Commit; every other chunk of m
 // whose hash is found locally — in a cached blob file recorded in the chunk
 // index, or in another partial — is copied into place after verifying it
-// (a chunk that fails is not copied, and its index row is dropped). Its size is reserved on disk, so a
+// (a chunk that fails is not copied; its index row is dropped unless its
+// bytes are what its name says, when the manifest is what is wrong). Its size is reserved on disk, so a
 // full disk fails here with ErrDiskFull; an unwritable cache with
 // ErrNotWritable. A second OpenPartial of h while it is open fails with
 // ErrPartialInUse.
 func (c *Cache) OpenPartial(ctx context.Context, h resources.Hash, m *manifest.Manifest) (*Partial, error) {
-	if err := checkManifest(m); err != nil {
+	if err := m.Check(); err != nil { // a manifest made without manifest.New
 		return nil, fmt.Errorf("open partial %s: %w", h.Short(), err)
 	}
 	// The whole size is reserved on disk at once: a resource the cache
@@ -140,28 +141,6 @@ func (c *Cache) OpenPartial(ctx context.Context, h resources.Hash, m *manifest.M
 		return nil, classifyDiskError(c.dir, fmt.Errorf("open partial %s: %w", h.Short(), err))
 	}
 	return p, nil
-}
-
-// checkManifest checks what manifest.New checks, for a manifest built
-// without it.
-func checkManifest(m *manifest.Manifest) error {
-	if m == nil {
-		return fmt.Errorf("%w: no manifest", manifest.ErrInvalid)
-	}
-	if len(m.Chunks) > manifest.MaxChunks {
-		return fmt.Errorf("%w: %d chunks, limit %d", manifest.ErrInvalid, len(m.Chunks), manifest.MaxChunks)
-	}
-	var off uint64
-	for i, ch := range m.Chunks {
-		if ch.Offset != off || ch.Length == 0 || ch.Length > manifest.MaxChunkLen {
-			return fmt.Errorf("%w: chunk %d at %d+%d, want one of 1..%d bytes at %d", manifest.ErrInvalid, i, ch.Offset, ch.Length, manifest.MaxChunkLen, off)
-		}
-		off += uint64(ch.Length)
-	}
-	if off != m.Size {
-		return fmt.Errorf("%w: chunks add up to %d bytes, the resource has %d", manifest.ErrInvalid, off, m.Size)
-	}
-	return nil
 }
 
 func (c *Cache) openPartial(ctx context.Context, h resources.Hash, m *manifest.Manifest) (*Partial, error) {

@@ -795,3 +795,17 @@ func TestPartialLargerThanTheCacheIsRefused(t *testing.T) {
 		t.Fatalf("space reserved anyway: %v", parts)
 	}
 }
+
+// OpenPartial takes manifests made without manifest.New: one whose hash
+// states New would refuse is refused, and nothing is opened.
+func TestPartialRefusesMalformedManifest(t *testing.T) {
+	c := openCache(t, Options{Dir: t.TempDir()})
+	data := chachaBytes(21, 200_000)
+	good := cutManifest(t, data, []uint32{100, 199_900})
+	bad := &manifest.Manifest{Size: good.Size, Chunks: slices.Clone(good.Chunks)}
+	bad.Chunks[1].Carry = nil // 100 mod 64 = 36 bytes are due
+	if _, err := c.OpenPartial(context.Background(), resources.Sum(data), bad); !errors.Is(err, manifest.ErrInvalid) {
+		t.Fatalf("OpenPartial with a carry of the wrong length: %v, want manifest.ErrInvalid", err)
+	}
+	openPartial(t, c, resources.Sum(data), good).Discard()
+}

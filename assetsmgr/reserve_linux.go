@@ -27,7 +27,7 @@ func reserve(f *os.File, size int64) error {
 			return err
 		}
 		need := size - st.Blocks*512
-		if free := int64(fs.Bavail) * fs.Bsize; fs.Blocks > 0 && need > free {
+		if free := int64(fs.Bavail) * int64(fs.Frsize); fs.Blocks > 0 && need > free {
 			return unix.ENOSPC
 		}
 		return nil

@@ -74,6 +74,16 @@ func (m *Manifest) Verify(whole resources.Hash, i int, data []byte) error {
 	if len(data) != int(c.Length) {
 		return fmt.Errorf("verify chunk %d: %d bytes, want %d: %w", i, len(data), c.Length, ErrMismatch)
 	}
+	// New and Check refuse these; a manifest made otherwise must not make
+	// Verify trust a carry of the wrong length, or index past a state.
+	if err := checkState(i, c); err != nil {
+		return fmt.Errorf("verify chunk %d: %w: %w", i, err, ErrMismatch)
+	}
+	if i+1 < len(m.Chunks) {
+		if next := m.Chunks[i+1]; next.Offset != c.End() || checkState(i+1, next) != nil {
+			return fmt.Errorf("verify chunk %d: the next chunk's state is malformed: %w", i, ErrMismatch)
+		}
+	}
 	d := resume(c)
 	d.Write(data)
 	if i == len(m.Chunks)-1 {

@@ -107,6 +107,41 @@ func TestVerifyDoesNotTrustAManifestOfOtherBytes(t *testing.T) {
 	}
 }
 
+// TestVerifyRefusesMalformedStates: a manifest made without New (whose
+// states New would refuse) makes Verify fail, never panic or trust a
+// carry of the wrong length.
+func TestVerifyRefusesMalformedStates(t *testing.T) {
+	data := make([]byte, 300)
+	rand.NewChaCha8([32]byte{6}).Read(data)
+	good, whole, err := Cut(data, []uint32{100, 100, 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		i     int
+		spoil func(cs []Chunk)
+	}{
+		{"next carry too short", 0, func(cs []Chunk) { cs[1].Carry = nil }},
+		{"next carry too long", 0, func(cs []Chunk) { cs[1].Carry = make([]byte, 100) }},
+		{"own carry too long", 1, func(cs []Chunk) { cs[1].Carry = make([]byte, 100) }},
+		{"first chunk not from the initial state", 0, func(cs []Chunk) { cs[0].Chain[3] ^= 1 }},
+		{"next chunk elsewhere", 0, func(cs []Chunk) { cs[1].Offset++ }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := &Manifest{Size: good.Size, Chunks: append([]Chunk(nil), good.Chunks...)}
+			tc.spoil(m.Chunks)
+			c := m.Chunks[tc.i]
+			if err := m.Verify(whole, tc.i, data[good.Chunks[tc.i].Offset:good.Chunks[tc.i].End()]); !errors.Is(err, ErrMismatch) {
+				t.Fatalf("Verify = %v, want ErrMismatch (chunk %+v)", err, c)
+			}
+			if m.Check() == nil {
+				t.Fatal("Check accepted it")
+			}
+		})
+	}
+}
+
 func BenchmarkVerify(b *testing.B) {
 	data := make([]byte, 64<<20)
 	rand.NewChaCha8([32]byte{5}).Read(data)

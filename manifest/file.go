@@ -1,6 +1,7 @@
 package manifest
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 
@@ -98,7 +99,9 @@ func ParseFile(data []byte) (whole resources.Hash, m *Manifest, err error) {
 		if k >= blockLen || k > len(p) {
 			return resources.Hash{}, nil, fmt.Errorf("%w: manifest file's chunk %d carries %d bytes, at most %d", ErrInvalid, i, k, min(blockLen-1, len(p)))
 		}
-		c.Carry = p[:k:k]
+		if k > 0 {
+			c.Carry = bytes.Clone(p[:k]) // m must not refer to data
+		}
 		p = p[k:]
 	}
 	if len(p) != 0 {

@@ -152,16 +152,7 @@ func FuzzParseFile(f *testing.F) {
 				t.Fatalf("error %v does not wrap ErrInvalid", err)
 			}
 		} else {
-			var off uint64
-			for _, c := range m.Chunks {
-				if c.Offset != off || c.Length == 0 || c.Length > MaxChunkLen {
-					t.Fatalf("accepted an invalid chunk %+v", c)
-				}
-				off = c.End()
-			}
-			if off != m.Size {
-				t.Fatalf("chunks cover %d of %d bytes", off, m.Size)
-			}
+			checkAccepted(t, m)
 			if again := m.MarshalFile(whole); !bytes.Equal(again, data) {
 				t.Fatalf("accepted a file that does not encode back to itself:\n got %x\nwant %x", data, again)
 			}

@@ -99,6 +99,31 @@ func New(size uint64, chunks []Chunk) (*Manifest, error) {
 	return m, nil
 }
 
+// Check checks a manifest that was not made by New (built in memory, or
+// by hand) against New's rules, offsets included.
+func (m *Manifest) Check() error {
+	if m == nil {
+		return fmt.Errorf("%w: no manifest", ErrInvalid)
+	}
+	if err := checkCount(m.Size, len(m.Chunks)); err != nil {
+		return err
+	}
+	var off uint64
+	for i, c := range m.Chunks {
+		if c.Offset != off || c.Length == 0 || c.Length > MaxChunkLen {
+			return fmt.Errorf("%w: chunk %d at %d+%d, want one of 1..%d bytes at %d", ErrInvalid, i, c.Offset, c.Length, MaxChunkLen, off)
+		}
+		if err := checkState(i, c); err != nil {
+			return err
+		}
+		off += uint64(c.Length)
+	}
+	if off != m.Size {
+		return fmt.Errorf("%w: chunks add up to %d bytes, the resource has %d", ErrInvalid, off, m.Size)
+	}
+	return nil
+}
+
 // checkState checks what can be checked of chunk i's hash state without
 // its bytes: the carry's length, and that the first chunk starts from
 // SHA-256's initial state (otherwise chunks that verify would prove

@@ -212,17 +212,38 @@ func FuzzNew(f *testing.F) {
 			}
 			return
 		}
+		checkAccepted(t, m)
 		var off uint64
 		for _, c := range m.Chunks {
-			if c.Offset != off || c.Length == 0 || c.Length > MaxChunkLen {
-				t.Fatalf("accepted an invalid chunk %+v", c)
-			}
 			off = c.End()
 		}
 		if off != m.Size || len(m.Chunks) > MaxChunks || uint64(len(m.Chunks)) > (size+MinAverageChunk-1)/MinAverageChunk {
 			t.Fatalf("accepted %d chunks covering %d of %d bytes", len(m.Chunks), off, m.Size)
 		}
 	})
+}
+
+// checkAccepted fails t unless m obeys every rule New and ParseFile
+// promise: contiguous chunks of 1..MaxChunkLen bytes covering Size, chunk
+// 0 from SHA-256's initial state, each carry offset mod 64 bytes long.
+func checkAccepted(t *testing.T, m *Manifest) {
+	t.Helper()
+	var off uint64
+	for i, c := range m.Chunks {
+		if c.Offset != off || c.Length == 0 || c.Length > MaxChunkLen {
+			t.Fatalf("accepted an invalid chunk %d: %+v", i, c)
+		}
+		if len(c.Carry) != int(c.Offset%64) || (i == 0 && c.Chain != initialChain) {
+			t.Fatalf("accepted chunk %d with an invalid hash state: %x %x", i, c.Chain, c.Carry)
+		}
+		off = c.End()
+	}
+	if off != m.Size {
+		t.Fatalf("accepted chunks covering %d of %d bytes", off, m.Size)
+	}
+	if err := m.Check(); err != nil {
+		t.Fatalf("accepted a manifest Check refuses: %v", err)
+	}
 }
 
 func BenchmarkBuild(b *testing.B) {

@@ -14,10 +14,11 @@
 //	                       resource whose SHA-256 is <hex>
 //	voxsync-mirror.json    {"layout":1}, written last
 //
-// An object or manifest never changes once written (its name is its
-// content), so many servers and pack versions share one base, identical
-// content is stored once, and a cache in front may keep anything under
-// objects/ and manifests/ forever. A manifest is written only after all
+// An object never changes once written (its name is its content), so many
+// servers and pack versions share one base, identical content is stored
+// once, and a cache in front may keep anything under objects/ forever. A
+// manifest changes only when a publish of a newer version rewrites it in a
+// newer file format (manifest.FileVersion), so it is cached for a day. A manifest is written only after all
 // its chunks, and voxsync-mirror.json only after everything, so a base
 // without it was never completely published.
 //

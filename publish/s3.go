@@ -184,17 +184,22 @@ func (s *S3) Get(ctx context.Context, name string, max int64) ([]byte, error) {
 	return b, nil
 }
 
-// Put uploads data in one request. Content is immutable, so caches may
-// keep it forever; the layout file may change and is not to be cached.
+// Put uploads data in one request. Objects are immutable, so caches may
+// keep them forever; a manifest is rewritten when a newer version writes
+// it in a newer format, so it is kept a day; the layout file may change
+// and is not to be cached.
 func (s *S3) Put(ctx context.Context, name string, data []byte) error {
 	cache := "public, max-age=31536000, immutable"
-	if name == LayoutFile {
+	switch {
+	case name == LayoutFile:
 		cache = "no-cache"
+	case strings.HasPrefix(name, manifestsDir):
+		cache = "public, max-age=86400"
 	}
 	_, err := s.client.PutObject(ctx, s.opts.Bucket, s.opts.Prefix+name, bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{
 		ContentType:      "application/octet-stream",
 		CacheControl:     cache,
-		DisableMultipart: true, // at most a 9 MiB manifest: one request
+		DisableMultipart: true, // at most a 35 MiB manifest: one request
 	})
 	if err != nil {
 		return s.explain("upload "+name, "s3:PutObject", err)

@@ -181,3 +181,54 @@ func TestRepeatedMirrorsAreIgnored(t *testing.T) {
 		t.Fatalf("%d connections open to one mirror after sync (Parallel 8)", open)
 	}
 }
+
+// A chunk a mirror serves by its name, correctly, that does not verify
+// under the game server's manifest is the manifest's fault: the chunk is
+// asked of the game server, and the mirror keeps serving the session.
+func TestManifestFaultDoesNotDemoteTheMirror(t *testing.T) {
+	fs := newFakeServerWith(t, packets.CapChunked|packets.CapMirrors)
+	m := newGatedMirror(t)
+	data, other := randomBytes(30_000, 31), randomBytes(30_000, 32)
+	b := binding("big.bin", data)
+	lie, chunks := fixedManifest(b, other, 10_000) // consistent, of other bytes
+	for _, ch := range chunks {
+		m.add(other[ch.Offset:ch.End()])
+	}
+	small := randomBytes(900, 33)
+	m.add(small)
+	sb := binding("small.png", small)
+	sb.ID = 2
+	s, rec, _, _ := startSyncer(t, fs.url, func(o *SyncOptions) { o.ChunkedMin = 1000 })
+	c := fs.accept(t)
+	c.send(&packets.Mirrors{URLs: []string{m.base()}}, &packets.Bind{Entries: []resources.Binding{b}}, &packets.BindsDone{})
+	if w := expect[*packets.ResourceRequest](c).Wants; len(w) != 1 || !w[0].Manifest {
+		t.Fatalf("first request %+v, want the manifest", w)
+	}
+	c.send(lie)
+	last := chunks[len(chunks)-1]
+	for asked := false; !asked; {
+		for _, w := range expect[*packets.ResourceRequest](c).Wants {
+			asked = asked || (w.HasRange && w.Offset == last.Offset)
+		}
+	}
+	c.send(&packets.Bind{Entries: []resources.Binding{sb}})
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case p := <-c.in:
+			if r, ok := p.(*packets.ResourceRequest); ok {
+				for _, w := range r.Wants {
+					if w.Hash == sb.Hash {
+						t.Fatalf("a resource the mirror holds was asked in-band: the mirror was blamed; %+v", s.Stats())
+					}
+				}
+			}
+		case e := <-rec.ch:
+			if l, ok := e.(Loaded); ok && l.Binding.Hash == sb.Hash {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("small resource not loaded: %+v", s.Stats())
+		}
+	}
+}

@@ -353,7 +353,11 @@ func (s *Syncer) mirrorChunk(ctx context.Context, out *outbox, ms *mirrorSession
 			return errNotWanted // the game server took it over
 		}
 		if err := part.Put(w.chunk, b); err != nil {
-			if errors.Is(err, assetsmgr.ErrHashMismatch) || errors.Is(err, assetsmgr.ErrSizeMismatch) {
+			// A mirror serves objects by name: bytes that are the chunk
+			// its name says but do not verify under the game server's
+			// manifest are the manifest's fault, counted against the
+			// resource, not the mirror.
+			if errors.Is(err, assetsmgr.ErrSizeMismatch) || errors.Is(err, assetsmgr.ErrHashMismatch) && resources.Sum(b) != c.Hash {
 				return fmt.Errorf("%w: %w", mirror.ErrCorrupt, err)
 			}
 			return err
