@@ -125,6 +125,8 @@ func Open(ctx context.Context, opts Options) (*Cache, error) {
 	c.held = newHeldSet(db, opts.Logger)
 	c.store = newStore(db, opts.Dir, opts.Logger, opts.Now)
 	c.store.held = c.held
+	c.store.claimPartial = c.claimPartial
+	c.store.releasePartial = func(h resources.Hash) { c.releasePartial(h, nil) }
 	c.store.onCommitError = c.markDamaged
 	c.opened = opened
 	ok = true // from here c.Close releases the lock

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -319,7 +320,7 @@ func TestFullDisk(t *testing.T) {
 
 	big := pseudoRandom(2<<20, 7)
 	err := c.Put(resources.Sum(big), big, func(err error) { t.Errorf("done called: %v", err) })
-	if err == nil || !strings.Contains(err.Error(), "no space left on device") {
+	if !errors.Is(err, syscall.ENOSPC) || !errors.Is(err, ErrDiskFull) {
 		t.Fatalf("2 MiB blob on a 1 MiB disk: err = %v", err)
 	}
 	// Fill the rest with inline blobs until the database reports the disk full.

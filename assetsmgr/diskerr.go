@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"syscall"
 
+	"github.com/voxsync/voxsync/internal/bytesize"
 	"modernc.org/sqlite"
 )
 
@@ -34,10 +35,24 @@ func (e *diskError) Error() string {
 	switch e.kind {
 	case ErrNotWritable:
 		return fmt.Sprintf("cache directory %s is not writable (%v): make it writable for this user (or mount it read-write), or use another cache directory", e.dir, e.cause)
-	default:
-		return fmt.Sprintf("disk holding the cache %s is full (%v): free some space, or give the cache a smaller size cap", e.dir, e.cause)
 	}
+	var nr *noRoom
+	if errors.As(e.cause, &nr) {
+		return fmt.Sprintf("disk holding the cache %s is full (%v): free %s on it, or use a cache directory on a disk with more room",
+			e.dir, e.cause, bytesize.Format(nr.need-nr.free))
+	}
+	return fmt.Sprintf("disk holding the cache %s is full (%v): free some space, or give the cache a smaller size cap", e.dir, e.cause)
 }
+
+// noRoom is a reservation the disk has no room for: ENOSPC, with the
+// figures a player needs to act on it.
+type noRoom struct{ need, free int64 }
+
+func (e *noRoom) Error() string {
+	return fmt.Sprintf("%s needed, %s free", bytesize.Format(e.need), bytesize.Format(e.free))
+}
+
+func (e *noRoom) Unwrap() error { return syscall.ENOSPC }
 
 func (e *diskError) Unwrap() []error { return []error{e.kind, e.cause} }
 

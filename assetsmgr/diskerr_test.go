@@ -93,7 +93,9 @@ func TestCreateOnFullDiskFailsAtOnce(t *testing.T) {
 		p.Abort()
 		t.Fatal("Create of a 2 MiB blob on a 1 MiB disk succeeded")
 	}
-	if !errors.Is(err, ErrDiskFull) || !strings.Contains(err.Error(), "is full") || !strings.Contains(err.Error(), "free some space") {
+	// The figures a player can act on: 2 MiB needed, under 1 MiB free.
+	if !errors.Is(err, ErrDiskFull) || !strings.Contains(err.Error(), "is full") || !strings.Contains(err.Error(), "2.0 MiB needed") ||
+		!strings.Contains(err.Error(), "KiB free") || !strings.Contains(err.Error(), "free 1.") {
 		t.Fatalf("Create on a full disk: %v", err)
 	}
 	if files, _ := filepath.Glob(filepath.Join(dir, "blobs", "*", "*")); len(files) != 0 {

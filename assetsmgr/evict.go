@@ -44,7 +44,25 @@ func (c *Cache) Trim(ctx context.Context, keep func(resources.Hash) bool) (int, 
 		return 0, 0, err
 	}
 	target := c.maxBytes / 10 * 9
-	victims, err := c.lruVictims(ctx, total-target, keep)
+	return c.evict(ctx, total-target, keep)
+}
+
+// MakeRoom evicts the least recently used blobs and partials, except
+// those keep returns true for and partials open, until need bytes are
+// freed or nothing evictable is left, whatever the size cap: for a
+// resource the disk has no room for (ErrDiskFull) beside what the cache
+// holds. It returns the entries and bytes removed.
+func (c *Cache) MakeRoom(ctx context.Context, need int64, keep func(resources.Hash) bool) (int, int64, error) {
+	if need <= 0 {
+		return 0, 0, nil
+	}
+	return c.evict(ctx, need, keep)
+}
+
+// evict removes the least recently used entries, but keep's, to free need
+// bytes (see Trim).
+func (c *Cache) evict(ctx context.Context, need int64, keep func(resources.Hash) bool) (int, int64, error) {
+	victims, err := c.lruVictims(ctx, need, keep)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -83,7 +101,9 @@ func (c *Cache) Trim(ctx context.Context, keep func(resources.Hash) bool) (int, 
 		}
 	}
 	evicted := len(inline) + len(files) + len(removed)
-	c.log.Info("cache trimmed", "blobs", len(inline)+len(files), "partials", len(removed), "bytes", freed, "limit", c.maxBytes)
+	if evicted > 0 {
+		c.log.Info("cache trimmed", "blobs", len(inline)+len(files), "partials", len(removed), "bytes", freed, "limit", c.maxBytes)
+	}
 	if len(inline) > 0 {
 		// Evicted inline rows leave free pages; give them back.
 		if share, err := c.freeShare(ctx); err == nil && share >= compactThreshold {

@@ -1,5 +1,7 @@
 package assetsmgr
 
+import "github.com/voxsync/voxsync/resources"
+
 // The store's statements for partials and the chunk index (see partial.go).
 // They run on the store goroutine, inside its group-commit transaction.
 
@@ -40,10 +42,7 @@ func commitPartialOp(tx *writeConn, o op, now int64) error {
 		return deleteChunkRows(tx, o, po.rows)
 	case opDeletePartial:
 		for _, h := range o.hashes {
-			if _, err := tx.Exec(`DELETE FROM partial_chunks WHERE hash = ?`, h[:]); err != nil {
-				return err
-			}
-			if _, err := tx.Exec(`DELETE FROM partials WHERE hash = ?`, h[:]); err != nil {
+			if err := deletePartialRows(tx, h); err != nil {
 				return err
 			}
 		}
@@ -60,6 +59,15 @@ func commitPartialOp(tx *writeConn, o op, now int64) error {
 		}
 	}
 	return nil
+}
+
+// deletePartialRows forgets partial h.
+func deletePartialRows(tx *writeConn, h resources.Hash) error {
+	if _, err := tx.Exec(`DELETE FROM partial_chunks WHERE hash = ?`, h[:]); err != nil {
+		return err
+	}
+	_, err := tx.Exec(`DELETE FROM partials WHERE hash = ?`, h[:])
+	return err
 }
 
 func deleteChunkRows(tx *writeConn, o op, rows []chunkRow) error {
@@ -80,9 +88,5 @@ func commitPlacedPartial(tx *writeConn, o op) error {
 			return err
 		}
 	}
-	if _, err := tx.Exec(`DELETE FROM partial_chunks WHERE hash = ?`, o.hash[:]); err != nil {
-		return err
-	}
-	_, err := tx.Exec(`DELETE FROM partials WHERE hash = ?`, o.hash[:])
-	return err
+	return deletePartialRows(tx, o.hash)
 }

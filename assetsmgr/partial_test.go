@@ -809,3 +809,97 @@ func TestPartialRefusesMalformedManifest(t *testing.T) {
 	}
 	openPartial(t, c, resources.Sum(data), good).Discard()
 }
+
+// The records of chunks synced to a partial are committed without an
+// fsync (synchronous=NORMAL: a lost record costs a refetch), and nothing
+// else is: a blob's commit after them is durable again (FULL).
+func TestPartialRecordsSkipTheFsyncAndBlobsDoNot(t *testing.T) {
+	c := openCache(t, Options{Dir: t.TempDir()})
+	mode := func() chan int {
+		ch := make(chan int, 1)
+		c.store.enqueue(op{kind: opBarrier, done: func(error) {
+			// On the store's goroutine, which owns the connection.
+			var n int
+			if err := c.store.wc.conn.QueryRowContext(context.Background(), "PRAGMA synchronous").Scan(&n); err != nil {
+				t.Error(err)
+			}
+			ch <- n
+		}})
+		return ch
+	}
+	data := chachaBytes(22, 4*testChunk)
+	m := fixedManifest(t, data, testChunk)
+	p := openPartial(t, c, resources.Sum(data), m)
+	defer p.Discard()
+	putChunks(t, p, data, m, []int{0, 1})
+	p.flushMu.Lock()
+	p.flushLocked() // records chunks 0 and 1, alone in their batch
+	p.flushMu.Unlock()
+	if n := <-mode(); n != 1 {
+		t.Fatalf("synchronous = %d after recording chunks, want 1 (NORMAL)", n)
+	}
+	blob := []byte("a small blob, stored durably")
+	stored := make(chan error, 1)
+	if err := c.Put(resources.Sum(blob), blob, func(err error) { stored <- err }); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-stored; err != nil {
+		t.Fatal(err)
+	}
+	if n := <-mode(); n != 2 {
+		t.Fatalf("synchronous = %d after storing a blob, want 2 (FULL)", n)
+	}
+}
+
+// A resource stored whole (a chunked download killed, then fetched whole)
+// takes its leftover partial with it: rows and file, at once. An open
+// partial is left alone.
+func TestStoringWholeRemovesALeftoverPartial(t *testing.T) {
+	dir := t.TempDir()
+	c := openCache(t, Options{Dir: dir})
+	data := chachaBytes(23, 2<<20)
+	h := resources.Sum(data)
+	m := fixedManifest(t, data, testChunk)
+	storeWhole := func() {
+		t.Helper()
+		pend, err := c.Create(h, int64(len(data)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pend.Write(data); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		if err := pend.Commit(func(err error) { done <- err }); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	open := openPartial(t, c, h, m)
+	putChunks(t, open, data, m, []int{0, 1, 2})
+	open.flushMu.Lock()
+	open.flushLocked()
+	open.flushMu.Unlock()
+	storeWhole() // while the partial is open
+	if n := countRows(t, c.db, "SELECT count(*) FROM partial_chunks WHERE hash = ?", h[:]); n != 3 {
+		t.Fatalf("%d chunk rows of an open partial left, want its 3", n)
+	}
+	if err := open.Close(); err != nil {
+		t.Fatal(err)
+	}
+	storeWhole() // again, with the partial closed
+	if n := countRows(t, c.db, "SELECT count(*) FROM partials WHERE hash = ?", h[:]) + countRows(t, c.db, "SELECT count(*) FROM partial_chunks WHERE hash = ?", h[:]); n != 0 {
+		t.Fatalf("%d partial rows left after the resource was stored whole", n)
+	}
+	if _, err := os.Stat(partialFile(dir, h)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("partial file left after the resource was stored whole: %v", err)
+	}
+	if b, ok := lookup(t, c, h); !ok {
+		t.Fatal("not served")
+	} else if got, _ := b.ReadAll(); !bytes.Equal(got, data) {
+		t.Fatal("read back wrong")
+	}
+}

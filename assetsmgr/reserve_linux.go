@@ -28,7 +28,7 @@ func reserve(f *os.File, size int64) error {
 		}
 		need := size - st.Blocks*512
 		if free := int64(fs.Bavail) * int64(fs.Frsize); fs.Blocks > 0 && need > free {
-			return unix.ENOSPC
+			return &noRoom{need: need, free: free}
 		}
 		return nil
 	}
@@ -39,6 +39,13 @@ func reserve(f *os.File, size int64) error {
 			continue
 		case errors.Is(err, unix.EOPNOTSUPP), errors.Is(err, unix.ENOSYS):
 			return nil
+		case errors.Is(err, unix.ENOSPC):
+			// Say how much is missing. Allocated blocks count against
+			// what is still needed, as on tmpfs above.
+			var st unix.Stat_t
+			if unix.Fstatfs(int(f.Fd()), &fs) == nil && unix.Fstat(int(f.Fd()), &st) == nil {
+				return &noRoom{need: size - st.Blocks*512, free: int64(fs.Bavail) * int64(fs.Frsize)}
+			}
 		}
 		return err
 	}

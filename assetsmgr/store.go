@@ -98,6 +98,10 @@ type store struct {
 	onCommitError func(error)
 	wc            *writeConn // the run goroutine's connection; nil until first used
 	held          *heldSet   // told of every row inserted; nil: none
+	// claimPartial and releasePartial (Cache's) reserve a hash's partial
+	// while the store removes it; nil: no partials are removed.
+	claimPartial   func(resources.Hash) bool
+	releasePartial func(resources.Hash)
 
 	mu     sync.RWMutex // guards closed; held shared while sending on ops
 	closed bool
@@ -372,11 +376,21 @@ func (s *store) commit(batch []op, errs []error) error {
 		return nil
 	}
 	now := s.now().Unix()
-	tx, err := s.begin()
+	tx, err := s.begin(onlyHints(batch, errs))
 	if err != nil {
 		return fmt.Errorf("store blobs: %w", err)
 	}
 	defer tx.rollback()
+	var stale []resources.Hash // partials of blobs stored whole, claimed
+	committed := false
+	defer func() {
+		for _, h := range stale {
+			if committed {
+				os.Remove(filepath.Join(s.cacheDir, partialDirName, h.String()))
+			}
+			s.releasePartial(h)
+		}
+	}()
 	for i, o := range batch {
 		if errs[i] != nil {
 			continue
@@ -404,6 +418,13 @@ func (s *store) commit(batch []op, errs []error) error {
 			}
 			if err == nil && o.kind == opPartialPlace {
 				err = commitPlacedPartial(tx, o)
+			}
+			if err == nil && o.kind == opFile && s.claimPartial != nil && s.claimPartial(o.hash) {
+				// A partial left of h (a chunked download killed, then h
+				// fetched whole) is no use any more: its rows go with
+				// this commit, its file after.
+				stale = append(stale, o.hash)
+				err = deletePartialRows(tx, o.hash)
 			}
 		case opPartialOpen, opPartialChunks, opPartialDrop, opDeletePartial, opDropChunkIndex:
 			err = commitPartialOp(tx, o, now)
@@ -472,6 +493,7 @@ func (s *store) commit(batch []op, errs []error) error {
 	if err := tx.commit(); err != nil {
 		return fmt.Errorf("store blobs: commit: %w", err)
 	}
+	committed = true
 	return nil
 }
 
@@ -500,18 +522,49 @@ type writeConn struct {
 	conn  *sql.Conn
 	stmts map[string]*sql.Stmt
 	open  bool // a transaction is open
+	full  bool // synchronous=FULL (the database's setting); else NORMAL
+}
+
+// onlyHints reports whether every op of a batch to commit only records
+// chunks synced to a partial's file. Such a record is a hint: its bytes
+// were synced before it, and losing it costs only fetching those chunks
+// again. So those commits skip the fsync (synchronous=NORMAL, which in WAL
+// mode survives the process being killed, and after a power cut leaves
+// the database intact, missing only the last commits): a large download
+// records its chunks every 2 MiB, and each fsync held the store, and any
+// small resource's commit queued behind it, for a disk flush.
+func onlyHints(batch []op, errs []error) bool {
+	for i, o := range batch {
+		if errs[i] == nil && o.kind != opBarrier && o.kind != opCompact && o.kind != opPartialChunks {
+			return false
+		}
+	}
+	return true
 }
 
 // begin starts a write transaction on the store's connection, opening it
-// first if needed.
-func (s *store) begin() (*writeConn, error) {
+// first if needed; hints: see onlyHints.
+func (s *store) begin(hints bool) (*writeConn, error) {
 	ctx := context.Background()
 	if s.wc == nil {
 		conn, err := s.db.Conn(ctx)
 		if err != nil {
 			return nil, err
 		}
-		s.wc = &writeConn{conn: conn, stmts: make(map[string]*sql.Stmt)}
+		s.wc = &writeConn{conn: conn, stmts: make(map[string]*sql.Stmt), full: true}
+	}
+	if hints == s.wc.full {
+		// Outside a transaction, as SQLite requires; a later FULL commit
+		// syncs the log with every earlier frame in it.
+		mode := "PRAGMA synchronous = NORMAL"
+		if !hints {
+			mode = "PRAGMA synchronous = FULL"
+		}
+		if _, err := s.wc.conn.ExecContext(ctx, mode); err != nil {
+			s.closeConn()
+			return nil, err
+		}
+		s.wc.full = !hints
 	}
 	if _, err := s.wc.conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
 		s.closeConn()

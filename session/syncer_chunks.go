@@ -204,6 +204,9 @@ func (s *Syncer) manifestPart(ctx context.Context, out *outbox, p *packets.Manif
 // copies the chunks held locally, and requests the rest.
 func (s *Syncer) openPartial(ctx context.Context, out *outbox, h resources.Hash, f *chunkFetch) {
 	part, err := s.opts.Cache.OpenPartial(ctx, h, f.m)
+	if errors.Is(err, assetsmgr.ErrDiskFull) && s.makeRoom(ctx, int64(f.m.Size)) {
+		part, err = s.opts.Cache.OpenPartial(ctx, h, f.m)
+	}
 	s.mu.Lock()
 	hs := s.hashes[h]
 	if hs == nil || hs.fetch != f {
@@ -254,6 +257,28 @@ func (s *Syncer) openPartial(ctx context.Context, out *outbox, h resources.Hash,
 	s.fetching = append(s.fetching, h)
 	s.mu.Unlock()
 	s.pumpRequests(out)
+}
+
+// makeRoom, after the disk had no room for a resource of size bytes,
+// evicts from the cache what no key bound now uses, least recently used
+// first, up to size bytes, and reports whether anything went (then the
+// caller tries once more). Without it, a disk with room for one copy of a
+// large resource could never take its next version: the old one, no
+// longer bound, would stay until the cache passed its size cap.
+func (s *Syncer) makeRoom(ctx context.Context, size int64) bool {
+	n, freed, err := s.opts.Cache.MakeRoom(ctx, size, func(h resources.Hash) bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.hashes[h] != nil
+	})
+	if err != nil {
+		s.log.Warn("cannot make room in the cache", "err", err)
+		return false
+	}
+	if n > 0 {
+		s.log.Warn("disk full: evicted cached resources no longer bound to make room", "entries", n, "bytes", freed)
+	}
+	return n > 0
 }
 
 // failBurst: failures of a chunked resource within this long of the last
@@ -389,6 +414,7 @@ func (s *Syncer) commitFetch(out *outbox, h resources.Hash, f *chunkFetch) {
 	names := s.namesLocked(hs)
 	s.mu.Unlock()
 	s.pumpRequests(out)
+	heldBefore, _ := f.partial.Held()
 	err := f.partial.Commit(func(err error) {
 		s.mu.Lock()
 		if hs := s.hashes[h]; hs != nil && hs.fetch == f {
@@ -406,9 +432,15 @@ func (s *Syncer) commitFetch(out *outbox, h resources.Hash, f *chunkFetch) {
 		return
 	}
 	if errors.Is(err, assetsmgr.ErrChunksLost) {
-		s.log.Warn("chunks on disk were damaged; fetching them again", "hash", h.Short(), "err", err)
+		// The cache has logged what it dropped: chunks saved by an
+		// earlier run that no longer verify. They were counted as
+		// resumed; now they are fetched again.
+		s.log.Debug("fetching chunks again", "hash", h.Short(), "err", err)
+		held, _ := f.partial.Held()
+		s.stats.ChunksResumed = max(0, s.stats.ChunksResumed-(heldBefore-held))
 		f.todo = f.partial.Missing()
 		f.left = len(f.todo)
+		s.stats.Rerequested += len(f.todo)
 		hs.state = phaseStreaming
 		s.fetching = append(s.fetching, h)
 		s.mu.Unlock()

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -195,7 +196,31 @@ func TestFullDiskFailsAtOnce(t *testing.T) {
 	if code != 1 || !strings.Contains(msg, "resources failed to load") {
 		t.Fatalf("full disk: exit %d, error %q; want failed resources, not a timeout\nstderr: %s", code, msg, stderr)
 	}
-	if !strings.Contains(stderr, "disk holding the cache "+cache+" is full") || !strings.Contains(stderr, "free some space") {
-		t.Fatalf("full disk: stderr does not say the disk is full and what to do:\n%s", stderr)
+	if !strings.Contains(stderr, "disk holding the cache "+cache+" is full") || !strings.Contains(stderr, "MiB needed") ||
+		!strings.Contains(stderr, "or use a cache directory on a disk with more room") {
+		t.Fatalf("full disk: stderr does not say the disk is full, by how much, and what to do:\n%s", stderr)
+	}
+}
+
+// A disk with room for one copy of a large resource takes its next
+// version: what no key is bound to any more (the old version) is evicted
+// to make room, whatever the size cap, instead of failing every run.
+func TestFullDiskMakesRoomForANewVersion(t *testing.T) {
+	v1, v2 := t.TempDir(), t.TempDir()
+	const rel = "assets/e2e/model/map.bin"
+	writeRandom(t, filepath.Join(v1, rel), 3_000_000, 41)
+	writeRandom(t, filepath.Join(v2, rel), 3_000_000, 42)
+	url1, url2 := startServer(t, "-packs", v1), startServer(t, "-packs", v2)
+	for _, mode := range [][]string{{}, {"-no-chunks"}} {
+		t.Run(fmt.Sprint("flags", mode), func(t *testing.T) {
+			cache := mountTmpfs(t, "4m")
+			if code, sum, stderr := runClientOnCache(t, url1, cache, mode...); code != 0 {
+				t.Fatalf("version 1: exit %d %v\n%s", code, sum, stderr)
+			}
+			code, sum, stderr := runClientOnCache(t, url2, cache, mode...)
+			if code != 0 || !strings.Contains(stderr, "evicted cached resources no longer bound") {
+				t.Fatalf("version 2 on a disk with room for one: exit %d %v\n%s", code, sum, stderr)
+			}
+		})
 	}
 }
