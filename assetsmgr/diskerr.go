@@ -37,7 +37,7 @@ func (e *diskError) Error() string {
 		return fmt.Sprintf("cache directory %s is not writable (%v): make it writable for this user (or mount it read-write), or use another cache directory", e.dir, e.cause)
 	}
 	var nr *noRoom
-	if errors.As(e.cause, &nr) {
+	if errors.As(e.cause, &nr) && nr.need > nr.free {
 		return fmt.Sprintf("disk holding the cache %s is full (%v): free %s on it, or use a cache directory on a disk with more room",
 			e.dir, e.cause, bytesize.Format(nr.need-nr.free))
 	}
@@ -53,6 +53,16 @@ func (e *noRoom) Error() string {
 }
 
 func (e *noRoom) Unwrap() error { return syscall.ENOSPC }
+
+// Shortfall is how many more bytes the disk needed for the reservation
+// that failed with err (ErrDiskFull), or 0 if err does not say.
+func Shortfall(err error) int64 {
+	var nr *noRoom
+	if errors.As(err, &nr) && nr.need > nr.free {
+		return nr.need - nr.free
+	}
+	return 0
+}
 
 func (e *diskError) Unwrap() []error { return []error{e.kind, e.cause} }
 

@@ -44,24 +44,25 @@ func (c *Cache) Trim(ctx context.Context, keep func(resources.Hash) bool) (int, 
 		return 0, 0, err
 	}
 	target := c.maxBytes / 10 * 9
-	return c.evict(ctx, total-target, keep)
+	return c.evict(ctx, total-target, keep, true)
 }
 
 // MakeRoom evicts the least recently used blobs and partials, except
 // those keep returns true for and partials open, until need bytes are
 // freed or nothing evictable is left, whatever the size cap: for a
-// resource the disk has no room for (ErrDiskFull) beside what the cache
-// holds. It returns the entries and bytes removed.
+// resource the disk has no room for (ErrDiskFull, see Shortfall) beside
+// what the cache holds. It returns the entries and bytes removed. Unlike
+// Trim it does not compact the database: it runs while a download waits.
 func (c *Cache) MakeRoom(ctx context.Context, need int64, keep func(resources.Hash) bool) (int, int64, error) {
 	if need <= 0 {
 		return 0, 0, nil
 	}
-	return c.evict(ctx, need, keep)
+	return c.evict(ctx, need, keep, false)
 }
 
 // evict removes the least recently used entries, but keep's, to free need
-// bytes (see Trim).
-func (c *Cache) evict(ctx context.Context, need int64, keep func(resources.Hash) bool) (int, int64, error) {
+// bytes (see Trim), and compacts the database after if compact.
+func (c *Cache) evict(ctx context.Context, need int64, keep func(resources.Hash) bool, compact bool) (int, int64, error) {
 	victims, err := c.lruVictims(ctx, need, keep)
 	if err != nil {
 		return 0, 0, err
@@ -104,7 +105,7 @@ func (c *Cache) evict(ctx context.Context, need int64, keep func(resources.Hash)
 	if evicted > 0 {
 		c.log.Info("cache trimmed", "blobs", len(inline)+len(files), "partials", len(removed), "bytes", freed, "limit", c.maxBytes)
 	}
-	if len(inline) > 0 {
+	if compact && len(inline) > 0 {
 		// Evicted inline rows leave free pages; give them back.
 		if share, err := c.freeShare(ctx); err == nil && share >= compactThreshold {
 			if res, err := c.Compact(ctx); err != nil {

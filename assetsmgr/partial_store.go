@@ -61,6 +61,27 @@ func commitPartialOp(tx *writeConn, o op, now int64) error {
 	return nil
 }
 
+// salvageRows makes the chunk index rows of blob file h, found corrupt,
+// the records of a partial of h, whose file salvage put in place of any
+// earlier one. It reports whether a partial keeps them; a blob fetched
+// whole has none.
+func salvageRows(tx *writeConn, h resources.Hash, now int64) (bool, error) {
+	if err := deletePartialRows(tx, h); err != nil {
+		return false, err
+	}
+	res, err := tx.Exec(`INSERT INTO partials (hash, size, manifest, created, last_used)
+		SELECT ?1, size, zeroblob(32), ?2, ?2 FROM file_blobs WHERE hash = ?1 AND EXISTS (SELECT 1 FROM chunk_index WHERE blob = ?1)`, h[:], now)
+	if err != nil {
+		return false, err
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return false, err
+	}
+	_, err = tx.Exec(`INSERT OR REPLACE INTO partial_chunks (hash, offset, length, chunk)
+		SELECT blob, offset, length, chunk FROM chunk_index WHERE blob = ?`, h[:])
+	return err == nil, err
+}
+
 // deletePartialRows forgets partial h.
 func deletePartialRows(tx *writeConn, h resources.Hash) error {
 	if _, err := tx.Exec(`DELETE FROM partial_chunks WHERE hash = ?`, h[:]); err != nil {

@@ -849,6 +849,50 @@ func TestPartialRecordsSkipTheFsyncAndBlobsDoNot(t *testing.T) {
 	if n := <-mode(); n != 2 {
 		t.Fatalf("synchronous = %d after storing a blob, want 2 (FULL)", n)
 	}
+
+	// The store's connection dropped (an error) while in NORMAL mode: the
+	// next blob commit is FULL all the same, on whatever connection.
+	putChunks(t, p, data, m, []int{2})
+	p.flushMu.Lock()
+	p.flushLocked()
+	p.flushMu.Unlock()
+	dropped := make(chan struct{})
+	c.store.enqueue(op{kind: opBarrier, done: func(error) { c.store.closeConn(); close(dropped) }})
+	<-dropped
+	blob2 := []byte("another small blob, stored durably")
+	if err := c.Put(resources.Sum(blob2), blob2, func(err error) { stored <- err }); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-stored; err != nil {
+		t.Fatal(err)
+	}
+	if n := <-mode(); n != 2 {
+		t.Fatalf("synchronous = %d for a blob after the connection was dropped, want 2 (FULL)", n)
+	}
+}
+
+func TestOnlyHintsNeedsEveryOpToBeAChunkRecord(t *testing.T) {
+	rec, blob := op{kind: opPartialChunks}, op{kind: opInline}
+	for _, tc := range []struct {
+		name  string
+		batch []op
+		errs  []error
+		want  bool
+	}{
+		{"records", []op{rec, rec}, nil, true},
+		{"records and a barrier", []op{rec, {kind: opBarrier}}, nil, true},
+		{"a record and a blob", []op{rec, blob}, nil, false},
+		{"a blob and a record", []op{blob, rec}, nil, false},
+		{"a record and a blob that failed", []op{rec, blob}, []error{nil, errors.New("placing failed")}, true},
+	} {
+		errs := tc.errs
+		if errs == nil {
+			errs = make([]error, len(tc.batch))
+		}
+		if got := onlyHints(tc.batch, errs); got != tc.want {
+			t.Errorf("%s: onlyHints = %v, want %v", tc.name, got, tc.want)
+		}
+	}
 }
 
 // A resource stored whole (a chunked download killed, then fetched whole)
@@ -860,23 +904,7 @@ func TestStoringWholeRemovesALeftoverPartial(t *testing.T) {
 	data := chachaBytes(23, 2<<20)
 	h := resources.Sum(data)
 	m := fixedManifest(t, data, testChunk)
-	storeWhole := func() {
-		t.Helper()
-		pend, err := c.Create(h, int64(len(data)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := pend.Write(data); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		if err := pend.Commit(func(err error) { done <- err }); err != nil {
-			t.Fatal(err)
-		}
-		if err := <-done; err != nil {
-			t.Fatal(err)
-		}
-	}
+	storeWhole := func() { putFile(t, c, data) }
 
 	open := openPartial(t, c, h, m)
 	putChunks(t, open, data, m, []int{0, 1, 2})
@@ -901,5 +929,91 @@ func TestStoringWholeRemovesALeftoverPartial(t *testing.T) {
 		t.Fatal("not served")
 	} else if got, _ := b.ReadAll(); !bytes.Equal(got, data) {
 		t.Fatal("read back wrong")
+	}
+	// The store gave the hash back: its partial can be opened again.
+	openPartial(t, c, h, m).Discard()
+}
+
+// MakeRoom evicts what keep does not keep, oldest first, as much as asked,
+// whatever the size cap.
+func TestMakeRoomKeepsWhatIsBound(t *testing.T) {
+	c := openCache(t, Options{Dir: t.TempDir(), MaxBytes: 1 << 30})
+	var hs []resources.Hash
+	for i := range 3 {
+		hs = append(hs, putFile(t, c, chachaBytes(uint64(30+i), 100_000)))
+	}
+	keep := func(h resources.Hash) bool { return h == hs[0] }
+	n, freed, err := c.MakeRoom(context.Background(), 150_000, keep)
+	if err != nil || n != 2 || freed != 200_000 {
+		t.Fatalf("MakeRoom = %d, %d, %v; want the 2 blobs not kept, 200,000 bytes", n, freed, err)
+	}
+	if _, ok := lookup(t, c, hs[0]); !ok {
+		t.Fatal("a kept blob was evicted")
+	}
+	for _, h := range hs[1:] {
+		if _, ok := lookup(t, c, h); ok {
+			t.Fatal("a blob not kept survived")
+		}
+	}
+}
+
+// A blob file assembled from chunks and found corrupt is salvaged as a
+// partial: the refetch resumes from its chunks, each verified again, and
+// fetches only the damaged one. A corrupt blob fetched whole (no chunk
+// records) leaves nothing behind.
+func TestCorruptChunkedBlobIsSalvaged(t *testing.T) {
+	dir := t.TempDir()
+	c := openCache(t, Options{Dir: dir})
+	data := chachaBytes(24, 2<<20)
+	h := resources.Sum(data)
+	m := fixedManifest(t, data, testChunk)
+	p := openPartial(t, c, h, m)
+	putChunks(t, p, data, m, allIndexes(m))
+	if err := commitPartial(p); err != nil {
+		t.Fatal(err)
+	}
+	const damaged = 7
+	f, err := os.OpenFile(blobPath(filepath.Join(dir, "blobs"), h), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte{data[damaged*testChunk+9] ^ 1}, damaged*testChunk+9)
+	f.Close()
+	if _, ok := lookup(t, c, h); ok {
+		t.Fatal("a corrupt blob was served")
+	}
+	p = openPartial(t, c, h, m)
+	if miss := p.Missing(); len(miss) != 0 {
+		t.Fatalf("Missing() = %v after salvage, want none until verified", miss)
+	}
+	if err := commitPartial(p); !errors.Is(err, ErrChunksLost) {
+		t.Fatalf("Commit of the salvaged blob: %v, want ErrChunksLost", err)
+	}
+	if miss := p.Missing(); !slices.Equal(miss, []int{damaged}) {
+		t.Fatalf("Missing() = %v, want only the damaged chunk %d", miss, damaged)
+	}
+	putChunks(t, p, data, m, []int{damaged})
+	if err := commitPartial(p); err != nil {
+		t.Fatal(err)
+	}
+	if b, ok := lookup(t, c, h); !ok {
+		t.Fatal("not served after the damaged chunk was fetched")
+	} else if got, _ := b.ReadAll(); !bytes.Equal(got, data) {
+		t.Fatal("read back wrong")
+	}
+
+	hw := putFile(t, c, chachaBytes(25, 200_000))
+	f, _ = os.OpenFile(blobPath(filepath.Join(dir, "blobs"), hw), os.O_WRONLY, 0)
+	f.WriteAt([]byte("rot"), 1000)
+	f.Close()
+	if _, ok := lookup(t, c, hw); ok {
+		t.Fatal("a corrupt blob was served")
+	}
+	c.Flush(context.Background())
+	if _, err := os.Stat(partialFile(dir, hw)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a corrupt blob fetched whole left a partial file: %v", err)
+	}
+	if n := countRows(t, c.db, "SELECT count(*) FROM partials WHERE hash = ?", hw[:]); n != 0 {
+		t.Fatal("a corrupt blob fetched whole left a partial row")
 	}
 }

@@ -81,6 +81,7 @@ type op struct {
 	partial *partialOp     // the opPartial* kinds and opDropChunkIndex
 	// ifCorrupt (opDeleteInline): delete only rows whose bytes still do
 	// not match; a good copy stored since the damage was found stays.
+	// (opDeleteFile): the files were salvaged as partials (see salvage).
 	ifCorrupt bool
 	done      func(error)
 }
@@ -111,12 +112,12 @@ type store struct {
 	// Names wait here rather than in ops: Name is called from done
 	// callbacks, which run on the store's own goroutine, where a send on a
 	// full ops would never be received.
-	namesMu sync.Mutex // guards names, corruptInline, corruptFiles
+	namesMu sync.Mutex // guards names and the corrupt entries
 	names   []blobName
 	// Entries found corrupt while being read wait here too: a read can
 	// run on the store's goroutine (a done callback's Loaded event, whose
 	// handler reads another blob).
-	corruptInline, corruptFiles []resources.Hash
+	corruptInline, corruptFiles, salvagedFiles []resources.Hash
 }
 
 func newStore(db *sql.DB, cacheDir string, log *slog.Logger, now func() time.Time) *store {
@@ -154,14 +155,38 @@ func (s *store) name(n blobName) {
 	s.wake()
 }
 
+// salvage takes the file of blob h, found corrupt, out of the blob tier:
+// it becomes the file of h's partial, for the refetch to resume from if
+// the blob was assembled from chunks (dropCorrupt's batch turns its chunk
+// index rows into the partial's records, every one verified again before
+// it counts, so only the damaged chunks are fetched), and is removed if
+// that partial is open.
+// It reports whether the file was moved, not removed.
+func (s *store) salvage(h resources.Hash) bool {
+	p := blobPath(s.dir, h)
+	if s.claimPartial != nil && s.claimPartial(h) {
+		defer s.releasePartial(h)
+		dir := filepath.Join(s.cacheDir, partialDirName)
+		if os.MkdirAll(dir, 0o755) == nil && os.Rename(p, filepath.Join(dir, h.String())) == nil {
+			return true
+		}
+	}
+	os.Remove(p)
+	return false
+}
+
 // dropCorrupt queues the removal of the row of an entry whose bytes did
 // not match when read, without ever blocking: inline rows only if they
-// still do not match when the batch runs.
-func (s *store) dropCorrupt(h resources.Hash, inline bool) {
+// still do not match when the batch runs; a blob file's chunk records
+// become its salvaged partial's (see salvage).
+func (s *store) dropCorrupt(h resources.Hash, inline, salvaged bool) {
 	s.namesMu.Lock()
-	if inline {
+	switch {
+	case inline:
 		s.corruptInline = append(s.corruptInline, h)
-	} else {
+	case salvaged:
+		s.salvagedFiles = append(s.salvagedFiles, h)
+	default:
 		s.corruptFiles = append(s.corruptFiles, h)
 	}
 	s.namesMu.Unlock()
@@ -232,6 +257,10 @@ func (s *store) run() {
 		if len(s.corruptFiles) > 0 {
 			drops = append(drops, op{kind: opDeleteFile, hashes: s.corruptFiles})
 			s.corruptFiles = nil
+		}
+		if len(s.salvagedFiles) > 0 {
+			drops = append(drops, op{kind: opDeleteFile, hashes: s.salvagedFiles, ifCorrupt: true})
+			s.salvagedFiles = nil
 		}
 		batch = append(drops, batch...)
 		if len(s.names) > 0 {
@@ -381,7 +410,8 @@ func (s *store) commit(batch []op, errs []error) error {
 		return fmt.Errorf("store blobs: %w", err)
 	}
 	defer tx.rollback()
-	var stale []resources.Hash // partials of blobs stored whole, claimed
+	var stale []resources.Hash      // partials of blobs stored whole, claimed
+	var unsalvaged []resources.Hash // salvaged files no partial took
 	committed := false
 	defer func() {
 		for _, h := range stale {
@@ -389,6 +419,12 @@ func (s *store) commit(batch []op, errs []error) error {
 				os.Remove(filepath.Join(s.cacheDir, partialDirName, h.String()))
 			}
 			s.releasePartial(h)
+		}
+		for _, h := range unsalvaged {
+			if committed && s.claimPartial(h) {
+				os.Remove(filepath.Join(s.cacheDir, partialDirName, h.String()))
+				s.releasePartial(h)
+			}
 		}
 	}()
 	for i, o := range batch {
@@ -419,7 +455,7 @@ func (s *store) commit(batch []op, errs []error) error {
 			if err == nil && o.kind == opPartialPlace {
 				err = commitPlacedPartial(tx, o)
 			}
-			if err == nil && o.kind == opFile && s.claimPartial != nil && s.claimPartial(o.hash) {
+			if err == nil && o.kind == opFile && s.claimPartial != nil && tx.hasPartial(o.hash) && s.claimPartial(o.hash) {
 				// A partial left of h (a chunked download killed, then h
 				// fetched whole) is no use any more: its rows go with
 				// this commit, its file after.
@@ -458,6 +494,15 @@ func (s *store) commit(batch []op, errs []error) error {
 			}
 		case opDeleteFile:
 			for _, h := range o.hashes {
+				if o.ifCorrupt {
+					var kept bool
+					if kept, err = salvageRows(tx, h, now); err != nil {
+						break
+					}
+					if !kept {
+						unsalvaged = append(unsalvaged, h)
+					}
+				}
 				if _, err = tx.Exec(`DELETE FROM file_blobs WHERE hash = ?`, h[:]); err != nil {
 					break
 				}
@@ -551,7 +596,9 @@ func (s *store) begin(hints bool) (*writeConn, error) {
 		if err != nil {
 			return nil, err
 		}
-		s.wc = &writeConn{conn: conn, stmts: make(map[string]*sql.Stmt), full: true}
+		// The pool's connection may have been left in either mode (a
+		// failure after a switch): its mode is set before first use.
+		s.wc = &writeConn{conn: conn, stmts: make(map[string]*sql.Stmt), full: hints}
 	}
 	if hints == s.wc.full {
 		// Outside a transaction, as SQLite requires; a later FULL commit
@@ -583,8 +630,10 @@ func (s *store) closeConn() {
 		st.Close()
 	}
 	// Never hand the pool a connection inside a transaction: it would
-	// hold the write lock. Without one, ROLLBACK just fails.
+	// hold the write lock. Without one, ROLLBACK just fails. Nor one
+	// that skips fsyncs: other writers (Compact) use the pool.
 	s.wc.conn.ExecContext(context.Background(), "ROLLBACK")
+	s.wc.conn.ExecContext(context.Background(), "PRAGMA synchronous = FULL")
 	s.wc.conn.Close()
 	s.wc = nil
 }
@@ -600,6 +649,12 @@ func (w *writeConn) Exec(query string, args ...any) (sql.Result, error) {
 		w.stmts[query] = st
 	}
 	return st.ExecContext(ctx, args...)
+}
+
+// hasPartial reports whether a partial of h is recorded.
+func (w *writeConn) hasPartial(h resources.Hash) bool {
+	var one int
+	return w.conn.QueryRowContext(context.Background(), `SELECT 1 FROM partials WHERE hash = ?`, h[:]).Scan(&one) == nil
 }
 
 // inlineIntact reports whether h's inline row is there and its bytes

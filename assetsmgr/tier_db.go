@@ -188,7 +188,7 @@ func (t *inlineTier) read(ctx context.Context, h resources.Hash, size int64) ([]
 		return data, nil
 	}
 	t.log.Warn("corrupt inline cache entry found while reading; fetching it again", "hash", h.Short(), "size", size, "have", len(data))
-	t.store.dropCorrupt(h, true)
+	t.store.dropCorrupt(h, true, false)
 	t.corrupt.fire(h)
 	return nil, fmt.Errorf("read blob %s: %w", h.Short(), err)
 }
@@ -240,7 +240,7 @@ func (t *fileTier) Lookup(ctx context.Context, hs []resources.Hash) (map[resourc
 		return nil, err
 	}
 	hits := make(map[resources.Hash]Blob)
-	var bad, rehashed []resources.Hash
+	var rehashed []resources.Hash
 	var fps []string
 	var buf []byte
 	for _, h := range hs {
@@ -267,17 +267,13 @@ func (t *fileTier) Lookup(ctx context.Context, hs []resources.Hash) (map[resourc
 		fp, err := t.verify(p, h, size, buf)
 		if err != nil {
 			t.log.Warn("corrupt blob cache entry; fetching again", "hash", h.Short(), "err", err)
-			os.Remove(p)
-			bad = append(bad, h)
+			t.store.dropCorrupt(h, false, t.store.salvage(h))
 			continue
 		}
 		if fp != rw.fp && fp != "" {
 			rehashed, fps = append(rehashed, h), append(fps, fp)
 		}
 		hits[h] = Blob{Hash: h, Size: size, Source: SourceBlob, open: func() (Content, error) { return os.Open(p) }, used: rw.used}
-	}
-	if len(bad) > 0 {
-		t.store.enqueue(op{kind: opDeleteFile, hashes: bad})
 	}
 	if len(rehashed) > 0 {
 		t.store.enqueue(op{kind: opFingerprint, hashes: rehashed, fps: fps})
@@ -301,8 +297,7 @@ func (t *fileTier) openChecked(p string, h resources.Hash, size int64) func() (C
 // drop removes a blob file found corrupt after it was looked up.
 func (t *fileTier) drop(h resources.Hash, why error) {
 	t.log.Warn("corrupt blob cache entry found while reading; fetching it again", "hash", h.Short(), "err", why)
-	os.Remove(blobPath(t.dir, h))
-	t.store.dropCorrupt(h, false)
+	t.store.dropCorrupt(h, false, t.store.salvage(h))
 	t.corrupt.fire(h)
 }
 

@@ -1449,7 +1449,7 @@ func (s *Syncer) initStream(out *outbox, p *packets.InitResSend) {
 	s.mu.Unlock()
 	if a.buf == nil {
 		pend, err := s.opts.Cache.Create(p.Hash, int64(p.Size))
-		if errors.Is(err, assetsmgr.ErrDiskFull) && s.makeRoom(context.Background(), int64(p.Size)) {
+		if errors.Is(err, assetsmgr.ErrDiskFull) && s.makeRoom(context.Background(), err, int64(p.Size)) {
 			pend, err = s.opts.Cache.Create(p.Hash, int64(p.Size))
 		}
 		s.mu.Lock()

@@ -204,7 +204,7 @@ func (s *Syncer) manifestPart(ctx context.Context, out *outbox, p *packets.Manif
 // copies the chunks held locally, and requests the rest.
 func (s *Syncer) openPartial(ctx context.Context, out *outbox, h resources.Hash, f *chunkFetch) {
 	part, err := s.opts.Cache.OpenPartial(ctx, h, f.m)
-	if errors.Is(err, assetsmgr.ErrDiskFull) && s.makeRoom(ctx, int64(f.m.Size)) {
+	if errors.Is(err, assetsmgr.ErrDiskFull) && s.makeRoom(ctx, err, int64(f.m.Size)) {
 		part, err = s.opts.Cache.OpenPartial(ctx, h, f.m)
 	}
 	s.mu.Lock()
@@ -259,14 +259,19 @@ func (s *Syncer) openPartial(ctx context.Context, out *outbox, h resources.Hash,
 	s.pumpRequests(out)
 }
 
-// makeRoom, after the disk had no room for a resource of size bytes,
-// evicts from the cache what no key bound now uses, least recently used
-// first, up to size bytes, and reports whether anything went (then the
-// caller tries once more). Without it, a disk with room for one copy of a
-// large resource could never take its next version: the old one, no
+// makeRoom, after the disk had no room (full, an ErrDiskFull) for a
+// resource of size bytes, evicts from the cache what no key bound now
+// uses, least recently used first, as much as the disk was short of (or
+// size, if full does not say), and reports whether anything went (then
+// the caller tries once more). Without it, a disk with room for one copy
+// of a large resource could never take its next version: the old one, no
 // longer bound, would stay until the cache passed its size cap.
-func (s *Syncer) makeRoom(ctx context.Context, size int64) bool {
-	n, freed, err := s.opts.Cache.MakeRoom(ctx, size, func(h resources.Hash) bool {
+func (s *Syncer) makeRoom(ctx context.Context, full error, size int64) bool {
+	need := assetsmgr.Shortfall(full)
+	if need == 0 {
+		need = size
+	}
+	n, freed, err := s.opts.Cache.MakeRoom(ctx, need, func(h resources.Hash) bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		return s.hashes[h] != nil
