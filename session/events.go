@@ -71,7 +71,8 @@ type Stats struct {
 	WireBytes     int64 `json:"wire_bytes"`
 	// FromLocalChunks is bytes of chunked resources copied from chunks the
 	// cache already held (an earlier version, another resource);
-	// ChunksResumed bytes kept from an interrupted download.
+	// ChunksResumed bytes kept from an earlier run: an interrupted
+	// download, or the good chunks of a cached copy found damaged.
 	FromLocalChunks int64 `json:"from_local_chunks"`
 	ChunksResumed   int64 `json:"resumed_bytes"`
 	// BytesFromMirrors and BytesInBand split BytesReceived by source: HTTP
