@@ -1553,7 +1553,11 @@ func (s *Syncer) chunk(out *outbox, p *packets.ChunkSend) {
 	default:
 		// Decoded past the inline size: write it out as a blob file.
 		var pend *assetsmgr.Pending
-		if pend, err = s.opts.Cache.Create(a.hash, int64(len(data))); err == nil {
+		pend, err = s.opts.Cache.Create(a.hash, int64(len(data)))
+		if errors.Is(err, assetsmgr.ErrDiskFull) && s.makeRoom(context.Background(), err, int64(len(data))) {
+			pend, err = s.opts.Cache.Create(a.hash, int64(len(data)))
+		}
+		if err == nil {
 			if _, err = pend.Write(data); err == nil {
 				err = pend.Commit(done, names...)
 			} else {

@@ -36,8 +36,9 @@ type reporter struct {
 	bound  map[resources.Key]resources.Binding
 	loaded map[resources.Key]bool
 	// fetched holds the hashes loaded from the network and netBytes their
-	// sizes: what of BytesReceived is finished. The rest is in flight and
-	// counts as done too, so a large download moves the line as it arrives.
+	// sizes: what of BytesReceived (with the bytes of large resources kept
+	// or copied locally) is finished. The rest is in flight and counts as
+	// done too, so a large download moves the line as it arrives.
 	fetched  map[resources.Hash]bool
 	netBytes int64
 	stats    session.Stats
@@ -178,7 +179,11 @@ func (r *reporter) details(width int) string {
 			largest = b
 		}
 	}
-	if inFlight := r.stats.BytesReceived - r.netBytes; inFlight > 0 {
+	// Bytes of large resources kept from an earlier run or copied from
+	// local chunks are as done as those received: without them a resumed
+	// download would read 38 MiB of 200 with 150 already there, and once
+	// loaded would hide other downloads' progress.
+	if inFlight := r.stats.BytesReceived + r.stats.ChunksResumed + r.stats.FromLocalChunks - r.netBytes; inFlight > 0 {
 		done = min(done+inFlight, total)
 	}
 	parts := []string{bytesize.Format(done) + "/" + bytesize.Format(total)}

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/voxsync/voxsync/assetsmgr"
 	"github.com/voxsync/voxsync/resources"
 	"github.com/voxsync/voxsync/session"
 )
@@ -35,5 +36,27 @@ func TestProgressDetailsFitTheirWidth(t *testing.T) {
 		if got := r.details(tc.width); got != tc.want {
 			t.Errorf("%s: details(%d) = %q, want %q", tc.name, tc.width, got, tc.want)
 		}
+	}
+}
+
+// A resumed download counts what it kept as done, and once loaded does
+// not hide another download's progress.
+func TestProgressCountsResumedBytes(t *testing.T) {
+	r := &reporter{w: io.Discard, quietEvs: true, bound: make(map[resources.Key]resources.Binding), loaded: make(map[resources.Key]bool),
+		fetched: make(map[resources.Hash]bool)}
+	a := resources.Binding{Type: resources.TypeModel, ID: 1, Ref: resources.Ref{Domain: "d", Key: "a.bin"}, Hash: resources.Sum([]byte("a")), Size: 200 << 20}
+	b := resources.Binding{Type: resources.TypeModel, ID: 2, Ref: resources.Ref{Domain: "d", Key: "b.bin"}, Hash: resources.Sum([]byte("b")), Size: 100 << 20}
+	r.event(session.Bound{Binding: a})
+	r.event(session.Bound{Binding: b})
+	// a: 150 MiB resumed and 10 received; b: 20 received.
+	r.stats = session.Stats{Bound: 2, BytesReceived: 30 << 20, ChunksResumed: 150 << 20}
+	if got := r.details(20); got != "180.0 MiB/300.0 MiB" {
+		t.Fatalf("while resuming: %q, want 180.0 MiB/300.0 MiB", got)
+	}
+	// a done (40 more received); b at 20.
+	r.event(session.Loaded{Binding: a, Source: assetsmgr.SourceNetwork})
+	r.stats = session.Stats{Bound: 2, Loaded: 1, BytesReceived: 70 << 20, ChunksResumed: 150 << 20}
+	if got := r.details(20); got != "220.0 MiB/300.0 MiB" {
+		t.Fatalf("after the resumed one: %q, want 220.0 MiB/300.0 MiB", got)
 	}
 }
