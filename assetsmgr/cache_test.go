@@ -413,7 +413,7 @@ func TestCorruptDropSparesAGoodCopyStoredSince(t *testing.T) {
 	c := openCache(t, Options{Dir: t.TempDir()})
 	data := []byte("a good copy, stored again after a bad read")
 	h := put(t, c, data)
-	c.store.dropCorrupt(h, true, false) // as a read of the old, damaged copy would
+	c.store.dropCorruptInline(h) // as a read of the old, damaged copy would
 	if err := c.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}

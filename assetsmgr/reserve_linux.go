@@ -22,13 +22,12 @@ func reserve(f *os.File, size int64) error {
 	}
 	var fs unix.Statfs_t
 	if err := unix.Fstatfs(int(f.Fd()), &fs); err == nil && fs.Type == unix.TMPFS_MAGIC {
-		var st unix.Stat_t
-		if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		room, err := roomFor(f, size, &fs)
+		if err != nil {
 			return err
 		}
-		need := size - st.Blocks*512
-		if free := int64(fs.Bavail) * int64(fs.Frsize); fs.Blocks > 0 && need > free {
-			return &noRoom{need: need, free: free}
+		if fs.Blocks > 0 && room.need > room.free {
+			return room
 		}
 		return nil
 	}
@@ -40,13 +39,23 @@ func reserve(f *os.File, size int64) error {
 		case errors.Is(err, unix.EOPNOTSUPP), errors.Is(err, unix.ENOSYS):
 			return nil
 		case errors.Is(err, unix.ENOSPC):
-			// Say how much is missing. Allocated blocks count against
-			// what is still needed, as on tmpfs above.
-			var st unix.Stat_t
-			if unix.Fstatfs(int(f.Fd()), &fs) == nil && unix.Fstat(int(f.Fd()), &st) == nil {
-				return &noRoom{need: size - st.Blocks*512, free: int64(fs.Bavail) * int64(fs.Frsize)}
+			// Say how much is missing.
+			if unix.Fstatfs(int(f.Fd()), &fs) == nil {
+				if room, err := roomFor(f, size, &fs); err == nil {
+					return room
+				}
 			}
 		}
 		return err
 	}
+}
+
+// roomFor is what f still needs to hold size bytes (its allocated blocks
+// count), and what fs, f's filesystem, has free.
+func roomFor(f *os.File, size int64, fs *unix.Statfs_t) (*noRoom, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return nil, err
+	}
+	return &noRoom{need: size - st.Blocks*512, free: int64(fs.Bavail) * int64(fs.Frsize)}, nil
 }

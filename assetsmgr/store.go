@@ -157,12 +157,12 @@ func (s *store) name(n blobName) {
 
 // salvage takes the file of blob h, found corrupt, out of the blob tier:
 // it becomes the file of h's partial, for the refetch to resume from if
-// the blob was assembled from chunks (dropCorrupt's batch turns its chunk
+// the blob was assembled from chunks (dropCorruptFile's batch turns its chunk
 // index rows into the partial's records, every one verified again before
 // it counts, so only the damaged chunks are fetched), and is removed if
 // that partial is open.
 // It reports whether the file was moved, not removed.
-func (s *store) salvage(h resources.Hash) bool {
+func (s *store) salvage(h resources.Hash) (moved bool) {
 	p := blobPath(s.dir, h)
 	if s.claimPartial != nil && s.claimPartial(h) {
 		defer s.releasePartial(h)
@@ -175,18 +175,26 @@ func (s *store) salvage(h resources.Hash) bool {
 	return false
 }
 
-// dropCorrupt queues the removal of the row of an entry whose bytes did
-// not match when read, without ever blocking: inline rows only if they
-// still do not match when the batch runs; a blob file's chunk records
-// become its salvaged partial's (see salvage).
-func (s *store) dropCorrupt(h resources.Hash, inline, salvaged bool) {
+// dropCorruptInline queues the removal of the row of an inline entry whose
+// bytes did not match when read, without ever blocking, if they still do
+// not match when the batch runs.
+func (s *store) dropCorruptInline(h resources.Hash) {
 	s.namesMu.Lock()
-	switch {
-	case inline:
-		s.corruptInline = append(s.corruptInline, h)
-	case salvaged:
+	s.corruptInline = append(s.corruptInline, h)
+	s.namesMu.Unlock()
+	s.wake()
+}
+
+// dropCorruptFile takes the file of blob h, whose bytes did not match when
+// read, out of the blob tier (see salvage) and queues the removal of its
+// row without ever blocking; its chunk records become its salvaged
+// partial's.
+func (s *store) dropCorruptFile(h resources.Hash) {
+	moved := s.salvage(h)
+	s.namesMu.Lock()
+	if moved {
 		s.salvagedFiles = append(s.salvagedFiles, h)
-	default:
+	} else {
 		s.corruptFiles = append(s.corruptFiles, h)
 	}
 	s.namesMu.Unlock()
@@ -410,8 +418,9 @@ func (s *store) commit(batch []op, errs []error) error {
 		return fmt.Errorf("store blobs: %w", err)
 	}
 	defer tx.rollback()
-	var stale []resources.Hash      // partials of blobs stored whole, claimed
-	var unsalvaged []resources.Hash // salvaged files no partial took
+	// Partial files to remove once the commit is durable, claimed until
+	// then: of blobs now stored whole, and salvaged files no partial took.
+	var stale []resources.Hash
 	committed := false
 	defer func() {
 		for _, h := range stale {
@@ -419,12 +428,6 @@ func (s *store) commit(batch []op, errs []error) error {
 				os.Remove(filepath.Join(s.cacheDir, partialDirName, h.String()))
 			}
 			s.releasePartial(h)
-		}
-		for _, h := range unsalvaged {
-			if committed && s.claimPartial(h) {
-				os.Remove(filepath.Join(s.cacheDir, partialDirName, h.String()))
-				s.releasePartial(h)
-			}
 		}
 	}()
 	for i, o := range batch {
@@ -499,8 +502,8 @@ func (s *store) commit(batch []op, errs []error) error {
 					if kept, err = salvageRows(tx, h, now); err != nil {
 						break
 					}
-					if !kept {
-						unsalvaged = append(unsalvaged, h)
+					if !kept && s.claimPartial(h) {
+						stale = append(stale, h)
 					}
 				}
 				if _, err = tx.Exec(`DELETE FROM file_blobs WHERE hash = ?`, h[:]); err != nil {
@@ -651,10 +654,25 @@ func (w *writeConn) Exec(query string, args ...any) (sql.Result, error) {
 	return st.ExecContext(ctx, args...)
 }
 
+// QueryRow runs a query on the store's connection with its statement
+// prepared once, as Exec does.
+func (w *writeConn) QueryRow(query string, args ...any) *sql.Row {
+	st, ok := w.stmts[query]
+	if !ok {
+		var err error
+		if st, err = w.conn.PrepareContext(context.Background(), query); err != nil {
+			// The error comes back from Scan.
+			return w.conn.QueryRowContext(context.Background(), query, args...)
+		}
+		w.stmts[query] = st
+	}
+	return st.QueryRowContext(context.Background(), args...)
+}
+
 // hasPartial reports whether a partial of h is recorded.
 func (w *writeConn) hasPartial(h resources.Hash) bool {
 	var one int
-	return w.conn.QueryRowContext(context.Background(), `SELECT 1 FROM partials WHERE hash = ?`, h[:]).Scan(&one) == nil
+	return w.QueryRow(`SELECT 1 FROM partials WHERE hash = ?`, h[:]).Scan(&one) == nil
 }
 
 // inlineIntact reports whether h's inline row is there and its bytes
@@ -662,7 +680,7 @@ func (w *writeConn) hasPartial(h resources.Hash) bool {
 func (w *writeConn) inlineIntact(h resources.Hash) bool {
 	var size int64
 	var data []byte
-	err := w.conn.QueryRowContext(context.Background(), `SELECT size, data FROM inline_blobs WHERE hash = ?`, h[:]).Scan(&size, &data)
+	err := w.QueryRow(`SELECT size, data FROM inline_blobs WHERE hash = ?`, h[:]).Scan(&size, &data)
 	return err == nil && checkInline(data, size, h) == nil
 }
 

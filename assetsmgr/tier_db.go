@@ -188,7 +188,7 @@ func (t *inlineTier) read(ctx context.Context, h resources.Hash, size int64) ([]
 		return data, nil
 	}
 	t.log.Warn("corrupt inline cache entry found while reading; fetching it again", "hash", h.Short(), "size", size, "have", len(data))
-	t.store.dropCorrupt(h, true, false)
+	t.store.dropCorruptInline(h)
 	t.corrupt.fire(h)
 	return nil, fmt.Errorf("read blob %s: %w", h.Short(), err)
 }
@@ -267,7 +267,7 @@ func (t *fileTier) Lookup(ctx context.Context, hs []resources.Hash) (map[resourc
 		fp, err := t.verify(p, h, size, buf)
 		if err != nil {
 			t.log.Warn("corrupt blob cache entry; fetching again", "hash", h.Short(), "err", err)
-			t.store.dropCorrupt(h, false, t.store.salvage(h))
+			t.store.dropCorruptFile(h)
 			continue
 		}
 		if fp != rw.fp && fp != "" {
@@ -297,7 +297,7 @@ func (t *fileTier) openChecked(p string, h resources.Hash, size int64) func() (C
 // drop removes a blob file found corrupt after it was looked up.
 func (t *fileTier) drop(h resources.Hash, why error) {
 	t.log.Warn("corrupt blob cache entry found while reading; fetching it again", "hash", h.Short(), "err", why)
-	t.store.dropCorrupt(h, false, t.store.salvage(h))
+	t.store.dropCorruptFile(h)
 	t.corrupt.fire(h)
 }
 

@@ -1448,10 +1448,7 @@ func (s *Syncer) initStream(out *outbox, p *packets.InitResSend) {
 	s.addStreamLocked(p.Stream, a)
 	s.mu.Unlock()
 	if a.buf == nil {
-		pend, err := s.opts.Cache.Create(p.Hash, int64(p.Size))
-		if errors.Is(err, assetsmgr.ErrDiskFull) && s.makeRoom(context.Background(), err, int64(p.Size)) {
-			pend, err = s.opts.Cache.Create(p.Hash, int64(p.Size))
-		}
+		pend, err := withRoom(context.Background(), s, int64(p.Size), func() (*assetsmgr.Pending, error) { return s.opts.Cache.Create(p.Hash, int64(p.Size)) })
 		s.mu.Lock()
 		if err != nil {
 			// A disk problem is not the server's fault: fail the hash
@@ -1553,10 +1550,7 @@ func (s *Syncer) chunk(out *outbox, p *packets.ChunkSend) {
 	default:
 		// Decoded past the inline size: write it out as a blob file.
 		var pend *assetsmgr.Pending
-		pend, err = s.opts.Cache.Create(a.hash, int64(len(data)))
-		if errors.Is(err, assetsmgr.ErrDiskFull) && s.makeRoom(context.Background(), err, int64(len(data))) {
-			pend, err = s.opts.Cache.Create(a.hash, int64(len(data)))
-		}
+		pend, err = withRoom(context.Background(), s, int64(len(data)), func() (*assetsmgr.Pending, error) { return s.opts.Cache.Create(a.hash, int64(len(data))) })
 		if err == nil {
 			if _, err = pend.Write(data); err == nil {
 				err = pend.Commit(done, names...)

@@ -203,10 +203,7 @@ func (s *Syncer) manifestPart(ctx context.Context, out *outbox, p *packets.Manif
 // openPartial opens (or resumes) the cache's partial for a fetch, which
 // copies the chunks held locally, and requests the rest.
 func (s *Syncer) openPartial(ctx context.Context, out *outbox, h resources.Hash, f *chunkFetch) {
-	part, err := s.opts.Cache.OpenPartial(ctx, h, f.m)
-	if errors.Is(err, assetsmgr.ErrDiskFull) && s.makeRoom(ctx, err, int64(f.m.Size)) {
-		part, err = s.opts.Cache.OpenPartial(ctx, h, f.m)
-	}
+	part, err := withRoom(ctx, s, int64(f.m.Size), func() (*assetsmgr.Partial, error) { return s.opts.Cache.OpenPartial(ctx, h, f.m) })
 	s.mu.Lock()
 	hs := s.hashes[h]
 	if hs == nil || hs.fetch != f {
@@ -257,6 +254,16 @@ func (s *Syncer) openPartial(ctx context.Context, out *outbox, h resources.Hash,
 	s.fetching = append(s.fetching, h)
 	s.mu.Unlock()
 	s.pumpRequests(out)
+}
+
+// withRoom runs store, which stores a resource of size bytes in the
+// cache, and once more if it found the disk full and makeRoom made room.
+func withRoom[T any](ctx context.Context, s *Syncer, size int64, store func() (T, error)) (T, error) {
+	v, err := store()
+	if errors.Is(err, assetsmgr.ErrDiskFull) && s.makeRoom(ctx, err, size) {
+		v, err = store()
+	}
+	return v, err
 }
 
 // makeRoom, after the disk had no room (full, an ErrDiskFull) for a

@@ -310,11 +310,9 @@ func (s *Syncer) mirrorWhole(ctx context.Context, ms *mirrorSession, w mirrorWor
 		hs.state = phaseStoring
 		names := s.namesLocked(hs)
 		s.mu.Unlock()
-		done := func(err error) { s.stored(w.hash, err) }
-		err := s.opts.Cache.Put(w.hash, b, done, names...)
-		if errors.Is(err, assetsmgr.ErrDiskFull) && s.makeRoom(ctx, err, int64(len(b))) {
-			err = s.opts.Cache.Put(w.hash, b, done, names...)
-		}
+		_, err := withRoom(ctx, s, int64(len(b)), func() (struct{}, error) {
+			return struct{}{}, s.opts.Cache.Put(w.hash, b, func(err error) { s.stored(w.hash, err) }, names...)
+		})
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if err != nil {
