@@ -2,6 +2,7 @@ package assetsmgr
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -186,6 +187,47 @@ func TestNamesComeBackWithABlobStoredAgain(t *testing.T) {
 	}
 	if len(all) != 1 || len(all[0].Names) != 1 {
 		t.Fatalf("blob stored again after eviction: %+v, want it named %v", all, stone)
+	}
+}
+
+// A later process naming its hits (a warm join) writes only the names
+// not recorded yet: here one new name among many recorded ones, for blobs
+// with one name and with two.
+func TestNamesOfHitsRecordOnlyWhatIsNew(t *testing.T) {
+	dir := t.TempDir()
+	loc := func(key string) resources.Loc {
+		return resources.Loc{Type: resources.TypeTexture, Ref: resources.Ref{Domain: "default", Key: key}}
+	}
+	c := openCache(t, Options{Dir: dir})
+	var hs []resources.Hash
+	for i := range 300 {
+		h := put(t, c, pseudoRandom(500, byte(i)))
+		hs = append(hs, h)
+		c.Name(h, loc(fmt.Sprintf("b%d.png", i)))
+	}
+	c.Name(hs[7], loc("second.png"))
+	c.Flush(context.Background())
+	c.Close()
+
+	c = openCache(t, Options{Dir: dir})
+	for i, h := range hs {
+		c.Name(h, loc(fmt.Sprintf("b%d.png", i)))
+	}
+	c.Name(hs[7], loc("second.png"))
+	c.Name(hs[7], loc("third.png")) // the same content bound under another name
+	c.Name(hs[9], loc("other.png"))
+	c.Flush(context.Background())
+	var n int
+	if err := c.db.QueryRow("SELECT count(*) FROM blob_names").Scan(&n); err != nil || n != 303 {
+		t.Fatalf("%d names recorded (%v), want 303", n, err)
+	}
+	for _, want := range []struct {
+		h   resources.Hash
+		key string
+	}{{hs[7], "third.png"}, {hs[7], "second.png"}, {hs[9], "other.png"}, {hs[9], "b9.png"}} {
+		if err := c.db.QueryRow("SELECT 1 FROM blob_names WHERE hash = ? AND ref = ?", want.h[:], "default:"+want.key).Scan(&n); err != nil {
+			t.Errorf("%s not named %s: %v", want.h.Short(), want.key, err)
+		}
 	}
 }
 

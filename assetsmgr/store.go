@@ -147,12 +147,16 @@ func (s *store) enqueue(o op) {
 	s.mu.RUnlock()
 }
 
-// name queues n for the next batch without ever blocking.
+// name queues n for the next batch without ever blocking. Only the first
+// name to wait wakes the store: a warm join names thousands of hits.
 func (s *store) name(n blobName) {
 	s.namesMu.Lock()
+	first := len(s.names) == 0
 	s.names = append(s.names, n)
 	s.namesMu.Unlock()
-	s.wake()
+	if first {
+		s.wake()
+	}
 }
 
 // salvage takes the file of blob h, found corrupt, out of the blob tier:
@@ -517,9 +521,16 @@ func (s *store) commit(batch []op, errs []error) error {
 				}
 			}
 		case opName:
-			// Only for blobs the cache holds: a name for a pack hit or a
-			// blob evicted meanwhile would never be removed.
-			for _, n := range o.names {
+			// Names of cache hits, nearly all recorded when their blob
+			// was stored: those are looked up together, and only the
+			// others inserted. Only for blobs the cache holds: a name for
+			// a pack hit or a blob evicted meanwhile would never be
+			// removed.
+			var missing []blobName
+			if missing, err = unrecordedNames(tx, o.names); err != nil {
+				break
+			}
+			for _, n := range missing {
 				if _, err = tx.Exec(`INSERT OR IGNORE INTO blob_names (hash, type, ref)
 					SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM inline_blobs WHERE hash = ?1) OR EXISTS (SELECT 1 FROM file_blobs WHERE hash = ?1)`,
 					n.hash[:], n.loc.Type.String(), n.loc.Ref.String()); err != nil {
@@ -641,15 +652,25 @@ func (s *store) closeConn() {
 	s.wc = nil
 }
 
+// get returns query prepared on the store's connection, preparing it the
+// first time.
+func (w *writeConn) get(ctx context.Context, query string) (*sql.Stmt, error) {
+	if st, ok := w.stmts[query]; ok {
+		return st, nil
+	}
+	st, err := w.conn.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	w.stmts[query] = st
+	return st, nil
+}
+
 func (w *writeConn) Exec(query string, args ...any) (sql.Result, error) {
 	ctx := context.Background()
-	st, ok := w.stmts[query]
-	if !ok {
-		var err error
-		if st, err = w.conn.PrepareContext(ctx, query); err != nil {
-			return nil, err
-		}
-		w.stmts[query] = st
+	st, err := w.get(ctx, query)
+	if err != nil {
+		return nil, err
 	}
 	return st.ExecContext(ctx, args...)
 }
@@ -657,16 +678,49 @@ func (w *writeConn) Exec(query string, args ...any) (sql.Result, error) {
 // QueryRow runs a query on the store's connection with its statement
 // prepared once, as Exec does.
 func (w *writeConn) QueryRow(query string, args ...any) *sql.Row {
-	st, ok := w.stmts[query]
-	if !ok {
-		var err error
-		if st, err = w.conn.PrepareContext(context.Background(), query); err != nil {
-			// The error comes back from Scan.
-			return w.conn.QueryRowContext(context.Background(), query, args...)
-		}
-		w.stmts[query] = st
+	st, err := w.get(context.Background(), query)
+	if err != nil {
+		// The error comes back from Scan.
+		return w.conn.QueryRowContext(context.Background(), query, args...)
 	}
 	return st.QueryRowContext(context.Background(), args...)
+}
+
+// unrecordedNames returns the names of ns that blob_names does not hold.
+func unrecordedNames(tx *writeConn, ns []blobName) ([]blobName, error) {
+	want := make(map[blobName]bool, len(ns))
+	var hs []resources.Hash
+	seen := make(map[resources.Hash]bool, len(ns))
+	for _, n := range ns {
+		want[n] = true
+		if !seen[n.hash] {
+			seen[n.hash] = true
+			hs = append(hs, n.hash)
+		}
+	}
+	err := queryHashes(context.Background(), tx, "SELECT hash, type, ref FROM blob_names WHERE hash IN (", hs, func(r *sql.Rows) error {
+		var hb []byte
+		var ts, rs string
+		if err := r.Scan(&hb, &ts, &rs); err != nil {
+			return err
+		}
+		h, hok := scanHash(hb)
+		if l, lok := scanName(ts, rs); hok && lok {
+			delete(want, blobName{h, l})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var missing []blobName
+	for _, n := range ns {
+		if want[n] {
+			delete(want, n) // once, if ns names it twice
+			missing = append(missing, n)
+		}
+	}
+	return missing, nil
 }
 
 // hasPartial reports whether a partial of h is recorded.

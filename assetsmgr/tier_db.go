@@ -52,9 +52,15 @@ func (c *stmtCache) close() {
 	c.stmts = nil
 }
 
+// preparer hands out prepared statements, each prepared once: the pool's
+// (stmtCache) or the store's own connection's (writeConn).
+type preparer interface {
+	get(ctx context.Context, query string) (*sql.Stmt, error)
+}
+
 // queryHashes runs query (which ends in "IN (") over hs in batches of at
 // most 512, calling row for each result row.
-func queryHashes(ctx context.Context, stmts *stmtCache, query string, hs []resources.Hash, row func(*sql.Rows) error) error {
+func queryHashes(ctx context.Context, stmts preparer, query string, hs []resources.Hash, row func(*sql.Rows) error) error {
 	const batch = 512
 	for len(hs) > 0 {
 		n := min(len(hs), batch)

@@ -229,3 +229,105 @@ func TestNeededChunksGoBeforeWaitingPrefetch(t *testing.T) {
 	}
 	t.Fatal("6 freed slots in a row went to prefetch resources; no chunk of the needed-now resource was requested")
 }
+
+// Small resources waiting for room under max pending are asked for in
+// batches of an eighth of the window as slots free, not in one request
+// packet per resource; a waiting resource the game needs now is asked for
+// at once, batch or not.
+func TestWaitingRequestsGoInBatches(t *testing.T) {
+	const maxPending, total = 64, 300
+	fs := newFakeServerLimited(t, 0, maxPending)
+	s, _, _, _ := startSyncer(t, fs.url, nil)
+	c := <-fs.conns
+	// tryRecv returns the next packet from the client within d.
+	tryRecv := func(d time.Duration) (packets.Packet, bool) {
+		if d == 0 {
+			select {
+			case p := <-c.in:
+				return p, true
+			default:
+				return nil, false
+			}
+		}
+		select {
+		case p := <-c.in:
+			return p, true
+		case <-time.After(d):
+			return nil, false
+		}
+	}
+	var bs []resources.Binding
+	byHash := map[resources.Hash]resources.Binding{}
+	data := map[resources.Hash][]byte{}
+	for i := range total {
+		d := randomBytes(100, byte(i))
+		d[0], d[1] = byte(i), byte(i>>8)
+		b := binding(fmt.Sprintf("r%d.bin", i), d)
+		b.ID = resources.ResourceID(1 + i)
+		bs = append(bs, b)
+		byHash[b.Hash], data[b.Hash] = b, d
+	}
+	c.send(&packets.Bind{Entries: bs}, &packets.BindsDone{})
+	var asked []packets.Want
+	requests := 0
+	for len(asked) < maxPending {
+		asked = append(asked, expect[*packets.ResourceRequest](c).Wants...)
+		requests++
+	}
+	id := uint32(0)
+	answer := func() {
+		w := asked[0]
+		asked = asked[1:]
+		id++
+		c.stream(id, byHash[w.Hash], data[w.Hash], 100)
+	}
+
+	// One slot free: less than a batch, so nothing is asked...
+	answer()
+	if p, ok := tryRecv(200 * time.Millisecond); ok {
+		if _, isReq := p.(*packets.ResourceRequest); isReq {
+			t.Fatalf("one slot free: the client asked for more at once, want it to wait for a batch")
+		}
+	}
+	// ...unless the game needs a waiting resource now.
+	needed := bs[total-1]
+	s.Need(needed.Key())
+	r := expect[*packets.ResourceRequest](c)
+	requests++
+	if len(r.Wants) != 1 || r.Wants[0].Hash != needed.Hash {
+		t.Fatalf("after Need: request for %d hashes, want only the needed one", len(r.Wants))
+	}
+	asked = append(asked, r.Wants...)
+
+	for loaded := 1; loaded < total; {
+		if len(asked) == 0 {
+			asked = append(asked, expect[*packets.ResourceRequest](c).Wants...)
+			requests++
+			continue
+		}
+		answer()
+		loaded++
+	drain:
+		for {
+			p, ok := tryRecv(0)
+			if !ok {
+				break drain
+			}
+			if r, ok := p.(*packets.ResourceRequest); ok {
+				asked = append(asked, r.Wants...)
+				requests++
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.WaitSynced(ctx); err != nil {
+		t.Fatalf("not synced: %v", err)
+	}
+	// One per resource beyond the window would be 236; in batches of 8
+	// it is ~30.
+	if max := 2 + (total-maxPending)/(maxPending/8) + 5; requests > max {
+		t.Errorf("%d request packets for %d resources under a window of %d, want at most %d", requests, total, maxPending, max)
+	}
+	t.Logf("%d request packets for %d resources", requests, total)
+}

@@ -805,6 +805,16 @@ func (s *Syncer) fillWindowLocked() []packets.Want {
 		head = int(s.prioOf(s.waiting[0]))
 	}
 	send := s.fillChunksLocked(nil, &room, head)
+	// Small resources finish one at a time, and refilling the window at
+	// each sent a request message per resource (a write here, a read and
+	// a wake on the server). Waiting hashes of normal priority or below
+	// go out in batches of an eighth of the window instead; the window
+	// stays at least seven eighths full, so the server never runs dry.
+	// A hash more urgent than that goes at once.
+	if max := int(s.limits.MaxPending); max > 0 && len(s.waiting) > 0 && head <= int(packets.PriorityNormal) &&
+		room < min(len(s.waiting), max/8) {
+		return s.fillChunksLocked(send, &room, -1)
+	}
 	for len(s.waiting) > 0 && room > 0 {
 		h := s.waiting[0]
 		s.waiting = s.waiting[1:]

@@ -27,6 +27,10 @@ import (
 var serverBin, clientBin string
 
 func TestMain(m *testing.M) {
+	if spec := os.Getenv(floorClientEnv); spec != "" {
+		runFloorClient(spec)
+		return
+	}
 	flag.Parse()
 	dir, err := os.MkdirTemp("", "voxsync-e2e")
 	if err != nil {
