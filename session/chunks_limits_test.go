@@ -331,3 +331,100 @@ func TestWaitingRequestsGoInBatches(t *testing.T) {
 	}
 	t.Logf("%d request packets for %d resources", requests, total)
 }
+
+// Small resources waiting for room are not held back behind a chunked
+// download of the same priority while requests wait for a batch (a
+// reviewer's test). The server answers requests one at a time, oldest
+// first; the test counts the chunk requests the client makes before the
+// first small resource that had to wait for room is asked for.
+func TestWaitingHashesNotStarvedByChunks(t *testing.T) {
+	const maxPending, smalls, nChunks = 16, 40, 100
+	fs := newFakeServerLimited(t, packets.CapChunked, maxPending)
+	s, _, _, _ := startSyncer(t, fs.url, func(o *SyncOptions) { o.ChunkedMin = 1000; o.StallTimeout = time.Minute })
+	c := <-fs.conns
+	big := randomBytes(nChunks*4096, 77)
+	bb := binding("big.bin", big)
+	c.send(&packets.Bind{Entries: []resources.Binding{bb}})
+	if w := expect[*packets.ResourceRequest](c).Wants; len(w) != 1 || !w[0].Manifest {
+		t.Fatalf("want the manifest request first, got %+v", w)
+	}
+	byHash := map[resources.Hash]resources.Binding{}
+	data := map[resources.Hash][]byte{}
+	var bs []resources.Binding
+	for i := range smalls {
+		d := randomBytes(100, byte(i))
+		d[0] = byte(i)
+		b := binding(fmt.Sprintf("s%d.bin", i), d)
+		b.ID = resources.ResourceID(10 + i)
+		bs = append(bs, b)
+		byHash[b.Hash], data[b.Hash] = b, d
+	}
+	c.send(&packets.Bind{Entries: bs}, &packets.BindsDone{})
+	var queue []packets.Want // asked, not yet answered, oldest first
+	smallsAsked, chunksAsked, chunksBeforeWaiting := 0, 0, -1
+	take := func(p packets.Packet) {
+		r, ok := p.(*packets.ResourceRequest)
+		if !ok {
+			return
+		}
+		for _, w := range r.Wants {
+			if w.Raise {
+				continue
+			}
+			queue = append(queue, w)
+			if w.HasRange {
+				chunksAsked++
+			} else if !w.Manifest {
+				smallsAsked++
+				if smallsAsked == maxPending && chunksBeforeWaiting < 0 {
+					chunksBeforeWaiting = chunksAsked
+				}
+			}
+		}
+	}
+	for len(queue) < maxPending-1 {
+		take(expect[*packets.ResourceRequest](c))
+	}
+	mf, _ := fixedManifest(bb, big, 4096)
+	c.send(mf) // answers the manifest: its slot is free
+	id := uint32(0)
+	for answered := 0; answered < smalls+nChunks; answered++ {
+		// Take what the client asks meanwhile: everything until it
+		// pauses for 5 ms, or until its first request (within 2 s) if
+		// there is nothing to answer.
+	drain:
+		for {
+			wait := 5 * time.Millisecond
+			if len(queue) == 0 {
+				wait = 2 * time.Second
+			}
+			select {
+			case p := <-c.in:
+				take(p)
+			case <-time.After(wait):
+				break drain
+			}
+		}
+		if len(queue) == 0 {
+			t.Fatalf("stalled after %d answers: nothing asked (smalls asked %d, chunks asked %d, stats %+v)", answered, smallsAsked, chunksAsked, s.Stats())
+		}
+		w := queue[0]
+		queue = queue[1:]
+		id++
+		if w.Manifest {
+			c.send(mf)
+			answered--
+			continue
+		}
+		if w.HasRange {
+			c.send(&packets.InitResSend{Stream: id, Hash: bb.Hash, Size: bb.Size, Offset: w.Offset, Length: w.Length, Ref: bb.Ref},
+				&packets.ChunkSend{Stream: id, Offset: w.Offset, Last: true, Data: big[w.Offset : w.Offset+w.Length]})
+		} else {
+			c.stream(id, byHash[w.Hash], data[w.Hash], 100)
+		}
+	}
+	t.Logf("chunk requests before the first waiting small resource was asked for: %d of %d", chunksBeforeWaiting, nChunks)
+	if chunksBeforeWaiting < 0 || chunksBeforeWaiting > maxPending {
+		t.Errorf("the %d small resources that waited for room were asked for only after %d of the big resource's %d chunks (same priority): starved by chunks", smalls-maxPending+1, chunksBeforeWaiting, nChunks)
+	}
+}

@@ -810,10 +810,13 @@ func (s *Syncer) fillWindowLocked() []packets.Want {
 	// a wake on the server). Waiting hashes of normal priority or below
 	// go out in batches of an eighth of the window instead; the window
 	// stays at least seven eighths full, so the server never runs dry.
-	// A hash more urgent than that goes at once.
+	// A hash more urgent than that goes at once. The room saved up is not
+	// given to chunks of resources no more urgent than the queue's head
+	// (those more urgent had theirs above): they would take every slot as
+	// it freed, and the queue would wait for whole downloads.
 	if max := int(s.limits.MaxPending); max > 0 && len(s.waiting) > 0 && head <= int(packets.PriorityNormal) &&
 		room < min(len(s.waiting), max/8) {
-		return s.fillChunksLocked(send, &room, -1)
+		return send
 	}
 	for len(s.waiting) > 0 && room > 0 {
 		h := s.waiting[0]

@@ -56,20 +56,24 @@ func runFloorClient(spec string) {
 	}
 }
 
+// floorGC is the collector setting gameclient syncs with (tuneGC).
+const floorGC = "GOGC=400"
+
 // floorDialer reads through the same 64 KiB buffer as the Syncer's.
 var floorDialer = websocket.Dialer{ReadBufferSize: 64 << 10, WriteBufferSize: 16 << 10}
 
 // floorReload is the least a client process can do for one hot-reloaded
 // resource: one goroutine that reads a WebSocket message (a SHA-256 and the
 // new bytes), verifies it, commits it to an sqlite cache as our store does
-// (WAL, 16 KiB pages, synchronous FULL, or NORMAL, or no store at all) and
-// prints a line. No Bind, no request, no lookup, no hand-offs: what is left
-// of the real client's work once everything but the parts is gone.
+// (WAL, 16 KiB pages, synchronous FULL, or NORMAL, or no store at all;
+// the statement prepared once) and prints a line. No Bind, no request, no
+// lookup, no hand-offs: what is left of the real client's work once
+// everything but the parts is gone.
 func floorReload(url, dir, mode string) error {
-	var db *sql.DB
+	var st *floorStore
 	if mode != "none" {
 		var err error
-		if db, err = floorDB(dir, mode); err != nil {
+		if st, err = openFloorStore(dir, mode); err != nil {
 			return err
 		}
 	}
@@ -87,16 +91,9 @@ func floorReload(url, dir, mode string) error {
 		if len(msg) < sha256.Size || sha256.Sum256(msg[sha256.Size:]) != [sha256.Size]byte(msg[:sha256.Size]) {
 			return fmt.Errorf("message does not verify")
 		}
-		if db != nil {
-			tx, err := db.Begin()
+		if st != nil {
+			err := st.commit([]floorRow{{hash: msg[:sha256.Size], data: msg[sha256.Size:]}}, false)
 			if err != nil {
-				return err
-			}
-			if _, err := tx.Exec(`INSERT INTO inline_blobs (hash, size, last_used, data) VALUES (?, ?, ?, ?)`,
-				msg[:sha256.Size], len(msg)-sha256.Size, time.Now().Unix(), msg[sha256.Size:]); err != nil {
-				return err
-			}
-			if err := tx.Commit(); err != nil {
 				return err
 			}
 		}
@@ -104,14 +101,30 @@ func floorReload(url, dir, mode string) error {
 	}
 }
 
-// floorDB opens an sqlite database with the cache's settings and tables.
-func floorDB(dir, sync string) (*sql.DB, error) {
+// floorStore is an sqlite cache with our store's settings, tables and
+// habits: one connection, statements prepared once, BEGIN IMMEDIATE …
+// COMMIT.
+type floorStore struct {
+	conn                *sql.Conn
+	inline, file, named *sql.Stmt
+}
+
+// floorRow is a resource to record: inline with its bytes, or a blob
+// file already in place (data only for its length); named if typ is set.
+type floorRow struct {
+	hash, data []byte
+	typ, ref   string
+	file       bool
+}
+
+func openFloorStore(dir, sync string) (*floorStore, error) {
 	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "db.sqlite3")+
 		"?_pragma=page_size(16384)&_pragma=journal_mode(WAL)&_pragma=synchronous("+sync+")")
 	if err != nil {
 		return nil, err
 	}
 	db.SetMaxOpenConns(1)
+	ctx := context.Background()
 	for _, q := range []string{
 		`CREATE TABLE IF NOT EXISTS inline_blobs (hash BLOB NOT NULL UNIQUE, size INTEGER NOT NULL,
 			last_used INTEGER NOT NULL, data BLOB NOT NULL) STRICT`,
@@ -120,131 +133,180 @@ func floorDB(dir, sync string) (*sql.DB, error) {
 		`CREATE TABLE IF NOT EXISTS blob_names (hash BLOB NOT NULL, type TEXT NOT NULL, ref TEXT NOT NULL,
 			PRIMARY KEY (hash, type, ref)) STRICT, WITHOUT ROWID`,
 	} {
-		if _, err := db.Exec(q); err != nil {
-			db.Close()
+		if _, err := db.ExecContext(ctx, q); err != nil {
 			return nil, err
 		}
 	}
-	return db, nil
+	st := &floorStore{}
+	if st.conn, err = db.Conn(ctx); err != nil {
+		return nil, err
+	}
+	for q, p := range map[string]**sql.Stmt{
+		`INSERT OR REPLACE INTO inline_blobs (hash, size, last_used, data) VALUES (?, ?, ?, ?)`: &st.inline,
+		`INSERT OR REPLACE INTO file_blobs (hash, size, last_used) VALUES (?, ?, ?)`:            &st.file,
+		`INSERT OR IGNORE INTO blob_names (hash, type, ref) VALUES (?, ?, ?)`:                   &st.named,
+	} {
+		if *p, err = st.conn.PrepareContext(ctx, q); err != nil {
+			return nil, err
+		}
+	}
+	return st, nil
+}
+
+// commit records rows in one transaction.
+func (st *floorStore) commit(rows []floorRow, named bool) error {
+	ctx := context.Background()
+	if _, err := st.conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		return err
+	}
+	now := time.Now().Unix()
+	for _, r := range rows {
+		var err error
+		if r.file {
+			_, err = st.file.ExecContext(ctx, r.hash, len(r.data), now)
+		} else {
+			_, err = st.inline.ExecContext(ctx, r.hash, len(r.data), now, r.data)
+		}
+		if err == nil && named {
+			_, err = st.named.ExecContext(ctx, r.hash, r.typ, r.ref)
+		}
+		if err != nil {
+			st.conn.ExecContext(ctx, "ROLLBACK")
+			return err
+		}
+	}
+	_, err := st.conn.ExecContext(ctx, "COMMIT")
+	return err
 }
 
 // floorSync is the least a client process can do for a cold sync: read
 // every resource from one WebSocket (a first message with the count, then
 // one message each: SHA-256 | u16 name length | name | bytes), verify
-// each, keep it durably as our cache does (≤ 64 KiB in a row with a row
-// for its name, larger in a file fsynced and renamed into place with a
-// row), committing every 256 resources and at the end, then print
-// "synced" and exit. With noStore it verifies and keeps nothing.
+// each, keep it durably as our cache does (up to 64 KiB in a row with a
+// row for its name, larger in a file fsynced and renamed into place with
+// a row, the directory fsynced once a batch), committing every 256
+// resources and at the end, then print "synced" and exit. With noStore it
+// opens no database, verifies and keeps nothing.
 func floorSync(url, dir string, noStore bool) error {
-	db, err := floorDB(dir, "FULL")
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	ctx := context.Background()
-	wc, err := db.Conn(ctx)
-	if err != nil {
-		return err
-	}
-	var inline, file, name *sql.Stmt
-	for q, st := range map[string]**sql.Stmt{
-		`INSERT OR REPLACE INTO inline_blobs (hash, size, last_used, data) VALUES (?, ?, ?, ?)`: &inline,
-		`INSERT OR REPLACE INTO file_blobs (hash, size, last_used) VALUES (?, ?, ?)`:            &file,
-		`INSERT OR IGNORE INTO blob_names (hash, type, ref) VALUES (?, ?, ?)`:                   &name,
-	} {
-		if *st, err = wc.PrepareContext(ctx, q); err != nil {
+	var st *floorStore
+	blobs := filepath.Join(dir, "blobs")
+	if !noStore {
+		var err error
+		if st, err = openFloorStore(dir, "FULL"); err != nil {
 			return err
 		}
-	}
-	blobs := filepath.Join(dir, "blobs")
-	if err := os.MkdirAll(blobs, 0o755); err != nil {
-		return err
+		if err := os.MkdirAll(blobs, 0o755); err != nil {
+			return err
+		}
 	}
 	conn, _, err := floorDialer.Dial(url, nil)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	_, first, err := conn.ReadMessage()
-	if err != nil || len(first) != 4 {
+	var msg []byte
+	if msg, err = readMessage(conn, msg); err != nil || len(msg) != 4 {
 		return fmt.Errorf("read count: %v", err)
 	}
-	type row struct {
-		hash, data []byte
-		typ, ref   string
-		file       bool
-	}
-	var batch []row
-	var arena, msg []byte // the batch's bytes; the message read
+	var batch []floorRow
+	var arena []byte // the batch's inline bytes
+	placed := false  // a blob file was renamed into blobs since its last fsync
 	commit := func() error {
 		if len(batch) == 0 {
 			return nil
 		}
-		if _, err := wc.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
-			return err
-		}
-		now := time.Now().Unix()
-		for _, r := range batch {
-			var err error
-			if r.file {
-				_, err = file.ExecContext(ctx, r.hash, len(r.data), now)
-			} else {
-				_, err = inline.ExecContext(ctx, r.hash, len(r.data), now, r.data)
-			}
-			if err == nil {
-				_, err = name.ExecContext(ctx, r.hash, r.typ, r.ref)
-			}
-			if err != nil {
+		if placed {
+			if err := syncDir(blobs); err != nil {
 				return err
 			}
+			placed = false
 		}
+		err := st.commit(batch, true)
 		batch, arena = batch[:0], arena[:0]
-		_, err := wc.ExecContext(ctx, "COMMIT")
 		return err
 	}
-	for n := binary.BigEndian.Uint32(first); n > 0; n-- {
+	for n := binary.BigEndian.Uint32(msg); n > 0; n-- {
 		if msg, err = readMessage(conn, msg); err != nil {
 			return err
 		}
 		if len(msg) < sha256.Size+2 {
 			return fmt.Errorf("short message")
 		}
-		hash := msg[:sha256.Size]
 		nl := int(binary.BigEndian.Uint16(msg[sha256.Size:]))
+		if len(msg) < sha256.Size+2+nl {
+			return fmt.Errorf("short message")
+		}
 		name, data := string(msg[sha256.Size+2:sha256.Size+2+nl]), msg[sha256.Size+2+nl:]
-		if sha256.Sum256(data) != [sha256.Size]byte(hash) {
+		if sha256.Sum256(data) != [sha256.Size]byte(msg[:sha256.Size]) {
 			return fmt.Errorf("%s does not verify", name)
 		}
 		if noStore {
 			continue
 		}
 		typ, ref, _ := strings.Cut(name, "|")
-		if cap(arena)-len(arena) < len(msg) {
-			// A new arena: rows already in the batch keep the old one.
-			arena = make([]byte, 0, max(4<<20, len(msg)))
-		}
-		start := len(arena)
-		arena = append(arena, msg...)
-		kept := arena[start:]
-		r := row{hash: kept[:sha256.Size], data: kept[sha256.Size+2+nl:], typ: typ, ref: ref}
 		if len(data) > 64<<10 {
-			r.file = true
-			final := filepath.Join(blobs, hex.EncodeToString(hash))
-			if err := floorPlace(final, data); err != nil {
+			if err := floorPlace(filepath.Join(blobs, hex.EncodeToString(msg[:sha256.Size])), data); err != nil {
 				return err
 			}
+			placed = true
+			// Only the hash and length are kept: the bytes are on disk.
+			batch = append(batch, floorRow{hash: append([]byte(nil), msg[:sha256.Size]...), data: make([]byte, len(data)), typ: typ, ref: ref, file: true})
+		} else {
+			if cap(arena)-len(arena) < len(msg) {
+				// A new arena: rows already in the batch keep the old one.
+				arena = make([]byte, 0, max(4<<20, len(msg)))
+			}
+			start := len(arena)
+			arena = append(arena, msg...)
+			kept := arena[start:]
+			batch = append(batch, floorRow{hash: kept[:sha256.Size], data: kept[sha256.Size+2+nl:], typ: typ, ref: ref})
 		}
-		if batch = append(batch, r); len(batch) == 256 {
+		if len(batch) == 256 {
 			if err := commit(); err != nil {
 				return err
 			}
 		}
 	}
-	if err := commit(); err != nil {
-		return err
+	if !noStore {
+		if err := commit(); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintln(os.Stderr, "synced")
 	return nil
+}
+
+// floorPlace writes a blob file as the cache does: a temp file, fsynced,
+// renamed into place (the directory is fsynced by the caller, once for a
+// batch).
+func floorPlace(final string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(final), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.Write(data); err == nil {
+		err = tmp.Sync()
+	}
+	if err == nil {
+		err = tmp.Close()
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), final)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+	}
+	return err
+}
+
+// syncDir fsyncs a directory, making the renames into it durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // readMessage reads the next message into buf's storage, growing it only
@@ -269,34 +331,6 @@ func readMessage(conn *websocket.Conn, buf []byte) ([]byte, error) {
 			return nil, err
 		}
 	}
-}
-
-// floorPlace writes a blob file as the cache does: a temp file, fsynced,
-// renamed into place, the directory fsynced.
-func floorPlace(final string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(final), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	if _, err := tmp.Write(data); err == nil {
-		err = tmp.Sync()
-	}
-	if err == nil {
-		err = tmp.Close()
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), final)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	d, err := os.Open(filepath.Dir(final))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // BenchmarkHotReloadProcessesFloor is BenchmarkHotReloadProcesses's floor
@@ -336,7 +370,7 @@ func BenchmarkHotReloadProcessesFloor(b *testing.B) {
 				dir := filepath.Join(cacheRoot, itoa(i))
 				os.MkdirAll(dir, 0o755)
 				cmd := exec.Command(bin, "-test.run", "^$")
-				cmd.Env = append(os.Environ(), floorClientEnv+"=reload|"+url+"|"+dir+"|"+mode)
+				cmd.Env = append(os.Environ(), floorGC, floorClientEnv+"=reload|"+url+"|"+dir+"|"+mode)
 				stderr, _ := cmd.StderrPipe()
 				if err := cmd.Start(); err != nil {
 					b.Fatal(err)
@@ -475,10 +509,10 @@ func BenchmarkColdSyncClientCPU(b *testing.B) {
 		fdir := filepath.Join(root, fmt.Sprintf("floor%d", i))
 		os.MkdirAll(fdir, 0o755)
 		cmd := exec.Command(bin, "-test.run", "^$")
-		cmd.Env = append(os.Environ(), floorClientEnv+"=sync|"+floorURL+"|"+fdir+"|FULL")
+		cmd.Env = append(os.Environ(), floorGC, floorClientEnv+"=sync|"+floorURL+"|"+fdir+"|FULL")
 		floor += cpu(cmd)
 		cmd = exec.Command(bin, "-test.run", "^$")
-		cmd.Env = append(os.Environ(), floorClientEnv+"=sync|"+floorURL+"|"+fdir+"|none")
+		cmd.Env = append(os.Environ(), floorGC, floorClientEnv+"=sync|"+floorURL+"|"+fdir+"|none")
 		bare += cpu(cmd)
 	}
 	n := float64(b.N)
