@@ -428,3 +428,43 @@ func TestWaitingHashesNotStarvedByChunks(t *testing.T) {
 		t.Errorf("the %d small resources that waited for room were asked for only after %d of the big resource's %d chunks (same priority): starved by chunks", smalls-maxPending+1, chunksBeforeWaiting, nChunks)
 	}
 }
+
+// A hash the game needs now that misses the cache after its lookup (bound
+// needed-now, or raised by Need while it was looked up) goes ahead of the
+// hashes waiting for room, not behind them.
+func TestNeededNowAfterLookupJumpsTheQueue(t *testing.T) {
+	const maxPending, total = 16, 100
+	var bs []resources.Binding
+	for i := range total {
+		d := randomBytes(100, byte(i))
+		d[0] = byte(i)
+		b := binding(fmt.Sprintf("q%d.bin", i), d)
+		b.ID = resources.ResourceID(1 + i)
+		bs = append(bs, b)
+	}
+	urgent := bs[total-1].Hash // bound last, after every other
+	fs := newFakeServerLimited(t, 0, maxPending)
+	startSyncer(t, fs.url, func(o *SyncOptions) {
+		o.Priority = func(b resources.Binding) uint8 {
+			if b.Hash == urgent {
+				return packets.PriorityNow
+			}
+			return packets.PriorityNormal
+		}
+	})
+	c := <-fs.conns
+	c.send(&packets.Bind{Entries: bs}, &packets.BindsDone{})
+	var asked []packets.Want
+	for len(asked) < maxPending {
+		asked = append(asked, expect[*packets.ResourceRequest](c).Wants...)
+	}
+	for _, w := range asked {
+		if w.Hash == urgent {
+			if w.Priority != packets.PriorityNow {
+				t.Fatalf("needed-now hash asked at priority %d", w.Priority)
+			}
+			return
+		}
+	}
+	t.Fatalf("the needed-now hash, bound last, was not among the first %d requests: it waits behind %d others", maxPending, total-maxPending)
+}

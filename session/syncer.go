@@ -759,10 +759,26 @@ func (s *Syncer) requestLocked(hs []resources.Hash) []packets.Want {
 			send = append(send, s.firstWantLocked(h, st))
 		default:
 			st.queued = true
-			s.waiting = append(s.waiting, h)
+			s.waiting = s.queueLocked(s.waiting, h, st.prio)
 		}
 	}
 	return append(send, s.fillWindowLocked()...)
+}
+
+// queueLocked adds h to the hashes waiting for room: last, or if the game
+// needs it now (bound so, or raised by Need while it was looked up),
+// after only the others it needs now. Appended, a resource the game waits
+// for queued behind everything bound before it: at a join, up to
+// thousands.
+func (s *Syncer) queueLocked(waiting []resources.Hash, h resources.Hash, prio uint8) []resources.Hash {
+	if prio < packets.PriorityNow {
+		return append(waiting, h)
+	}
+	i := 0
+	for i < len(waiting) && s.prioOf(waiting[i]) >= packets.PriorityNow {
+		i++
+	}
+	return slices.Insert(waiting, i, h)
 }
 
 // firstWantLocked is a hash's first request: its manifest when it is
