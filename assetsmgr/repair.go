@@ -94,7 +94,7 @@ func openChecked(ctx context.Context, path string) (*sql.DB, error) {
 	// mmap_size lets SQLite read pages without a syscall each, which a
 	// join reading thousands of small blobs notices.
 	dsn := "file:" + path +
-		"?_pragma=page_size(16384)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)" +
+		"?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)" +
 		"&_pragma=mmap_size(268435456)&_txlock=immediate"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {

@@ -65,10 +65,10 @@ var floorDialer = websocket.Dialer{ReadBufferSize: 64 << 10, WriteBufferSize: 16
 // floorReload is the least a client process can do for one hot-reloaded
 // resource: one goroutine that reads a WebSocket message (a SHA-256 and the
 // new bytes), verifies it, commits it to an sqlite cache as our store does
-// (WAL, 16 KiB pages, synchronous FULL, or NORMAL, or no store at all;
-// the statement prepared once) and prints a line. No Bind, no request, no
-// lookup, no hand-offs: what is left of the real client's work once
-// everything but the parts is gone.
+// (WAL, 4 KiB pages, incremental auto-vacuum, synchronous FULL, or NORMAL,
+// or no store at all; the statement prepared once) and prints a line. No
+// Bind, no request, no lookup, no hand-offs: what is left of the real
+// client's work once everything but the parts is gone.
 func floorReload(url, dir, mode string) error {
 	var st *floorStore
 	if mode != "none" {
@@ -119,7 +119,7 @@ type floorRow struct {
 
 func openFloorStore(dir, sync string) (*floorStore, error) {
 	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "db.sqlite3")+
-		"?_pragma=page_size(16384)&_pragma=journal_mode(WAL)&_pragma=synchronous("+sync+")")
+		"?_pragma=auto_vacuum(2)&_pragma=journal_mode(WAL)&_pragma=synchronous("+sync+")")
 	if err != nil {
 		return nil, err
 	}
