@@ -256,17 +256,7 @@ func TestWaitingRequestsGoInBatches(t *testing.T) {
 			return nil, false
 		}
 	}
-	var bs []resources.Binding
-	byHash := map[resources.Hash]resources.Binding{}
-	data := map[resources.Hash][]byte{}
-	for i := range total {
-		d := randomBytes(100, byte(i))
-		d[0], d[1] = byte(i), byte(i>>8)
-		b := binding(fmt.Sprintf("r%d.bin", i), d)
-		b.ID = resources.ResourceID(1 + i)
-		bs = append(bs, b)
-		byHash[b.Hash], data[b.Hash] = b, d
-	}
+	bs, byHash, data := smallBindings("r", total, 1)
 	c.send(&packets.Bind{Entries: bs}, &packets.BindsDone{})
 	var asked []packets.Want
 	requests := 0
@@ -348,17 +338,7 @@ func TestWaitingHashesNotStarvedByChunks(t *testing.T) {
 	if w := expect[*packets.ResourceRequest](c).Wants; len(w) != 1 || !w[0].Manifest {
 		t.Fatalf("want the manifest request first, got %+v", w)
 	}
-	byHash := map[resources.Hash]resources.Binding{}
-	data := map[resources.Hash][]byte{}
-	var bs []resources.Binding
-	for i := range smalls {
-		d := randomBytes(100, byte(i))
-		d[0] = byte(i)
-		b := binding(fmt.Sprintf("s%d.bin", i), d)
-		b.ID = resources.ResourceID(10 + i)
-		bs = append(bs, b)
-		byHash[b.Hash], data[b.Hash] = b, d
-	}
+	bs, byHash, data := smallBindings("s", smalls, 10)
 	c.send(&packets.Bind{Entries: bs}, &packets.BindsDone{})
 	var queue []packets.Want // asked, not yet answered, oldest first
 	smallsAsked, chunksAsked, chunksBeforeWaiting := 0, 0, -1
@@ -434,14 +414,7 @@ func TestWaitingHashesNotStarvedByChunks(t *testing.T) {
 // hashes waiting for room, not behind them.
 func TestNeededNowAfterLookupJumpsTheQueue(t *testing.T) {
 	const maxPending, total = 16, 100
-	var bs []resources.Binding
-	for i := range total {
-		d := randomBytes(100, byte(i))
-		d[0] = byte(i)
-		b := binding(fmt.Sprintf("q%d.bin", i), d)
-		b.ID = resources.ResourceID(1 + i)
-		bs = append(bs, b)
-	}
+	bs, _, _ := smallBindings("q", total, 1)
 	urgent := bs[total-1].Hash // bound last, after every other
 	fs := newFakeServerLimited(t, 0, maxPending)
 	startSyncer(t, fs.url, func(o *SyncOptions) {
@@ -467,4 +440,22 @@ func TestNeededNowAfterLookupJumpsTheQueue(t *testing.T) {
 		}
 	}
 	t.Fatalf("the needed-now hash, bound last, was not among the first %d requests: it waits behind %d others", maxPending, total-maxPending)
+}
+
+// smallBindings makes n distinct 100-byte resources named prefix0.bin …,
+// with ids from firstID, and returns their bindings in order, by hash, and
+// their bytes by hash.
+func smallBindings(prefix string, n, firstID int) ([]resources.Binding, map[resources.Hash]resources.Binding, map[resources.Hash][]byte) {
+	var bs []resources.Binding
+	byHash := map[resources.Hash]resources.Binding{}
+	data := map[resources.Hash][]byte{}
+	for i := range n {
+		d := randomBytes(100, byte(i))
+		d[0], d[1] = byte(i), byte(i>>8)
+		b := binding(fmt.Sprintf("%s%d.bin", prefix, i), d)
+		b.ID = resources.ResourceID(firstID + i)
+		bs = append(bs, b)
+		byHash[b.Hash], data[b.Hash] = b, d
+	}
+	return bs, byHash, data
 }
