@@ -76,31 +76,22 @@ func New(size uint64, chunks []Chunk) (*Manifest, error) {
 	if err := checkCount(size, len(chunks)); err != nil {
 		return nil, err
 	}
-	m := &Manifest{Size: size, Chunks: chunks}
+	// At most MaxChunks lengths of 32 bits: the sum cannot overflow.
 	var off uint64
 	for i := range chunks {
-		c := &chunks[i]
-		n := c.Length
-		if n == 0 || n > MaxChunkLen {
-			return nil, fmt.Errorf("%w: chunk %d has length %d, not in 1..%d", ErrInvalid, i, n, MaxChunkLen)
-		}
-		if uint64(n) > size-off {
-			return nil, fmt.Errorf("%w: chunk %d at %d+%d runs past the resource's %d bytes", ErrInvalid, i, off, n, size)
-		}
-		c.Offset = off
-		if err := checkState(i, *c); err != nil {
-			return nil, err
-		}
-		off += uint64(n)
+		chunks[i].Offset = off
+		off += uint64(chunks[i].Length)
 	}
-	if off != size {
-		return nil, fmt.Errorf("%w: chunks add up to %d bytes, the resource has %d", ErrInvalid, off, size)
+	m := &Manifest{Size: size, Chunks: chunks}
+	if err := m.Check(); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
 
-// Check checks a manifest that was not made by New (built in memory, or
-// by hand) against New's rules, offsets included.
+// Check checks a manifest against New's rules, offsets included: New's
+// own check, and the one for a manifest made otherwise (built in memory,
+// or by hand).
 func (m *Manifest) Check() error {
 	if m == nil {
 		return fmt.Errorf("%w: no manifest", ErrInvalid)

@@ -759,7 +759,7 @@ func (s *Syncer) requestLocked(hs []resources.Hash) []packets.Want {
 			send = append(send, s.firstWantLocked(h, st))
 		default:
 			st.queued = true
-			s.waiting = s.queueLocked(s.waiting, h, st.prio)
+			s.queueLocked(h, st.prio)
 		}
 	}
 	return append(send, s.fillWindowLocked()...)
@@ -770,15 +770,16 @@ func (s *Syncer) requestLocked(hs []resources.Hash) []packets.Want {
 // after only the others it needs now. Appended, a resource the game waits
 // for queued behind everything bound before it: at a join, up to
 // thousands.
-func (s *Syncer) queueLocked(waiting []resources.Hash, h resources.Hash, prio uint8) []resources.Hash {
+func (s *Syncer) queueLocked(h resources.Hash, prio uint8) {
 	if prio < packets.PriorityNow {
-		return append(waiting, h)
+		s.waiting = append(s.waiting, h)
+		return
 	}
 	i := 0
-	for i < len(waiting) && s.prioOf(waiting[i]) >= packets.PriorityNow {
+	for i < len(s.waiting) && s.prioOf(s.waiting[i]) >= packets.PriorityNow {
 		i++
 	}
-	return slices.Insert(waiting, i, h)
+	s.waiting = slices.Insert(s.waiting, i, h)
 }
 
 // firstWantLocked is a hash's first request: its manifest when it is

@@ -530,7 +530,7 @@ func (s *Syncer) takeWorkLocked(w mirrorWork) bool {
 			return false
 		}
 		hs.atMirror, hs.queued = false, true
-		s.waiting = s.queueLocked(s.waiting, w.hash, hs.prio)
+		s.queueLocked(w.hash, hs.prio)
 		return true
 	}
 	if hs.fetch != w.fetch || !w.fetch.mirrored[w.chunk] {
