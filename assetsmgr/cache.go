@@ -68,6 +68,7 @@ type Cache struct {
 	opened OpenReport
 
 	corrupt corruptHooks // see OnCorrupt
+	room    room         // see Keep
 }
 
 // Open opens (creating if needed) the cache in opts.Dir and indexes the
@@ -108,6 +109,13 @@ func Open(ctx context.Context, opts Options) (*Cache, error) {
 		}
 	}()
 	var opened OpenReport
+	// On a disk filled to the last byte the database cannot even be
+	// opened (its log's index cannot grow): its reserve makes the room.
+	if free, ok := freeSpace(opts.Dir); ok && free < reserveLow {
+		if n := releaseReserve(opts.Dir); n > 0 {
+			opts.Logger.Warn("disk full: gave back the cache's reserve to open it", "bytes", n, "free", free)
+		}
+	}
 	db, aside, err := openDatabase(ctx, opts.Dir, opts.Logger, opts.Now)
 	if err != nil {
 		return nil, classifyDiskError(opts.Dir, err)
@@ -128,6 +136,9 @@ func Open(ctx context.Context, opts Options) (*Cache, error) {
 	c.store.claimPartial = c.claimPartial
 	c.store.releasePartial = func(h resources.Hash) { c.releasePartial(h, nil) }
 	c.store.onCommitError = c.markDamaged
+	c.store.onNoRoom = c.noRoom
+	c.startRoom()
+	holdReserve(opts.Dir)
 	c.opened = opened
 	ok = true // from here c.Close releases the lock
 	c.lock = lock
@@ -378,6 +389,7 @@ func (c *Cache) Close() error {
 		for _, p := range c.openPartials() {
 			p.Close()
 		}
+		c.stopRoom() // while the store runs: the loop waits on it
 		if c.held != nil {
 			c.held.close()
 		}
@@ -389,6 +401,9 @@ func (c *Cache) Close() error {
 		}
 		c.stmts.close()
 		err = c.db.Close()
+		// The log, gone with the last connection, may leave room for a
+		// reserve given back during the run.
+		holdReserve(c.dir)
 		c.lock.release()
 	})
 	return err

@@ -21,6 +21,9 @@ const (
 	sqliteReadOnly = 8
 	sqliteFull     = 13
 	sqliteCantOpen = 14
+	// The shared-memory index of the write-ahead log could not grow
+	// (SQLITE_IOERR_SHMSIZE): the disk is full.
+	sqliteIOErrShmSize = 10 | 19<<8
 )
 
 // diskError wraps a disk condition so its message says what happened and
@@ -91,6 +94,9 @@ func diskErrorKind(err error) error {
 	}
 	var se *sqlite.Error
 	if errors.As(err, &se) {
+		if se.Code() == sqliteIOErrShmSize {
+			return ErrDiskFull
+		}
 		switch se.Code() & 0xff {
 		case sqliteFull:
 			return ErrDiskFull

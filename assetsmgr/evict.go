@@ -57,7 +57,23 @@ func (c *Cache) MakeRoom(ctx context.Context, need int64, keep func(resources.Ha
 	if need <= 0 {
 		return 0, 0, nil
 	}
-	return c.evict(ctx, need, keep, false)
+	// The eviction's commit needs room too (see reserveSize).
+	released := releaseReserve(c.dir)
+	n, freed, err := c.evict(ctx, need, keep, false)
+	if n > 0 && released > 0 {
+		// Hold it again if what went left clear room for it: files
+		// free the disk, inline rows only pages of the database.
+		if free, ok := freeSpace(c.dir); ok && free-reserveSize >= need+tightHeadroom && holdReserve(c.dir) {
+			released = 0
+		}
+	}
+	if n > 0 {
+		c.log.Warn("disk full: evicted cached resources no longer bound to make room", "entries", n, "bytes", freed)
+	}
+	if released > 0 {
+		c.log.Warn("disk full: gave back the cache's reserve to make room", "bytes", released)
+	}
+	return n, freed + released, err
 }
 
 // evict removes the least recently used entries, but keep's, to free need
@@ -84,7 +100,14 @@ func (c *Cache) evict(ctx context.Context, need int64, keep func(resources.Hash)
 		freed += v.size
 	}
 	done := make(chan error, 1)
-	c.store.enqueue(op{kind: opDeleteInline, hashes: inline})
+	// In small transactions: on a full disk each must fit in the log's
+	// room (store.tight).
+	rest := inline
+	for len(rest) > deleteBatch {
+		c.store.enqueue(op{kind: opDeleteInline, hashes: rest[:deleteBatch]})
+		rest = rest[deleteBatch:]
+	}
+	c.store.enqueue(op{kind: opDeleteInline, hashes: rest})
 	c.store.enqueue(op{kind: opDeleteFile, hashes: files, done: func(err error) { done <- err }})
 	if err := <-done; err != nil {
 		return 0, 0, fmt.Errorf("trim cache: %w", err)
@@ -117,6 +140,9 @@ func (c *Cache) evict(ctx context.Context, need int64, keep func(resources.Hash)
 	}
 	return evicted, freed, nil
 }
+
+// deleteBatch is how many inline rows one queued delete removes.
+const deleteBatch = 128
 
 type victimKind int
 

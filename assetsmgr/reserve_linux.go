@@ -59,3 +59,30 @@ func roomFor(f *os.File, size int64, fs *unix.Statfs_t) (*noRoom, error) {
 	}
 	return &noRoom{need: size - st.Blocks*512, free: int64(fs.Bavail) * int64(fs.Frsize)}, nil
 }
+
+// allocate gives f size bytes of allocated blocks: fallocate where the
+// filesystem has it, zeros written where not.
+func allocate(f *os.File, size int64) error {
+	for {
+		err := unix.Fallocate(int(f.Fd()), 0, 0, size)
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, unix.EINTR):
+			continue
+		case errors.Is(err, unix.EOPNOTSUPP), errors.Is(err, unix.ENOSYS):
+			return writeZeros(f, size)
+		}
+		return err
+	}
+}
+
+// freeSpace is what the filesystem holding dir has free for this user,
+// and whether it could tell.
+func freeSpace(dir string) (int64, bool) {
+	var fs unix.Statfs_t
+	if unix.Statfs(dir, &fs) != nil {
+		return 0, false
+	}
+	return int64(fs.Bavail) * int64(fs.Frsize), true
+}

@@ -3,6 +3,7 @@ package assetsmgr
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -83,6 +84,9 @@ type op struct {
 	// not match; a good copy stored since the damage was found stays.
 	// (opDeleteFile): the files were salvaged as partials (see salvage).
 	ifCorrupt bool
+	// roomTried (opInline): its commit failed for want of room once, and
+	// room was made (room.go); a second failure is final.
+	roomTried bool
 	done      func(error)
 }
 
@@ -97,8 +101,17 @@ type store struct {
 	now      func() time.Time
 	// onCommitError, if set, sees every failed commit; set before use.
 	onCommitError func(error)
-	wc            *writeConn // the run goroutine's connection; nil until first used
-	held          *heldSet   // told of every row inserted; nil: none
+	// onNoRoom, if set, may take the inline ops of a commit that failed
+	// with ErrDiskFull, to make room and queue them again (Cache.noRoom);
+	// it reports whether it took them. Set before use.
+	onNoRoom func(cause error, need int64, ops []op) (took bool)
+	// tight is set once a commit found the disk full: from then on
+	// batches stay small and each commit is followed by a checkpoint that
+	// truncates the write-ahead log, so the log, which a full disk cannot
+	// grow, never has to. Only the run goroutine uses it.
+	tight bool
+	wc    *writeConn // the run goroutine's connection; nil until first used
+	held  *heldSet   // told of every row inserted; nil: none
 	// claimPartial and releasePartial (Cache's) reserve a hash's partial
 	// while the store removes it; nil: no partials are removed.
 	claimPartial   func(resources.Hash) bool
@@ -246,7 +259,7 @@ func (s *store) run() {
 	for o := range s.ops {
 		batch := []op{o}
 	drain:
-		for len(batch) < 1024 {
+		for len(batch) < 1024 && !(s.tight && batchBytes(batch) >= tightBatchBytes) {
 			select {
 			case o, ok := <-s.ops:
 				if !ok {
@@ -286,6 +299,7 @@ func (s *store) run() {
 }
 
 func (s *store) apply(batch []op) {
+	batch = s.holdBackForRoom(batch)
 	errs := make([]error, len(batch))
 	s.placeFiles(batch, errs)
 	if err := s.commit(batch, errs); err != nil {
@@ -293,6 +307,10 @@ func (s *store) apply(batch []op) {
 		if s.onCommitError != nil {
 			s.onCommitError(err)
 		}
+		if errors.Is(err, ErrDiskFull) {
+			s.tight = true
+		}
+		s.tryAgainWithRoom(batch, errs, err)
 		for i, o := range batch {
 			placed := errs[i] == nil
 			if placed {
@@ -308,6 +326,9 @@ func (s *store) apply(batch []op) {
 			}
 		}
 	}
+	if s.tight {
+		s.truncateLog()
+	}
 	for i, o := range batch {
 		if o.kind == opCompact {
 			errs[i] = s.compact(o.compact)
@@ -316,6 +337,139 @@ func (s *store) apply(batch []op) {
 	for i, o := range batch {
 		if o.done != nil {
 			o.done(errs[i])
+		}
+	}
+}
+
+// tightBatchBytes caps the inline bytes of a batch once the disk was
+// found full (store.tight): a transaction's pages must fit in the
+// write-ahead log's room.
+const tightBatchBytes = 1 << 20
+
+// tightHeadroom is the room on disk the cache keeps, once the disk was
+// found full, for the write-ahead log of its next commits: a batch of at
+// most tightBatchBytes, or an eviction.
+const tightHeadroom = 4 << 20
+
+// roomFloor is the room on disk small blobs never take, so that a cache
+// on a full disk can always evict: the log of one delete of deleteBatch
+// rows fits.
+const roomFloor = 1 << 20
+
+// batchBytes is about what batch writes to the log: its inline data, and
+// a page for each row it deletes.
+func batchBytes(batch []op) (n int64) {
+	for _, o := range batch {
+		n += int64(len(o.data))
+		if o.kind == opDeleteInline || o.kind == opDeleteFile {
+			n += 4096 * int64(len(o.hashes))
+		}
+	}
+	return n
+}
+
+// truncateLog checkpoints the write-ahead log into the database and
+// truncates it, giving its room back to the disk.
+func (s *store) truncateLog() {
+	var err error
+	if s.wc != nil && !s.wc.open {
+		_, err = s.wc.conn.ExecContext(context.Background(), "PRAGMA wal_checkpoint(TRUNCATE)")
+	} else {
+		_, err = s.db.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
+	}
+	if err != nil {
+		s.log.Debug("cache log not truncated", "err", err)
+	}
+}
+
+// holdBackForRoom keeps the disk from filling up with small blobs to the
+// last byte. A full disk cannot grow the write-ahead log, so it cannot
+// commit anything, not even the deletes of an eviction, nor checkpoint the
+// log if the database must grow to take it; every later run would fail
+// the same way. So the inline ops of batch go to onNoRoom, to make room
+// first, when their commit would leave less than tightHeadroom free; they
+// come back with room made as far as could be, and are committed then if
+// the disk still keeps roomFloor free after them, or fail: a sync that
+// fits the disk still fits, and the next run can still evict. Pages that
+// evicted inline rows left free in the database count as room. The store
+// is tight from the first time on. It returns what stays in batch.
+func (s *store) holdBackForRoom(batch []op) []op {
+	var pages int64
+	for _, o := range batch {
+		if o.kind == opInline {
+			pages += inlinePages(o.size)
+		}
+	}
+	if pages == 0 || s.onNoRoom == nil {
+		return batch
+	}
+	// A commit writes its pages to the log, and grows the database by
+	// those the free pages cannot take once they are checkpointed.
+	free, ok := freeSpace(s.cacheDir)
+	if !ok || free-2*pages >= tightHeadroom {
+		return batch
+	}
+	var freePages, pageSize int64
+	if s.db.QueryRow("SELECT (SELECT freelist_count FROM pragma_freelist_count), (SELECT page_size FROM pragma_page_size)").Scan(&freePages, &pageSize) != nil {
+		return batch
+	}
+	reuse := freePages * pageSize
+	if free-max(0, pages-reuse) >= tightHeadroom+pages {
+		return batch
+	}
+	s.tight = true
+	var held []op
+	var heldPages, kept int64
+	out := batch[:0:0]
+	for _, o := range batch {
+		switch {
+		case o.kind != opInline:
+			out = append(out, o)
+		case !o.roomTried:
+			held = append(held, o)
+			heldPages += inlinePages(o.size)
+		default:
+			p := kept + inlinePages(o.size)
+			if grow := max(0, p-reuse); free-grow >= max(p, roomFloor) {
+				out = append(out, o)
+				kept = p
+			} else if o.done != nil {
+				o.done(&diskError{kind: ErrDiskFull, dir: s.cacheDir, cause: &noRoom{need: grow + max(p, roomFloor), free: free}})
+			}
+		}
+	}
+	if len(held) > 0 {
+		need := max(0, kept+heldPages-reuse) + roomMargin
+		cause := &diskError{kind: ErrDiskFull, dir: s.cacheDir, cause: &noRoom{need: need + tightHeadroom, free: free}}
+		if !s.onNoRoom(cause, need, held) {
+			out = append(out, held...)
+		}
+	}
+	return out
+}
+
+// inlinePages is about the bytes of database pages an inline blob of size
+// bytes takes.
+func inlinePages(size int64) int64 { return size*5/4 + 512 }
+
+// tryAgainWithRoom hands the inline ops of a batch whose commit failed
+// with err to onNoRoom if err is a full disk, and takes the done of those
+// it took out of the batch: they are tried once more after room is made.
+func (s *store) tryAgainWithRoom(batch []op, errs []error, err error) {
+	if s.onNoRoom == nil || !errors.Is(err, ErrDiskFull) {
+		return
+	}
+	var again []op
+	var at []int
+	for i, o := range batch {
+		if o.kind == opInline && !o.roomTried && errs[i] == nil {
+			again = append(again, o)
+			at = append(at, i)
+		}
+	}
+	if len(again) > 0 && s.onNoRoom(err, batchBytes(again)*5/4+roomMargin, again) {
+		for _, i := range at {
+			batch[i].done = nil
 		}
 	}
 }

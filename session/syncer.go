@@ -501,6 +501,7 @@ func (s *Syncer) Run(ctx context.Context) (err error) {
 		return err
 	}
 	defer s.opts.Cache.OnCorrupt(s.refetch)()
+	defer s.opts.Cache.Keep(s.wanted)()
 	backoff := 200 * time.Millisecond
 	for {
 		start := time.Now()

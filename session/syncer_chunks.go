@@ -278,19 +278,19 @@ func (s *Syncer) makeRoom(ctx context.Context, full error, size int64) bool {
 	if need == 0 {
 		need = size
 	}
-	n, freed, err := s.opts.Cache.MakeRoom(ctx, need, func(h resources.Hash) bool {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return s.hashes[h] != nil
-	})
+	n, freed, err := s.opts.Cache.MakeRoom(ctx, need, s.wanted)
 	if err != nil {
 		s.log.Warn("cannot make room in the cache", "err", err)
-		return false
 	}
-	if n > 0 {
-		s.log.Warn("disk full: evicted cached resources no longer bound to make room", "entries", n, "bytes", freed)
-	}
-	return n > 0
+	return n > 0 || freed > 0 // the cache has logged what went
+}
+
+// wanted reports whether h is bound now (or still in use by a stream), so
+// never evicted to make room.
+func (s *Syncer) wanted(h resources.Hash) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.hashes[h] != nil
 }
 
 // failBurst: failures of a chunked resource within this long of the last

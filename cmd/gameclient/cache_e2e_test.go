@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -223,4 +224,78 @@ func TestFullDiskMakesRoomForANewVersion(t *testing.T) {
 			}
 		})
 	}
+}
+
+// twoServers starts two game servers without world content, each with
+// 1,000 textures of 10 KB (stored inline), all different, and returns their
+// URLs.
+func twoServers(t *testing.T) (string, string) {
+	t.Helper()
+	const n, size = 1000, 10_000
+	packA, packB := t.TempDir(), t.TempDir()
+	data := make([]byte, size)
+	for i := range n {
+		for server, pack := range []string{packA, packB} {
+			rand.NewChaCha8([32]byte{byte(server), byte(i), byte(i >> 8)}).Read(data)
+			p := filepath.Join(pack, fmt.Sprintf("assets/s%d/texture/t%04d.png", server, i))
+			os.MkdirAll(filepath.Dir(p), 0o755)
+			if err := os.WriteFile(p, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return startServer(t, "-packs", packA, "-world", "none"), startServer(t, "-packs", packB, "-world", "none")
+}
+
+// syncAll runs the client on cache against url and fails the test unless
+// every resource loaded; it returns the stderr.
+func syncAll(t *testing.T, what, url, cache string) string {
+	t.Helper()
+	code, sum, stderr := runClientOnCache(t, url, cache)
+	if code != 0 || sum["loaded"] != sum["bound"] {
+		t.Fatalf("%s: exit %d %v\n%s", what, code, sum, stderr)
+	}
+	return stderr
+}
+
+// A disk with room for one server's small resources takes another's: the
+// inline entries no key binds any more make room, as blob files do. Before,
+// once sqlite had filled the disk, half of the second server's resources
+// failed on every run until the cache was deleted by hand.
+func TestFullDiskMakesRoomForSmallResources(t *testing.T) {
+	urlA, urlB := twoServers(t)
+	// Each server's resources take about 12 MB of database pages, the log
+	// comes on top; two servers' do not fit.
+	cache := mountTmpfs(t, "20m")
+	for i, url := range []string{urlA, urlB, urlB, urlA, urlB} {
+		stderr := syncAll(t, fmt.Sprintf("sync %d, on a disk with room for one server's resources", i), url, cache)
+		if i == 1 && !strings.Contains(stderr, "evicted cached resources no longer bound") {
+			t.Errorf("sync %d: nothing evicted:\n%s", i, stderr)
+		}
+	}
+}
+
+// Another program filled the disk to the last byte: the cache still makes
+// room, out of its reserve (an eviction's deletes are a commit, which needs
+// room in the database's log).
+func TestDiskFilledByAnotherProgramStillEvicts(t *testing.T) {
+	urlA, urlB := twoServers(t)
+	cache := mountTmpfs(t, "32m")
+	syncAll(t, "server A", urlA, cache)
+	filler, err := os.Create(filepath.Join(cache, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64<<10)
+	for {
+		if _, err := filler.Write(buf); err != nil {
+			break // ENOSPC: the disk is full
+		}
+	}
+	filler.Close()
+	stderr := syncAll(t, "server B on a disk another program filled", urlB, cache)
+	if !strings.Contains(stderr, "gave back the cache's reserve") || !strings.Contains(stderr, "evicted cached resources no longer bound") {
+		t.Errorf("server B: reserve not given back or nothing evicted:\n%s", stderr)
+	}
+	syncAll(t, "server A again", urlA, cache)
 }
