@@ -111,7 +111,7 @@ func Open(ctx context.Context, opts Options) (*Cache, error) {
 	var opened OpenReport
 	// On a disk filled to the last byte the database cannot even be
 	// opened (its log's index cannot grow): its reserve makes the room.
-	if free, ok := freeSpace(opts.Dir); ok && free < reserveLow {
+	if free, _, ok := diskSpace(opts.Dir); ok && free < reserveLow {
 		if n := releaseReserve(opts.Dir); n > 0 {
 			opts.Logger.Warn("disk full: gave back the cache's reserve to open it", "bytes", n, "free", free)
 		}
@@ -138,7 +138,7 @@ func Open(ctx context.Context, opts Options) (*Cache, error) {
 	c.store.onCommitError = c.markDamaged
 	c.store.onNoRoom = c.noRoom
 	c.startRoom()
-	holdReserve(opts.Dir)
+	holdReserve(opts.Dir, tightHeadroom)
 	c.opened = opened
 	ok = true // from here c.Close releases the lock
 	c.lock = lock
@@ -379,7 +379,13 @@ func (p *Pending) Abort() {
 }
 
 // Flush waits until every write queued so far is durable.
-func (c *Cache) Flush(ctx context.Context) error { return c.store.flush(ctx) }
+func (c *Cache) Flush(ctx context.Context) error {
+	// Small blobs waiting for room go to the store again first.
+	if err := c.waitRoom(ctx); err != nil {
+		return err
+	}
+	return c.store.flush(ctx)
+}
 
 // Close closes the open partials (keeping them, as Partial.Close does),
 // flushes pending writes and closes the database.
@@ -403,7 +409,7 @@ func (c *Cache) Close() error {
 		err = c.db.Close()
 		// The log, gone with the last connection, may leave room for a
 		// reserve given back during the run.
-		holdReserve(c.dir)
+		holdReserve(c.dir, tightHeadroom)
 		c.lock.release()
 	})
 	return err

@@ -44,14 +44,19 @@ func (e *diskError) Error() string {
 		return fmt.Sprintf("disk holding the cache %s is full (%v): free %s on it, or use a cache directory on a disk with more room",
 			e.dir, e.cause, bytesize.Format(nr.need-nr.free))
 	}
-	return fmt.Sprintf("disk holding the cache %s is full (%v): free some space, or give the cache a smaller size cap", e.dir, e.cause)
+	return fmt.Sprintf("disk holding the cache %s is full (%v): free some space on it, or use a cache directory on a disk with more room", e.dir, e.cause)
 }
 
 // noRoom is a reservation the disk has no room for: ENOSPC, with the
-// figures a player needs to act on it.
-type noRoom struct{ need, free int64 }
+// figures a player needs to act on it. need includes kept, what the cache
+// keeps free on the disk for evicting (see store.holdBackForRoom).
+type noRoom struct{ need, free, kept int64 }
 
 func (e *noRoom) Error() string {
+	if e.kept > 0 {
+		return fmt.Sprintf("%s needed beside the %s the cache keeps free to evict, %s free",
+			bytesize.Format(e.need-e.kept), bytesize.Format(e.kept), bytesize.Format(e.free))
+	}
 	return fmt.Sprintf("%s needed, %s free", bytesize.Format(e.need), bytesize.Format(e.free))
 }
 

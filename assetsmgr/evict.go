@@ -63,7 +63,7 @@ func (c *Cache) MakeRoom(ctx context.Context, need int64, keep func(resources.Ha
 	if n > 0 && released > 0 {
 		// Hold it again if what went left clear room for it: files
 		// free the disk, inline rows only pages of the database.
-		if free, ok := freeSpace(c.dir); ok && free-reserveSize >= need+tightHeadroom && holdReserve(c.dir) {
+		if holdReserve(c.dir, need+tightHeadroom) {
 			released = 0
 		}
 	}
@@ -99,18 +99,23 @@ func (c *Cache) evict(ctx context.Context, need int64, keep func(resources.Hash)
 		}
 		freed += v.size
 	}
-	done := make(chan error, 1)
 	// In small transactions: on a full disk each must fit in the log's
 	// room (store.tight).
-	rest := inline
-	for len(rest) > deleteBatch {
-		c.store.enqueue(op{kind: opDeleteInline, hashes: rest[:deleteBatch]})
-		rest = rest[deleteBatch:]
+	deletes := []op{{kind: opDeleteFile, hashes: files}}
+	for rest := inline; len(rest) > 0; rest = rest[min(len(rest), deleteBatch):] {
+		deletes = append(deletes, op{kind: opDeleteInline, hashes: rest[:min(len(rest), deleteBatch)]})
 	}
-	c.store.enqueue(op{kind: opDeleteInline, hashes: rest})
-	c.store.enqueue(op{kind: opDeleteFile, hashes: files, done: func(err error) { done <- err }})
-	if err := <-done; err != nil {
-		return 0, 0, fmt.Errorf("trim cache: %w", err)
+	done := make(chan error, len(deletes))
+	for _, o := range deletes {
+		o.done = func(err error) { done <- err }
+		c.store.enqueue(o)
+	}
+	for range deletes {
+		if err := <-done; err != nil {
+			// Rows of a batch that did commit are gone: their files
+			// are orphans, adopted at the next Open.
+			return 0, 0, fmt.Errorf("trim cache: %w", err)
+		}
 	}
 	for _, h := range files {
 		os.Remove(blobPath(filepath.Join(c.dir, "blobs"), h))

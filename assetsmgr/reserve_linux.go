@@ -9,27 +9,34 @@ import (
 
 // reserve allocates size bytes for f without changing its length, so a
 // full disk is reported before the first byte arrives rather than half way
-// through. Filesystems without fallocate are not reserved on.
+// through. Filesystems without fallocate are only checked for room.
 //
 // On tmpfs, fallocate allocates and zeroes every page up front, which the
 // writes then fill again: a fifth of the client's CPU for a 1 GiB
 // download. There, free space is checked instead (ENOSPC if what f still
 // needs is not free), which reports a full filesystem just as early but
 // does not hold the space against other writers.
+//
+// Either way the disk's last floor bytes (see roomFloor) stay free: they
+// are what an eviction needs to commit.
 func reserve(f *os.File, size int64) error {
 	if size <= 0 {
 		return nil
 	}
 	var fs unix.Statfs_t
-	if err := unix.Fstatfs(int(f.Fd()), &fs); err == nil && fs.Type == unix.TMPFS_MAGIC {
+	if err := unix.Fstatfs(int(f.Fd()), &fs); err == nil && fs.Blocks > 0 {
 		room, err := roomFor(f, size, &fs)
 		if err != nil {
 			return err
 		}
-		if fs.Blocks > 0 && room.need > room.free {
+		room.kept = min(roomFloor, int64(fs.Blocks)*int64(fs.Frsize)/32)
+		room.need += room.kept
+		if room.need > room.free {
 			return room
 		}
-		return nil
+		if fs.Type == unix.TMPFS_MAGIC {
+			return nil
+		}
 	}
 	for {
 		err := unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_KEEP_SIZE, 0, size)
@@ -77,12 +84,12 @@ func allocate(f *os.File, size int64) error {
 	}
 }
 
-// freeSpace is what the filesystem holding dir has free for this user,
-// and whether it could tell.
-func freeSpace(dir string) (int64, bool) {
+// diskSpace is what the filesystem holding dir has free for this user,
+// and its size, and whether it could tell.
+func diskSpace(dir string) (free, size int64, ok bool) {
 	var fs unix.Statfs_t
 	if unix.Statfs(dir, &fs) != nil {
-		return 0, false
+		return 0, 0, false
 	}
-	return int64(fs.Bavail) * int64(fs.Frsize), true
+	return int64(fs.Bavail) * int64(fs.Frsize), int64(fs.Blocks) * int64(fs.Frsize), true
 }

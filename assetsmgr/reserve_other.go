@@ -11,5 +11,5 @@ func reserve(f *os.File, size int64) error { return nil }
 // allocate gives f size bytes of allocated blocks by writing zeros.
 func allocate(f *os.File, size int64) error { return writeZeros(f, size) }
 
-// freeSpace cannot tell here: the room check before a commit is skipped.
-func freeSpace(dir string) (int64, bool) { return 0, false }
+// diskSpace cannot tell here: the room check before a commit is skipped.
+func diskSpace(dir string) (free, size int64, ok bool) { return 0, 0, false }

@@ -36,13 +36,16 @@ const (
 	reserveLow = 1 << 20
 )
 
-// holdReserve allocates the reserve if it is not already held, and
-// reports whether it is held; on a disk without room for it there is none,
-// and no harm.
-func holdReserve(dir string) bool {
+// holdReserve allocates the reserve if it is not already held and the disk
+// keeps spare bytes free beside it, and reports whether it is held; on a
+// disk without room for it there is none, and no harm.
+func holdReserve(dir string, spare int64) bool {
 	p := filepath.Join(dir, reserveName)
 	if st, err := os.Stat(p); err == nil && st.Size() == reserveSize {
 		return true
+	}
+	if free, _, ok := diskSpace(dir); ok && free-reserveSize < spare {
+		return false
 	}
 	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
@@ -81,8 +84,8 @@ func writeZeros(f *os.File, size int64) error {
 	return nil
 }
 
-// roomMargin is evicted beyond what a failed commit's blobs need: the
-// b-tree and write-ahead log pages their commit writes besides their data.
+// roomMargin is evicted, once a room cycle, beyond what the blobs waiting
+// need: the b-tree pages their commit writes besides their data.
 const roomMargin = 1 << 20
 
 // room holds the blobs waiting for room and the keepers: what must not be
@@ -93,8 +96,8 @@ type room struct {
 	mu      sync.Mutex // guards the fields below
 	waiting []op
 	need    int64 // bytes to evict for waiting
-	cause   error // the disk-full error of the first of waiting
 	running bool
+	idle    chan struct{} // closed when the loop stops running
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -121,19 +124,16 @@ func (r *room) kept(h resources.Hash) bool {
 	return false
 }
 
-// noRoom takes the ops of a commit that failed with cause (ErrDiskFull)
-// that may try again after room is made, and reports which it took; their
-// done is then called once they were tried again. It never blocks: it runs
-// on the store's goroutine.
-func (c *Cache) noRoom(cause error, need int64, ops []op) (took bool) {
+// noRoom takes ops, inline blobs the disk had or would have too little room
+// for, to try again after need bytes are evicted, and reports whether it
+// took them; their done is called once they were tried again. It never
+// blocks: it runs on the store's goroutine.
+func (c *Cache) noRoom(need int64, ops []op) (took bool) {
 	r := &c.room
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.keepers.list()) == 0 || r.ctx == nil || r.ctx.Err() != nil {
 		return false
-	}
-	if len(r.waiting) == 0 {
-		r.cause = cause
 	}
 	r.need += need
 	for _, o := range ops {
@@ -142,36 +142,52 @@ func (c *Cache) noRoom(cause error, need int64, ops []op) (took bool) {
 	}
 	if !r.running {
 		r.running = true
+		r.idle = make(chan struct{})
 		r.wg.Go(c.roomLoop)
 	}
 	return true
 }
 
+// waitRoom waits until nothing waits for room: what did is queued in the
+// store again.
+func (c *Cache) waitRoom(ctx context.Context) error {
+	r := &c.room
+	r.mu.Lock()
+	idle, running := r.idle, r.running
+	r.mu.Unlock()
+	if !running {
+		return nil
+	}
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // roomLoop makes room for what waits, once for all of it, as far as it
 // can, and queues it again: its commit says whether there was enough. It
-// returns when nothing waits.
+// returns when nothing waits. Once the cache is closing, or no keeper is
+// left to say what is bound, it makes no room: what waits is queued again
+// as it is.
 func (c *Cache) roomLoop() {
 	r := &c.room
 	for {
 		r.mu.Lock()
-		batch, need, cause := r.waiting, r.need, r.cause
-		r.waiting, r.need, r.cause = nil, 0, nil
+		batch, need := r.waiting, r.need
+		r.waiting, r.need = nil, 0
 		if len(batch) == 0 {
 			r.running = false
+			close(r.idle)
 			r.mu.Unlock()
 			return
 		}
 		r.mu.Unlock()
-		if _, _, err := c.MakeRoom(r.ctx, need, r.kept); err != nil {
-			if r.ctx.Err() != nil {
-				for _, o := range batch {
-					if o.done != nil {
-						o.done(cause)
-					}
-				}
-				continue
+		if r.ctx.Err() == nil && len(r.keepers.list()) > 0 {
+			if _, _, err := c.MakeRoom(r.ctx, need+roomMargin, r.kept); err != nil && r.ctx.Err() == nil {
+				c.log.Warn("cannot make room in the cache", "err", err)
 			}
-			c.log.Warn("cannot make room in the cache", "err", err)
 		}
 		for _, o := range batch {
 			c.store.enqueue(o)

@@ -104,12 +104,15 @@ type store struct {
 	// onNoRoom, if set, may take the inline ops of a commit that failed
 	// with ErrDiskFull, to make room and queue them again (Cache.noRoom);
 	// it reports whether it took them. Set before use.
-	onNoRoom func(cause error, need int64, ops []op) (took bool)
+	onNoRoom func(need int64, ops []op) (took bool)
 	// tight is set once a commit found the disk full: from then on
 	// batches stay small and each commit is followed by a checkpoint that
 	// truncates the write-ahead log, so the log, which a full disk cannot
 	// grow, never has to. Only the run goroutine uses it.
 	tight bool
+	// carry: inline ops holdBackForRoom left for a batch of their own,
+	// applied right after the current one. Only the run goroutine uses it.
+	carry []op
 	wc    *writeConn // the run goroutine's connection; nil until first used
 	held  *heldSet   // told of every row inserted; nil: none
 	// claimPartial and releasePartial (Cache's) reserve a hash's partial
@@ -295,6 +298,10 @@ func (s *store) run() {
 		}
 		s.namesMu.Unlock()
 		s.apply(batch)
+		for len(s.carry) > 0 {
+			batch, s.carry = s.carry, nil
+			s.apply(batch)
+		}
 	}
 }
 
@@ -346,14 +353,14 @@ func (s *store) apply(batch []op) {
 // write-ahead log's room.
 const tightBatchBytes = 1 << 20
 
-// tightHeadroom is the room on disk the cache keeps, once the disk was
-// found full, for the write-ahead log of its next commits: a batch of at
-// most tightBatchBytes, or an eviction.
+// tightHeadroom is the room on disk the cache keeps, when it can, for the
+// write-ahead log of its next commits: a batch of at most tightBatchBytes,
+// or an eviction; an eighth of the disk on a disk smaller than 32 MiB.
 const tightHeadroom = 4 << 20
 
 // roomFloor is the room on disk small blobs never take, so that a cache
 // on a full disk can always evict: the log of one delete of deleteBatch
-// rows fits.
+// rows fits. A thirty-second of the disk on a disk smaller than 32 MiB.
 const roomFloor = 1 << 20
 
 // batchBytes is about what batch writes to the log: its inline data, and
@@ -386,13 +393,17 @@ func (s *store) truncateLog() {
 // last byte. A full disk cannot grow the write-ahead log, so it cannot
 // commit anything, not even the deletes of an eviction, nor checkpoint the
 // log if the database must grow to take it; every later run would fail
-// the same way. So the inline ops of batch go to onNoRoom, to make room
-// first, when their commit would leave less than tightHeadroom free; they
-// come back with room made as far as could be, and are committed then if
-// the disk still keeps roomFloor free after them, or fail: a sync that
-// fits the disk still fits, and the next run can still evict. Pages that
-// evicted inline rows left free in the database count as room. The store
-// is tight from the first time on. It returns what stays in batch.
+// the same way. A commit needs room on the disk twice over: for its pages
+// in the log (given back when the log is truncated after it, the store
+// being tight from the first time here on), and for the database's growth,
+// which pages left free by evicted inline rows spare. So, near a full disk,
+// inline ops whose growth would take the disk's last headroom bytes go to
+// onNoRoom, to evict that much first; they come back with room made as far
+// as could be, and are committed then if the log and the growth keep the
+// disk's last floor bytes free (a sync that fits the disk still fits, and
+// the next run can still evict). Ops beyond what this
+// commit's log has room for are carried to a batch of their own; what
+// would not fit even there fails. It returns what stays in batch.
 func (s *store) holdBackForRoom(batch []op) []op {
 	var pages int64
 	for _, o := range batch {
@@ -403,10 +414,9 @@ func (s *store) holdBackForRoom(batch []op) []op {
 	if pages == 0 || s.onNoRoom == nil {
 		return batch
 	}
-	// A commit writes its pages to the log, and grows the database by
-	// those the free pages cannot take once they are checkpointed.
-	free, ok := freeSpace(s.cacheDir)
-	if !ok || free-2*pages >= tightHeadroom {
+	free, size, ok := diskSpace(s.cacheDir)
+	headroom, floor := min(tightHeadroom, size/8), min(roomFloor, size/32)
+	if !ok || free-2*pages >= headroom {
 		return batch
 	}
 	var freePages, pageSize int64
@@ -414,34 +424,37 @@ func (s *store) holdBackForRoom(batch []op) []op {
 		return batch
 	}
 	reuse := freePages * pageSize
-	if free-max(0, pages-reuse) >= tightHeadroom+pages {
-		return batch
-	}
 	s.tight = true
 	var held []op
-	var heldPages, kept int64
+	var taken, heldPages int64 // pages of the inline ops kept, held
 	out := batch[:0:0]
 	for _, o := range batch {
-		switch {
-		case o.kind != opInline:
+		if o.kind != opInline {
 			out = append(out, o)
+			continue
+		}
+		// The log's pages and the growth, until the log is truncated.
+		p := taken + inlinePages(o.size)
+		grow := max(0, p-reuse)
+		left := free - p - grow
+		switch {
+		case left >= headroom:
+			out, taken = append(out, o), p
 		case !o.roomTried:
-			held = append(held, o)
-			heldPages += inlinePages(o.size)
-		default:
-			p := kept + inlinePages(o.size)
-			if grow := max(0, p-reuse); free-grow >= max(p, roomFloor) {
-				out = append(out, o)
-				kept = p
-			} else if o.done != nil {
-				o.done(&diskError{kind: ErrDiskFull, dir: s.cacheDir, cause: &noRoom{need: grow + max(p, roomFloor), free: free}})
-			}
+			held, heldPages = append(held, o), heldPages+inlinePages(o.size)
+		case left >= floor:
+			out, taken = append(out, o), p
+		case taken > 0:
+			s.carry = append(s.carry, o)
+		case o.done != nil:
+			o.done(&diskError{kind: ErrDiskFull, dir: s.cacheDir, cause: &noRoom{need: p + grow + floor, free: free, kept: floor}})
 		}
 	}
 	if len(held) > 0 {
-		need := max(0, kept+heldPages-reuse) + roomMargin
-		cause := &diskError{kind: ErrDiskFull, dir: s.cacheDir, cause: &noRoom{need: need + tightHeadroom, free: free}}
-		if !s.onNoRoom(cause, need, held) {
+		// What the held blobs would grow the database by, beside the
+		// ones kept.
+		need := max(0, taken+heldPages-reuse) - max(0, taken-reuse)
+		if !s.onNoRoom(need, held) {
 			out = append(out, held...)
 		}
 	}
@@ -467,7 +480,7 @@ func (s *store) tryAgainWithRoom(batch []op, errs []error, err error) {
 			at = append(at, i)
 		}
 	}
-	if len(again) > 0 && s.onNoRoom(err, batchBytes(again)*5/4+roomMargin, again) {
+	if len(again) > 0 && s.onNoRoom(batchBytes(again)*5/4, again) {
 		for _, i := range at {
 			batch[i].done = nil
 		}

@@ -1533,6 +1533,11 @@ func (s *Syncer) chunk(out *outbox, p *packets.ChunkSend) {
 			s.chunkFailedAndUnlock(out, a, why)
 			return
 		}
+		if hs := s.hashes[a.hash]; hs != nil && isDiskError(why) {
+			// Not the server's fault: fetching it again would not help.
+			s.failHashAndUnlock(hs, a.hash, "cannot store resource", why)
+			return
+		}
 		s.failStreamAndUnlock(out, a.hash, why)
 		return
 	}
@@ -1591,8 +1596,13 @@ func (s *Syncer) chunk(out *outbox, p *packets.ChunkSend) {
 		}
 	}
 	if err != nil {
-		// Verification failed: the server sent other bytes than bound.
 		s.mu.Lock()
+		if hs := s.hashes[a.hash]; hs != nil && hs.state == phaseStoring && isDiskError(err) {
+			// Not the server's fault: fetching it again would not help.
+			s.failHashAndUnlock(hs, a.hash, "cannot store resource", err)
+			return
+		}
+		// Verification failed: the server sent other bytes than bound.
 		s.failStreamAndUnlock(out, a.hash, err)
 	}
 }

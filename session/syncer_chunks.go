@@ -285,6 +285,13 @@ func (s *Syncer) makeRoom(ctx context.Context, full error, size int64) bool {
 	return n > 0 || freed > 0 // the cache has logged what went
 }
 
+// isDiskError reports whether err is a disk condition a player has to act
+// on (the cache's disk full or not writable): failing the resource says
+// so, where fetching it again would only fail again.
+func isDiskError(err error) bool {
+	return errors.Is(err, assetsmgr.ErrNotWritable) || errors.Is(err, assetsmgr.ErrDiskFull)
+}
+
 // wanted reports whether h is bound now (or still in use by a stream), so
 // never evicted to make room.
 func (s *Syncer) wanted(h resources.Hash) bool {
@@ -383,7 +390,7 @@ func (s *Syncer) chunkStored(out *outbox, a *assembly, err error) {
 		return
 	}
 	if err != nil {
-		if errors.Is(err, assetsmgr.ErrNotWritable) || errors.Is(err, assetsmgr.ErrDiskFull) {
+		if isDiskError(err) {
 			s.failHashAndUnlock(hs, a.hash, "cannot store resource", err)
 			return
 		}
@@ -459,7 +466,7 @@ func (s *Syncer) commitFetch(out *outbox, h resources.Hash, f *chunkFetch) {
 		s.pumpRequests(out)
 		return
 	}
-	if errors.Is(err, assetsmgr.ErrNotWritable) || errors.Is(err, assetsmgr.ErrDiskFull) {
+	if isDiskError(err) {
 		s.failHashAndUnlock(hs, h, "cannot store resource", err)
 		return
 	}

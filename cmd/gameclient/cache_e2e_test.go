@@ -299,3 +299,15 @@ func TestDiskFilledByAnotherProgramStillEvicts(t *testing.T) {
 	}
 	syncAll(t, "server A again", urlA, cache)
 }
+
+// A first sync that fits a tiny disk still fits: the room the cache keeps
+// free for evicting scales with the disk. With a fixed 1 MiB, a 1 MiB
+// disk took none of 88 small resources.
+func TestTinyDiskTakesWhatFits(t *testing.T) {
+	pack := t.TempDir()
+	for i := range 64 {
+		writeRandom(t, filepath.Join(pack, fmt.Sprintf("assets/f/texture/t%03d.png", i)), 2000, byte(i))
+	}
+	url := startServer(t, "-packs", pack)
+	syncAll(t, "1 MiB disk, 64 resources of 2 KB", url, filepath.Join(mountTmpfs(t, "1m"), "cache"))
+}
