@@ -111,10 +111,25 @@ func Load(ctx context.Context, opts Options, prev *View) (*View, error) {
 		v.packs = append(v.packs, builtinPack())
 	}
 	for i, dir := range opts.Dirs {
-		p, err := openDir(dir, i+1)
+		var prevMeta *Meta
+		if prev != nil {
+			for _, q := range prev.packs {
+				if q.Dir == dir {
+					prevMeta = &q.Meta
+				}
+			}
+		}
+		p, metaErr, err := openDir(dir, i+1, prevMeta)
 		if err != nil {
+			var bad *badMeta
+			if errors.As(err, &bad) {
+				bad.p.close()
+			}
 			v.Problems = append(v.Problems, Problem{Pack: dir, Reason: err.Error()})
 			continue
+		}
+		if metaErr != nil {
+			v.Problems = append(v.Problems, Problem{Pack: dir, Reason: metaErr.Error() + "; its previous settings stay in use"})
 		}
 		v.packs = append(v.packs, p)
 	}

@@ -86,8 +86,32 @@ func byRank(p, q *Pack) int {
 	return 0
 }
 
-// openDir opens a pack directory and reads its pack.toml.
-func openDir(dir string, order int) (*Pack, error) {
+// openDir opens a pack directory and reads its pack.toml. A pack.toml it
+// cannot read or parse is an error, unless prev, the pack's settings in the
+// view being replaced, is given: then the pack keeps them, and metaErr says
+// why. A developer's typo saved while the server runs must not take every
+// resource of the pack from every client.
+func openDir(dir string, order int, prev *Meta) (p *Pack, metaErr, err error) {
+	p, err = openDirMeta(dir, order)
+	var bad *badMeta
+	if prev == nil || !errors.As(err, &bad) {
+		return p, nil, err
+	}
+	bad.p.Meta = *prev
+	return bad.p, bad.err, nil
+}
+
+// badMeta is an open pack whose pack.toml could not be read or parsed.
+type badMeta struct {
+	p   *Pack
+	err error
+}
+
+func (e *badMeta) Error() string { return e.err.Error() }
+
+// openDirMeta opens a pack directory and reads its pack.toml: an error
+// about that is a *badMeta holding the open pack.
+func openDirMeta(dir string, order int) (*Pack, error) {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return nil, fmt.Errorf("open pack %s: %w", dir, err)
@@ -99,18 +123,25 @@ func openDir(dir string, order int) (*Pack, error) {
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
-		p.close()
-		return nil, fmt.Errorf("read %s: %w", filepath.Join(dir, "pack.toml"), err)
+		return nil, p.badMeta(fmt.Errorf("read %s: %w", filepath.Join(dir, "pack.toml"), err))
 	default:
-		if _, err := toml.Decode(string(data), &p.Meta); err != nil {
-			p.close()
-			return nil, fmt.Errorf("parse %s: %w", filepath.Join(dir, "pack.toml"), err)
+		var m Meta
+		if _, err := toml.Decode(string(data), &m); err != nil {
+			return nil, p.badMeta(fmt.Errorf("parse %s: %w", filepath.Join(dir, "pack.toml"), err))
 		}
+		p.Meta = m
 		if p.Name == "" {
 			p.Name = filepath.Base(dir)
 		}
 	}
 	return p, nil
+}
+
+// badMeta returns err about p's pack.toml as a *badMeta, p open with the
+// defaults.
+func (p *Pack) badMeta(err error) error {
+	p.Meta = Meta{Name: filepath.Base(p.Dir)}
+	return &badMeta{p: p, err: err}
 }
 
 func (p *Pack) close() {

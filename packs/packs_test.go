@@ -504,3 +504,34 @@ func itoa(i int) string {
 	}
 	return string(b)
 }
+
+// A pack.toml broken while the server runs (a developer's typo, saved)
+// keeps the pack with its previous settings, and says why. Before, every
+// client lost every resource of the pack at the reload. At start, with
+// nothing to fall back on, the pack is still refused.
+func TestReloadKeepsAPackWhosePackTomlBroke(t *testing.T) {
+	low, high := t.TempDir(), t.TempDir()
+	writeFile(t, low, "assets/default/texture/stone.png", "low stone")
+	writeFile(t, high, "pack.toml", "priority = 10\n")
+	writeFile(t, high, "assets/default/texture/stone.png", "high stone")
+	writeFile(t, high, "assets/default/texture/dirt.png", "high dirt")
+	ids := NewIDs()
+	v1 := load(t, Options{Dirs: []string{high, low}, IDs: ids}, nil)
+	writeFile(t, high, "pack.toml", "priority = \"high\"\n")
+	v2 := load(t, Options{Dirs: []string{high, low}, IDs: ids}, v1)
+	for key, want := range map[string]string{"stone.png": "high stone", "dirt.png": "high dirt"} {
+		e, ok := v2.Lookup(loc(resources.TypeTexture, "default:"+key))
+		if !ok {
+			t.Fatalf("%s not served after pack.toml broke", key)
+		}
+		if got := read(t, e); got != want {
+			t.Errorf("%s = %q, want %q (the pack's previous priority)", key, got, want)
+		}
+	}
+	if len(v2.Problems) != 1 || v2.Problems[0].Pack != high || !strings.Contains(v2.Problems[0].Reason, "pack.toml") || !strings.Contains(v2.Problems[0].Reason, "previous settings") {
+		t.Errorf("problems = %v; want the broken pack.toml, kept with its previous settings", v2.Problems)
+	}
+	if v3 := load(t, Options{Dirs: []string{high}}, nil); len(v3.Packs()) != 0 || len(v3.Problems) != 1 {
+		t.Errorf("at start: packs %v, problems %v; want the pack refused", v3.Packs(), v3.Problems)
+	}
+}

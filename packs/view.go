@@ -326,6 +326,15 @@ type Problem struct {
 	Reason string
 }
 
+// Summary is a log message for p: about a file of a pack, or about the
+// pack itself (Path empty), such as its pack.toml.
+func (p Problem) Summary() string {
+	if p.Path == "" {
+		return "pack problem"
+	}
+	return "skipped pack file"
+}
+
 func (p Problem) String() string {
 	if p.Path == "" {
 		return fmt.Sprintf("pack %s: %s", p.Pack, p.Reason)

@@ -374,7 +374,7 @@ func newProblems(prev, v *View, log *slog.Logger) {
 	}
 	for _, p := range v.Problems {
 		if !old[p] {
-			log.Warn("skipped pack file", "pack", p.Pack, "path", p.Path, "reason", p.Reason)
+			log.Warn(p.Summary(), "pack", p.Pack, "path", p.Path, "reason", p.Reason)
 		}
 	}
 }

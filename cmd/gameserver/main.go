@@ -164,7 +164,7 @@ func run() error {
 		return err
 	}
 	for _, p := range view.Problems {
-		log.Warn("skipped pack file", "pack", p.Pack, "path", p.Path, "reason", p.Reason)
+		log.Warn(p.Summary(), "pack", p.Pack, "path", p.Path, "reason", p.Reason)
 	}
 	log.Info("packs loaded", "packs", len(view.Packs()), "resources", view.Len(), "bytes", view.TotalSize(),
 		"skipped", len(view.Problems), "took", time.Since(start).Round(time.Millisecond))
