@@ -366,6 +366,32 @@ func TestFullDisk(t *testing.T) {
 
 // Luanti never evicts; we keep the cache under MaxBytes, least recently
 // used first, and never evict what is bound now.
+// Blobs last used in the same second, as a sync stores them: the largest
+// goes first, so that as few go as can. Before, `cache gc` on a cache over
+// its cap because of one large blob evicted every small blob first, and
+// then the large one too.
+func TestTrimEvictsTheLargestOfTheSameAge(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	c := openCache(t, Options{Dir: t.TempDir(), MaxBytes: 200_000, Now: func() time.Time { return now }})
+	var small []resources.Hash
+	for i := range 10 { // inline
+		small = append(small, put(t, c, pseudoRandom(10_000, byte(i))))
+	}
+	big := put(t, c, pseudoRandom(300_000, 99)) // a blob file
+	c.Flush(context.Background())
+	if _, _, err := c.Trim(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := lookup(t, c, big); ok {
+		t.Error("the large blob survived")
+	}
+	for _, h := range small {
+		if _, ok := lookup(t, c, h); !ok {
+			t.Errorf("small blob %s evicted though the large one alone made room", h.Short())
+		}
+	}
+}
+
 func TestTrimEvictsLeastRecentlyUsed(t *testing.T) {
 	now := time.Unix(1_000_000, 0)
 	clock := func() time.Time { return now }

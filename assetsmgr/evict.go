@@ -163,7 +163,9 @@ type victim struct {
 	kind victimKind
 }
 
-// lruVictims lists blobs oldest first until need bytes are covered.
+// lruVictims lists blobs oldest first until need bytes are covered; of
+// those last used in the same second (a sync stores thousands in one),
+// the largest first, so that as few go as can.
 func (c *Cache) lruVictims(ctx context.Context, need int64, keep func(resources.Hash) bool) ([]victim, error) {
 	rows, err := c.db.QueryContext(ctx, `
 		SELECT hash, size, 0 AS kind, last_used FROM inline_blobs
@@ -171,7 +173,7 @@ func (c *Cache) lruVictims(ctx context.Context, need int64, keep func(resources.
 		SELECT hash, size, 1 AS kind, last_used FROM file_blobs
 		UNION ALL
 		SELECT hash, size, 2 AS kind, last_used FROM partials
-		ORDER BY last_used ASC`)
+		ORDER BY last_used ASC, size DESC`)
 	if err != nil {
 		return nil, fmt.Errorf("trim cache: %w", err)
 	}

@@ -184,3 +184,27 @@ func TestCacheCommandUsageErrors(t *testing.T) {
 		t.Errorf("verify of a missing cache: exit %d, %q", code, stderr)
 	}
 }
+
+// The sync's flag mistakes: exit code 2 and a line saying what is wrong,
+// before anything is opened or dialled.
+func TestClientUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-until-synced", "-timeout", "0"}, "gameclient: -timeout 0s: must be positive"},
+		{[]string{"-until-synced", "-timeout", "-1s"}, "gameclient: -timeout -1s: must be positive"},
+		{[]string{"extra"}, `gameclient: unexpected argument "extra"`},
+		{[]string{"-log-level", "verbose"}, "gameclient: -log-level verbose: want debug, info, warn or error"},
+	} {
+		cache := filepath.Join(t.TempDir(), "cache")
+		cmd := exec.Command(clientBin, append([]string{"-server", "ws://127.0.0.1:1/ws", "-cache", cache}, tc.args...)...)
+		out, _ := cmd.CombinedOutput()
+		if code := cmd.ProcessState.ExitCode(); code != 2 || !strings.Contains(string(out), tc.want) {
+			t.Errorf("%v: exit %d, %q; want exit 2 and %q", tc.args, code, out, tc.want)
+		}
+		if _, err := os.Stat(cache); err == nil {
+			t.Errorf("%v: the cache directory was created", tc.args)
+		}
+	}
+}

@@ -155,9 +155,13 @@ func run() int {
 		fmt.Fprintf(os.Stderr, "gameclient: unexpected argument %q; every setting is a flag (see -help)\n", flag.Arg(0))
 		return exitUsage
 	}
+	if *timeout <= 0 {
+		fmt.Fprintf(os.Stderr, "gameclient: -timeout %s: must be positive (e.g. 10m); without -until-synced the client runs until stopped\n", *timeout)
+		return exitUsage
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		fmt.Fprintln(os.Stderr, "gameclient: -log-level:", err)
+		fmt.Fprintf(os.Stderr, "gameclient: -log-level %s: want debug, info, warn or error\n", *logLevel)
 		return exitUsage
 	}
 	// Log lines go through the progress display, which prints them above
