@@ -137,6 +137,7 @@ func Open(ctx context.Context, opts Options) (*Cache, error) {
 	c.store.releasePartial = func(h resources.Hash) { c.releasePartial(h, nil) }
 	c.store.onCommitError = c.markDamaged
 	c.store.onNoRoom = c.noRoom
+	c.store.canMakeRoom = c.canMakeRoom
 	c.startRoom()
 	holdReserve(opts.Dir, tightHeadroom)
 	c.opened = opened
@@ -380,11 +381,17 @@ func (p *Pending) Abort() {
 
 // Flush waits until every write queued so far is durable.
 func (c *Cache) Flush(ctx context.Context) error {
-	// Small blobs waiting for room go to the store again first.
-	if err := c.waitRoom(ctx); err != nil {
-		return err
+	// Small blobs the store handed to the room loop before the barrier
+	// come back after it: flush again once they are queued. They come
+	// back tried, never to be handed on again, so this ends.
+	for {
+		if err := c.store.flush(ctx); err != nil {
+			return err
+		}
+		if waited, err := c.waitRoom(ctx); err != nil || !waited {
+			return err
+		}
 	}
-	return c.store.flush(ctx)
 }
 
 // Close closes the open partials (keeping them, as Partial.Close does),

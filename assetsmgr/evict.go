@@ -2,9 +2,11 @@ package assetsmgr
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/voxsync/voxsync/resources"
 )
@@ -77,9 +79,10 @@ func (c *Cache) MakeRoom(ctx context.Context, need int64, keep func(resources.Ha
 }
 
 // evict removes the least recently used entries, but keep's, to free need
-// bytes (see Trim), and compacts the database after if compact.
-func (c *Cache) evict(ctx context.Context, need int64, keep func(resources.Hash) bool, compact bool) (int, int64, error) {
-	victims, err := c.lruVictims(ctx, need, keep)
+// bytes (see Trim); for trim (Trim, not MakeRoom) as few entries as can
+// go, and the database is compacted after.
+func (c *Cache) evict(ctx context.Context, need int64, keep func(resources.Hash) bool, trim bool) (int, int64, error) {
+	victims, err := c.lruVictims(ctx, need, keep, trim)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -99,26 +102,31 @@ func (c *Cache) evict(ctx context.Context, need int64, keep func(resources.Hash)
 		}
 		freed += v.size
 	}
-	// In small transactions: on a full disk each must fit in the log's
-	// room (store.tight).
-	deletes := []op{{kind: opDeleteFile, hashes: files}}
+	// Files first: their rows gone, they free the disk. Inline rows in
+	// small transactions: on a full disk each must fit in the log's room
+	// (store.tight).
+	var deletes []op
+	if len(files) > 0 {
+		deletes = append(deletes, op{kind: opDeleteFile, hashes: files})
+	}
 	for rest := inline; len(rest) > 0; rest = rest[min(len(rest), deleteBatch):] {
 		deletes = append(deletes, op{kind: opDeleteInline, hashes: rest[:min(len(rest), deleteBatch)]})
 	}
-	done := make(chan error, len(deletes))
-	for _, o := range deletes {
-		o.done = func(err error) { done <- err }
+	errs := make([]error, len(deletes))
+	var wg sync.WaitGroup
+	for i, o := range deletes {
+		wg.Add(1)
+		o.done = func(err error) { errs[i] = err; wg.Done() }
 		c.store.enqueue(o)
 	}
-	for range deletes {
-		if err := <-done; err != nil {
-			// Rows of a batch that did commit are gone: their files
-			// are orphans, adopted at the next Open.
-			return 0, 0, fmt.Errorf("trim cache: %w", err)
+	wg.Wait()
+	if len(files) > 0 && errs[0] == nil {
+		for _, h := range files {
+			os.Remove(blobPath(filepath.Join(c.dir, "blobs"), h))
 		}
 	}
-	for _, h := range files {
-		os.Remove(blobPath(filepath.Join(c.dir, "blobs"), h))
+	if err := errors.Join(errs...); err != nil {
+		return 0, 0, fmt.Errorf("trim cache: %w", err)
 	}
 	var removed []resources.Hash
 	if len(partials) > 0 {
@@ -133,7 +141,7 @@ func (c *Cache) evict(ctx context.Context, need int64, keep func(resources.Hash)
 	if evicted > 0 {
 		c.log.Info("cache trimmed", "blobs", len(inline)+len(files), "partials", len(removed), "bytes", freed, "limit", c.maxBytes)
 	}
-	if compact && len(inline) > 0 {
+	if trim && len(inline) > 0 {
 		// Evicted inline rows leave free pages; give them back.
 		if share, err := c.freeShare(ctx); err == nil && share >= compactThreshold {
 			if res, err := c.Compact(ctx); err != nil {
@@ -163,17 +171,23 @@ type victim struct {
 	kind victimKind
 }
 
-// lruVictims lists blobs oldest first until need bytes are covered; of
-// those last used in the same second (a sync stores thousands in one),
-// the largest first, so that as few go as can.
-func (c *Cache) lruVictims(ctx context.Context, need int64, keep func(resources.Hash) bool) ([]victim, error) {
+// lruVictims lists blobs oldest first until need bytes are covered. Of
+// those last used in the same second (a sync stores thousands in one), the
+// largest go first if fewest, so that as few go as can (Trim, well above
+// what one blob needs), else the smallest, so that no more bytes go than
+// needed (MakeRoom, for one resource).
+func (c *Cache) lruVictims(ctx context.Context, need int64, keep func(resources.Hash) bool, fewest bool) ([]victim, error) {
+	order := "ASC"
+	if fewest {
+		order = "DESC"
+	}
 	rows, err := c.db.QueryContext(ctx, `
 		SELECT hash, size, 0 AS kind, last_used FROM inline_blobs
 		UNION ALL
 		SELECT hash, size, 1 AS kind, last_used FROM file_blobs
 		UNION ALL
 		SELECT hash, size, 2 AS kind, last_used FROM partials
-		ORDER BY last_used ASC, size DESC`)
+		ORDER BY last_used ASC, size `+order)
 	if err != nil {
 		return nil, fmt.Errorf("trim cache: %w", err)
 	}

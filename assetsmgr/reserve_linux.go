@@ -29,8 +29,10 @@ func reserve(f *os.File, size int64) error {
 		if err != nil {
 			return err
 		}
-		room.kept = min(roomFloor, int64(fs.Blocks)*int64(fs.Frsize)/32)
-		room.need += room.kept
+		if room.need > 0 { // nothing to keep free for blocks already held
+			room.kept = min(roomFloor, int64(fs.Blocks)*int64(fs.Frsize)/32)
+			room.need += room.kept
+		}
 		if room.need > room.free {
 			return room
 		}

@@ -124,6 +124,12 @@ func (r *room) kept(h resources.Hash) bool {
 	return false
 }
 
+// canMakeRoom reports whether noRoom takes ops: a keeper says what is
+// bound, and the cache is not closing.
+func (c *Cache) canMakeRoom() bool {
+	return len(c.room.keepers.list()) > 0 && c.room.ctx != nil && c.room.ctx.Err() == nil
+}
+
 // noRoom takes ops, inline blobs the disk had or would have too little room
 // for, to try again after need bytes are evicted, and reports whether it
 // took them; their done is called once they were tried again. It never
@@ -132,7 +138,7 @@ func (c *Cache) noRoom(need int64, ops []op) (took bool) {
 	r := &c.room
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.keepers.list()) == 0 || r.ctx == nil || r.ctx.Err() != nil {
+	if !c.canMakeRoom() {
 		return false
 	}
 	r.need += need
@@ -148,21 +154,21 @@ func (c *Cache) noRoom(need int64, ops []op) (took bool) {
 	return true
 }
 
-// waitRoom waits until nothing waits for room: what did is queued in the
-// store again.
-func (c *Cache) waitRoom(ctx context.Context) error {
+// waitRoom waits until nothing waits for room (what did is queued in the
+// store again), and reports whether anything did.
+func (c *Cache) waitRoom(ctx context.Context) (waited bool, err error) {
 	r := &c.room
 	r.mu.Lock()
 	idle, running := r.idle, r.running
 	r.mu.Unlock()
 	if !running {
-		return nil
+		return false, nil
 	}
 	select {
 	case <-idle:
-		return nil
+		return true, nil
 	case <-ctx.Done():
-		return ctx.Err()
+		return true, ctx.Err()
 	}
 }
 
@@ -196,7 +202,8 @@ func (c *Cache) roomLoop() {
 }
 
 // startRoom and stopRoom bracket the cache's life: stopRoom waits for
-// the loop, which fails what still waits once the cache is closing.
+// the loop, which queues what still waits again, without making room, once
+// the cache is closing.
 func (c *Cache) startRoom() {
 	c.room.ctx, c.room.cancel = context.WithCancel(context.Background())
 }

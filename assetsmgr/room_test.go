@@ -3,6 +3,10 @@ package assetsmgr
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 
@@ -105,5 +109,47 @@ func TestBlobFileLeavesRoomForSmallBlobs(t *testing.T) {
 			t.Errorf("run %d: %d of 300 small blobs failed beside the blob file; %d bytes free", run, n, free())
 		}
 		c.Close()
+	}
+}
+
+// A barrier (Flush) queued after small blobs that the store carries to a
+// batch of their own, their log having no room in this one, completes
+// after them: Flush promises that everything queued before it is durable.
+// Before, the barrier completed first, and gameclient printed its summary
+// before some resources were stored.
+func TestFlushWaitsForCarriedBlobs(t *testing.T) {
+	dir := mountTmpfs(t, "32m")
+	c := openCache(t, Options{Dir: dir})
+	free, _, _ := diskSpace(dir)
+	if err := os.WriteFile(filepath.Join(dir, "filler"), make([]byte, free-3200<<10), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var order []string
+	record := func(what string, done chan<- struct{}) func(error) {
+		return func(err error) {
+			mu.Lock()
+			order = append(order, fmt.Sprintf("%s:%v", what, err))
+			mu.Unlock()
+			done <- struct{}{}
+		}
+	}
+	// Hold the store, so that what follows arrives as one batch.
+	gate, held := make(chan struct{}), make(chan struct{})
+	c.store.enqueue(op{kind: opBarrier, done: func(error) { close(held); <-gate }})
+	<-held
+	done := make(chan struct{}, 3)
+	for i := range 2 {
+		b := chachaBytes(uint64(50+i), 600_000)
+		// Tried once for room already: judged against the floor only.
+		c.store.enqueue(op{kind: opInline, hash: resources.Sum(b), size: int64(len(b)), data: b, roomTried: true, done: record(fmt.Sprint("blob", i), done)})
+	}
+	c.store.enqueue(op{kind: opBarrier, done: record("barrier", done)})
+	close(gate)
+	for range 3 {
+		<-done
+	}
+	if want := []string{"blob0:<nil>", "blob1:<nil>", "barrier:<nil>"}; !slices.Equal(order, want) {
+		t.Errorf("done in order %v, want %v", order, want)
 	}
 }

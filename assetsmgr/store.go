@@ -105,6 +105,8 @@ type store struct {
 	// with ErrDiskFull, to make room and queue them again (Cache.noRoom);
 	// it reports whether it took them. Set before use.
 	onNoRoom func(need int64, ops []op) (took bool)
+	// canMakeRoom, if set, reports whether onNoRoom would take ops now.
+	canMakeRoom func() bool
 	// tight is set once a commit found the disk full: from then on
 	// batches stay small and each commit is followed by a checkpoint that
 	// truncates the write-ahead log, so the log, which a full disk cannot
@@ -425,10 +427,16 @@ func (s *store) holdBackForRoom(batch []op) []op {
 	}
 	reuse := freePages * pageSize
 	s.tight = true
+	canEvict := s.canMakeRoom != nil && s.canMakeRoom()
 	var held []op
 	var taken, heldPages int64 // pages of the inline ops kept, held
+	carrying := false          // from the first op carried on, every op is: done in order
 	out := batch[:0:0]
 	for _, o := range batch {
+		if carrying {
+			s.carry = append(s.carry, o)
+			continue
+		}
 		if o.kind != opInline {
 			out = append(out, o)
 			continue
@@ -440,12 +448,14 @@ func (s *store) holdBackForRoom(batch []op) []op {
 		switch {
 		case left >= headroom:
 			out, taken = append(out, o), p
-		case !o.roomTried:
+		case !o.roomTried && grow > 0 && canEvict:
+			// Evicting makes pages free, which spare the growth; it
+			// does not make room in the log.
 			held, heldPages = append(held, o), heldPages+inlinePages(o.size)
 		case left >= floor:
 			out, taken = append(out, o), p
 		case taken > 0:
-			s.carry = append(s.carry, o)
+			s.carry, carrying = append(s.carry, o), true
 		case o.done != nil:
 			o.done(&diskError{kind: ErrDiskFull, dir: s.cacheDir, cause: &noRoom{need: p + grow + floor, free: free, kept: floor}})
 		}
@@ -455,7 +465,11 @@ func (s *store) holdBackForRoom(batch []op) []op {
 		// ones kept.
 		need := max(0, taken+heldPages-reuse) - max(0, taken-reuse)
 		if !s.onNoRoom(need, held) {
-			out = append(out, held...)
+			// The keeper went meanwhile: judged again, as tried.
+			for _, o := range held {
+				o.roomTried = true
+				s.carry = append(s.carry, o)
+			}
 		}
 	}
 	return out

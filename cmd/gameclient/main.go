@@ -155,7 +155,7 @@ func run() int {
 		fmt.Fprintf(os.Stderr, "gameclient: unexpected argument %q; every setting is a flag (see -help)\n", flag.Arg(0))
 		return exitUsage
 	}
-	if *timeout <= 0 {
+	if *untilSynced && *timeout <= 0 {
 		fmt.Fprintf(os.Stderr, "gameclient: -timeout %s: must be positive (e.g. 10m); without -until-synced the client runs until stopped\n", *timeout)
 		return exitUsage
 	}
