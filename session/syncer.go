@@ -496,7 +496,7 @@ func (s *Syncer) Run(ctx context.Context) (err error) {
 		s.mu.Unlock()
 		s.poke()
 	}()
-	if err := checkURL(s.opts.URL); err != nil {
+	if err := CheckURL(s.opts.URL); err != nil {
 		s.setLastErr(err)
 		return err
 	}

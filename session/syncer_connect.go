@@ -15,8 +15,9 @@ import (
 	"github.com/voxsync/voxsync/packets"
 )
 
-// checkURL refuses a server URL that no retry can make work.
-func checkURL(raw string) error {
+// CheckURL refuses a server URL that no retry can make work (ErrBadURL);
+// Run checks it first, and a program can before it opens anything.
+func CheckURL(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return fmt.Errorf("%w %q: %v; want ws://host:port/ws", ErrBadURL, raw, err)

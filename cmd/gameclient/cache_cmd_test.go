@@ -195,6 +195,7 @@ func TestClientUsageErrors(t *testing.T) {
 		{[]string{"-until-synced", "-timeout", "0"}, "gameclient: -timeout 0s: must be positive"},
 		{[]string{"-until-synced", "-timeout", "-1s"}, "gameclient: -timeout -1s: must be positive"},
 		{[]string{"extra"}, `gameclient: unexpected argument "extra"`},
+		{[]string{"-server", "http://127.0.0.1:1/ws"}, `gameclient: invalid server URL "http://127.0.0.1:1/ws": scheme "http"`},
 		{[]string{"-log-level", "verbose"}, "gameclient: -log-level verbose: want debug, info, warn or error"},
 	} {
 		cache := filepath.Join(t.TempDir(), "cache")

@@ -159,6 +159,14 @@ func run() int {
 		fmt.Fprintf(os.Stderr, "gameclient: -timeout %s: must be positive (e.g. 10m); without -until-synced the client runs until stopped\n", *timeout)
 		return exitUsage
 	}
+	if err := session.CheckURL(*server); err != nil {
+		// Before the cache is opened (or made): nothing to undo.
+		if *jsonOut {
+			json.NewEncoder(os.Stdout).Encode(summary{Outcome: "usage", Error: err.Error()})
+		}
+		fmt.Fprintln(os.Stderr, "gameclient:", err)
+		return exitUsage
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		fmt.Fprintf(os.Stderr, "gameclient: -log-level %s: want debug, info, warn or error\n", *logLevel)
