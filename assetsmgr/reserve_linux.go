@@ -30,7 +30,7 @@ func reserve(f *os.File, size int64) error {
 			return err
 		}
 		if room.need > 0 { // nothing to keep free for blocks already held
-			room.kept = min(roomFloor, int64(fs.Blocks)*int64(fs.Frsize)/32)
+			_, room.kept = keptFree(int64(fs.Blocks) * int64(fs.Frsize))
 			room.need += room.kept
 		}
 		if room.need > room.free {

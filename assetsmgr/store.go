@@ -365,6 +365,12 @@ const tightHeadroom = 4 << 20
 // rows fits. A thirty-second of the disk on a disk smaller than 32 MiB.
 const roomFloor = 1 << 20
 
+// keptFree is the headroom and floor (tightHeadroom, roomFloor) on a disk
+// of size bytes: at most an eighth and a thirty-second of it.
+func keptFree(size int64) (headroom, floor int64) {
+	return min(tightHeadroom, size/8), min(roomFloor, size/32)
+}
+
 // batchBytes is about what batch writes to the log: its inline data, and
 // a page for each row it deletes.
 func batchBytes(batch []op) (n int64) {
@@ -407,17 +413,12 @@ func (s *store) truncateLog() {
 // commit's log has room for are carried to a batch of their own; what
 // would not fit even there fails. It returns what stays in batch.
 func (s *store) holdBackForRoom(batch []op) []op {
-	var pages int64
-	for _, o := range batch {
-		if o.kind == opInline {
-			pages += inlinePages(o.size)
-		}
-	}
+	pages := inlinePagesOf(batch)
 	if pages == 0 || s.onNoRoom == nil {
 		return batch
 	}
 	free, size, ok := diskSpace(s.cacheDir)
-	headroom, floor := min(tightHeadroom, size/8), min(roomFloor, size/32)
+	headroom, floor := keptFree(size)
 	if !ok || free-2*pages >= headroom {
 		return batch
 	}
@@ -429,8 +430,8 @@ func (s *store) holdBackForRoom(batch []op) []op {
 	s.tight = true
 	canEvict := s.canMakeRoom != nil && s.canMakeRoom()
 	var held []op
-	var taken, heldPages int64 // pages of the inline ops kept, held
-	carrying := false          // from the first op carried on, every op is: done in order
+	var taken int64   // pages of the inline ops kept
+	carrying := false // from the first op carried on, every op is: done in order
 	out := batch[:0:0]
 	for _, o := range batch {
 		if carrying {
@@ -451,7 +452,7 @@ func (s *store) holdBackForRoom(batch []op) []op {
 		case !o.roomTried && grow > 0 && canEvict:
 			// Evicting makes pages free, which spare the growth; it
 			// does not make room in the log.
-			held, heldPages = append(held, o), heldPages+inlinePages(o.size)
+			held = append(held, o)
 		case left >= floor:
 			out, taken = append(out, o), p
 		case taken > 0:
@@ -463,7 +464,7 @@ func (s *store) holdBackForRoom(batch []op) []op {
 	if len(held) > 0 {
 		// What the held blobs would grow the database by, beside the
 		// ones kept.
-		need := max(0, taken+heldPages-reuse) - max(0, taken-reuse)
+		need := max(0, taken+inlinePagesOf(held)-reuse) - max(0, taken-reuse)
 		if !s.onNoRoom(need, held) {
 			// The keeper went meanwhile: judged again, as tried.
 			for _, o := range held {
@@ -478,6 +479,16 @@ func (s *store) holdBackForRoom(batch []op) []op {
 // inlinePages is about the bytes of database pages an inline blob of size
 // bytes takes.
 func inlinePages(size int64) int64 { return size*5/4 + 512 }
+
+// inlinePagesOf is inlinePages of the inline ops of ops.
+func inlinePagesOf(ops []op) (n int64) {
+	for _, o := range ops {
+		if o.kind == opInline {
+			n += inlinePages(o.size)
+		}
+	}
+	return n
+}
 
 // tryAgainWithRoom hands the inline ops of a batch whose commit failed
 // with err to onNoRoom if err is a full disk, and takes the done of those
@@ -494,7 +505,7 @@ func (s *store) tryAgainWithRoom(batch []op, errs []error, err error) {
 			at = append(at, i)
 		}
 	}
-	if len(again) > 0 && s.onNoRoom(batchBytes(again)*5/4, again) {
+	if len(again) > 0 && s.onNoRoom(inlinePagesOf(again), again) {
 		for _, i := range at {
 			batch[i].done = nil
 		}
