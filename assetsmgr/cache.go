@@ -92,6 +92,10 @@ func Open(ctx context.Context, opts Options) (*Cache, error) {
 	if opts.MaxBytes == 0 {
 		opts.MaxBytes = DefaultMaxBytes
 	}
+	if fi, err := os.Stat(opts.Dir); err == nil && !fi.IsDir() {
+		// MkdirAll would say "not a directory" about a path under it.
+		return nil, fmt.Errorf("open cache: %s is a file, not a directory; give the cache a directory of its own", opts.Dir)
+	}
 	blobs := filepath.Join(opts.Dir, "blobs")
 	if err := os.MkdirAll(blobs, 0o755); err != nil {
 		return nil, classifyDiskError(opts.Dir, fmt.Errorf("open cache: %w", err))

@@ -106,7 +106,10 @@ type PackStatus struct {
 // Status returns a snapshot of the server: clients, packs, the last hot
 // reloads, and totals.
 func (s *Server) Status() Status {
-	st := Status{Now: time.Now(), Started: s.admin.started, Protocol: packets.Version, HotReload: s.cfg.HotReload}
+	// Empty lists are [], not null: a script indexing or iterating them
+	// (jq '.clients | length') must not trip on an idle server.
+	st := Status{Now: time.Now(), Started: s.admin.started, Protocol: packets.Version, HotReload: s.cfg.HotReload,
+		Clients: []ClientStatus{}, Packs: []PackStatus{}, Reloads: []ReloadRecord{}, Mirrors: []MirrorStatus{}}
 	s.mu.Lock()
 	view := s.view
 	clients := make([]*Client, 0, len(s.clients))
@@ -118,7 +121,7 @@ func (s *Server) Status() Status {
 	s.admin.mu.Lock()
 	for _, c := range clients {
 		cs := ClientStatus{Remote: c.remote, Session: c.session.String(), Client: c.hello.Client.String(), Protocol: c.hello.Version,
-			MirrorBytes: int64(c.mirrorBytes.Load())}
+			MirrorBytes: int64(c.mirrorBytes.Load()), Streams: []StreamStatus{}}
 		if tc := s.admin.conns[c.remote]; tc != nil {
 			cs.BytesSent, cs.ConnectedSince = tc.sent.Load(), tc.since
 		}

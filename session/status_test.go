@@ -1,6 +1,7 @@
 package session
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -89,4 +90,25 @@ func removePackFile(t *testing.T, dir, rel string) {
 	if err := os.Remove(filepath.Join(dir, filepath.FromSlash(rel))); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// /status.json lists are [] when empty, never null: a script's
+// `jq '.clients | length'` works on an idle server, and '.clients[].streams'
+// on an idle client.
+func TestStatusListsAreNeverNull(t *testing.T) {
+	ts := startServer(t, serverSetup{})
+	check := func(when string) {
+		t.Helper()
+		data, err := json.Marshal(ts.Status())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(data, []byte("null")) {
+			t.Errorf("%s: status has a null: %s", when, data)
+		}
+	}
+	check("no clients")
+	c, _ := join(t, ts.url)
+	c.binds(ts.View().Len())
+	check("an idle client")
 }

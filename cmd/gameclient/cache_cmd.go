@@ -80,23 +80,32 @@ func runCache(args []string) int {
 		positional = append(positional, fs.Arg(0))
 		rest = fs.Args()[1:]
 	}
+	// Every failure from here is said on stderr and, with -json, as
+	// {"error": "…"} on stdout: a script reads one JSON value either way.
+	fail := func(code int, format string, args ...any) int {
+		msg := fmt.Sprintf(format, args...)
+		fmt.Fprintf(os.Stderr, "gameclient cache %s: %s\n", cmd, msg)
+		if *jsonOut {
+			json.NewEncoder(os.Stdout).Encode(struct {
+				Error string `json:"error"`
+			}{msg})
+		}
+		return code
+	}
 	var patterns []resources.Pattern
 	for _, a := range positional {
 		if cmd != "ls" {
-			fmt.Fprintf(os.Stderr, "gameclient cache %s: unexpected argument %q\n", cmd, a)
-			return cacheExitUsage
+			return fail(cacheExitUsage, "unexpected argument %q", a)
 		}
 		p, err := resources.ParsePattern(a)
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "gameclient cache ls: %v\n", err)
-			return cacheExitUsage
+			return fail(cacheExitUsage, "%v", err)
 		}
 		patterns = append(patterns, p)
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		fmt.Fprintln(os.Stderr, "gameclient cache: -log-level:", err)
-		return cacheExitUsage
+		return fail(cacheExitUsage, "-log-level: %v", err)
 	}
 	// A cache command that cannot run is a failure, except for verify,
 	// whose exit code 1 means it found corrupt entries.
@@ -105,8 +114,7 @@ func runCache(args []string) int {
 		failed = cacheExitNotRun
 	}
 	if _, err := os.Stat(*dir); err != nil {
-		fmt.Fprintf(os.Stderr, "gameclient cache %s: no cache at %s: %v\n", cmd, *dir, err)
-		return failed
+		return fail(failed, "no cache at %s: %v", *dir, err)
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -120,8 +128,7 @@ func runCache(args []string) int {
 	}
 	cache, err := assetsmgr.Open(ctx, opts)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "gameclient cache %s: %v\n", cmd, err)
-		return failed
+		return fail(failed, "%v", err)
 	}
 	defer cache.Close()
 
@@ -132,15 +139,13 @@ func runCache(args []string) int {
 	case "stats":
 		st, err := cache.Stats(ctx)
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "gameclient cache stats: %v\n", err)
-			return failed
+			return fail(failed, "%v", err)
 		}
 		out, text = st, func(w io.Writer) { printStats(w, st) }
 	case "verify":
 		rep, err := cache.Verify(ctx)
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "gameclient cache verify: %v\n", err)
-			return failed
+			return fail(failed, "%v", err)
 		}
 		res := verifyResult{VerifyReport: rep, OpenReport: cache.Opened()}
 		res.Clean = rep.Clean() && res.DatabaseMovedAside == "" && res.RemovedFiles == 0
@@ -151,8 +156,7 @@ func runCache(args []string) int {
 	case "gc":
 		rep, err := cache.GC(ctx)
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "gameclient cache gc: %v\n", err)
-			return failed
+			return fail(failed, "%v", err)
 		}
 		out, text = rep, func(w io.Writer) {
 			fmt.Fprintf(w, "evicted %d blobs (%s); database %s → %s\n", rep.Evicted, bytesize.Format(rep.EvictedBytes), bytesize.Format(rep.BytesBefore), bytesize.Format(rep.BytesAfter))
@@ -171,8 +175,7 @@ func runCache(args []string) int {
 		}
 		entries, err := cache.List(ctx, match)
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "gameclient cache ls: %v\n", err)
-			return failed
+			return fail(failed, "%v", err)
 		}
 		list := make([]lsEntry, 0, len(entries))
 		for _, e := range entries {

@@ -183,11 +183,37 @@ func TestCacheCommandUsageErrors(t *testing.T) {
 	if code, _, stderr := cacheCmd(t, "verify", "-cache", filepath.Join(cache, "missing")); code != 3 || !strings.Contains(stderr, "no cache at") {
 		t.Errorf("verify of a missing cache: exit %d, %q", code, stderr)
 	}
+	// With -json a failure is still one JSON value on stdout.
+	afile := filepath.Join(t.TempDir(), "afile")
+	os.WriteFile(afile, nil, 0o644)
+	for _, args := range [][]string{
+		{"stats", "-json", "-cache", filepath.Join(cache, "missing")},
+		{"ls", "-json", "-cache", cache, "not a pattern"},
+		{"gc", "-json", "-cache", afile},
+	} {
+		code, stdout, _ := cacheCmd(t, args...)
+		var v struct{ Error string }
+		if err := json.Unmarshal([]byte(stdout), &v); code == 0 || err != nil || v.Error == "" {
+			t.Errorf("cache %v: exit %d, stdout %q: want a JSON object with the error", args, code, stdout)
+		}
+	}
+	if _, _, stderr := cacheCmd(t, "gc", "-cache", afile); !strings.Contains(stderr, afile+" is a file, not a directory") {
+		t.Errorf("cache gc of a file: %q", stderr)
+	}
 }
 
 // The sync's flag mistakes: exit code 2 and a line saying what is wrong,
 // before anything is opened or dialled.
 func TestClientUsageErrors(t *testing.T) {
+	pack := filepath.Join(t.TempDir(), "mypack")
+	if err := os.MkdirAll(filepath.Join(pack, "assets", "m", "texture"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	badToml := filepath.Join(t.TempDir(), "badpack")
+	os.MkdirAll(filepath.Join(badToml, "assets"), 0o755)
+	if err := os.WriteFile(filepath.Join(badToml, "pack.toml"), []byte("priority = \"high\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -197,9 +223,16 @@ func TestClientUsageErrors(t *testing.T) {
 		{[]string{"extra"}, `gameclient: unexpected argument "extra"`},
 		{[]string{"-server", "http://127.0.0.1:1/ws"}, `gameclient: invalid server URL "http://127.0.0.1:1/ws": scheme "http"`},
 		{[]string{"-log-level", "verbose"}, "gameclient: -log-level verbose: want debug, info, warn or error"},
+		// A -packs slip would otherwise serve nothing without a word.
+		{[]string{"-packs", pack + "-missing"}, "gameclient: -packs " + pack + "-missing: pack directory does not exist"},
+		{[]string{"-packs", filepath.Join(pack, "assets")}, "this looks like a pack's assets/ itself: did you mean " + pack + "?"},
+		{[]string{"-packs", pack + "," + badToml}, "-packs " + badToml + ": " + filepath.Join(badToml, "pack.toml") + ":1: priority:"},
 	} {
 		cache := filepath.Join(t.TempDir(), "cache")
-		cmd := exec.Command(clientBin, append([]string{"-server", "ws://127.0.0.1:1/ws", "-cache", cache}, tc.args...)...)
+		// A flag let through would run the client until stopped.
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, clientBin, append([]string{"-server", "ws://127.0.0.1:1/ws", "-cache", cache}, tc.args...)...)
 		out, _ := cmd.CombinedOutput()
 		if code := cmd.ProcessState.ExitCode(); code != 2 || !strings.Contains(string(out), tc.want) {
 			t.Errorf("%v: exit %d, %q; want exit 2 and %q", tc.args, code, out, tc.want)

@@ -93,6 +93,25 @@ func TestServerCheckConfigAndVersion(t *testing.T) {
 	}
 }
 
+// -check-config output ends up in CI logs: the auth token is not in it,
+// and the rest of the configuration still is.
+func TestServerCheckConfigHidesTheToken(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "server.toml")
+	if err := os.WriteFile(cfg, []byte("auth_token = \"hunter2-very-secret\"\nworld = \"none\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := runServer(t, "-config", cfg, "-check-config")
+	if code != 0 || strings.Contains(stdout+stderr, "hunter2") || !strings.Contains(stdout, "# auth_token is set; not shown") ||
+		!strings.Contains(stdout, `world = "none"`) {
+		t.Errorf("-check-config: exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	// Without a token there is nothing to hide, and the setting reads as unset.
+	code, stdout, _ = runServer(t, "-check-config", "-world", "none")
+	if code != 0 || !strings.Contains(stdout, `auth_token = ""`) {
+		t.Errorf("-check-config without a token: exit %d\nstdout:\n%s", code, stdout)
+	}
+}
+
 func TestServerDebugListenTakenIsAnError(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

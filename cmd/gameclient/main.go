@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/voxsync/voxsync/assetsmgr"
+	"github.com/voxsync/voxsync/configs"
 	"github.com/voxsync/voxsync/internal/buildinfo"
 	"github.com/voxsync/voxsync/internal/bytesize"
 	"github.com/voxsync/voxsync/internal/logformat"
@@ -159,7 +160,11 @@ func run() int {
 		fmt.Fprintf(os.Stderr, "gameclient: -timeout %s: must be positive (e.g. 10m); without -until-synced the client runs until stopped\n", *timeout)
 		return exitUsage
 	}
-	if err := session.CheckURL(*server); err != nil {
+	err := session.CheckURL(*server)
+	if err == nil {
+		err = checkPacks(localPacks)
+	}
+	if err != nil {
 		// Before the cache is opened (or made): nothing to undo.
 		if *jsonOut {
 			json.NewEncoder(os.Stdout).Encode(summary{Outcome: "usage", Error: err.Error()})
@@ -334,4 +339,25 @@ func walkWorld(ctx context.Context, s *session.Syncer, every time.Duration) {
 			s.Move(x, 0, 0)
 		}
 	}
+}
+
+// checkPacks checks the -packs directories as the server checks its own:
+// a pack that does not exist, is a file, or holds no assets/ (the most
+// common slip: naming the assets/ directory itself) would otherwise serve
+// nothing without a word, and the player would download what they have.
+func checkPacks(dirs []string) error {
+	var msgs []string
+	for _, dir := range dirs {
+		for _, p := range configs.CheckPack(dir, "", 0) {
+			if p.Setting == "packs" { // about the directory: its message starts with it
+				msgs = append(msgs, "-packs "+p.Msg)
+			} else {
+				msgs = append(msgs, "-packs "+dir+": "+p.Error())
+			}
+		}
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	return errors.New(strings.Join(msgs, "\n"))
 }

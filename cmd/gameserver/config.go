@@ -104,10 +104,23 @@ func packOptions(cfg configs.Server, ids *packs.IDs) packs.Options {
 	}
 }
 
-// printConfig writes the effective configuration as a server.toml.
+// printConfig writes the effective configuration as a server.toml. The
+// auth token is left out: -check-config runs in CI logs and over
+// shoulders, and a secret printed there is no longer one.
 func printConfig(w io.Writer, cfg configs.Server) error {
 	fmt.Fprintln(w, "# effective gameserver configuration: the file (or the built-in defaults) with flags applied")
-	return toml.NewEncoder(w).Encode(cfg)
+	token := cfg.AuthToken
+	cfg.AuthToken = ""
+	var b strings.Builder
+	if err := toml.NewEncoder(&b).Encode(cfg); err != nil {
+		return err
+	}
+	out := b.String()
+	if token != "" {
+		out = strings.Replace(out, "auth_token = \"\"\n", "# auth_token is set; not shown\n", 1)
+	}
+	_, err := io.WriteString(w, out)
+	return err
 }
 
 // configError formats configuration problems for the terminal: one on its
