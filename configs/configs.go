@@ -125,7 +125,7 @@ func (s *Server) Validate() error {
 	case s.Listen == "":
 		return bad("listen", "empty; want host:port such as 127.0.0.1:30000")
 	case !strings.Contains(s.Listen, ":"):
-		return bad("listen", "%q has no port; want host:port", s.Listen)
+		return bad("listen", "%q has no port; want host:port%s", s.Listen, portHint(s.Listen))
 	case !s.BuiltinPack && len(s.Packs) == 0:
 		return bad("packs", "no packs and builtin_pack = false: nothing to serve")
 	case s.ViewDistance < 0 || s.ViewDistance > 32:

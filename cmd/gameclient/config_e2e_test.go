@@ -42,6 +42,7 @@ func TestServerRefusesBadConfigurationAtOnce(t *testing.T) {
 	world := filepath.Join(root, "world.toml")
 	os.WriteFile(world, []byte("region_size = 16\nnodes_per_region = 1\n[[node]]\nname = \"x\"\nwieght = 1\n"), 0o644)
 	config := writeConfig(t, "chunk_sise = 4096\nmax_clients = 0\npacks = [\""+filepath.Join(root, "mypak")+"\"]\n")
+	packsFirst := writeConfig(t, "packs = [\""+filepath.Join(root, "mypak")+"\"]\nhot_reloda = true\n")
 
 	tests := []struct {
 		name string
@@ -60,6 +61,14 @@ func TestServerRefusesBadConfigurationAtOnce(t *testing.T) {
 			"  " + config + ":1: chunk_sise: unknown setting; did you mean chunk_size?",
 			"  " + config + ":2: max_clients: 0 must be positive",
 			"  " + config + ":3: packs: " + filepath.Join(root, "mypak") + ": pack directory does not exist"}},
+		{"problems in the order of the file's lines", []string{"-config", packsFirst}, 1, []string{
+			"gameserver: 2 configuration problems:",
+			"  " + packsFirst + ":1: packs: " + filepath.Join(root, "mypak") + ": pack directory does not exist",
+			"  " + packsFirst + ":2: hot_reloda: unknown setting; did you mean hot_reload?"}},
+		{"a port without a host", []string{"-listen", "39290"}, 1, []string{
+			`gameserver: flag -listen: listen: "39290" has no port; want host:port, e.g. 127.0.0.1:39290 (this machine only) or :39290 (every interface)`}},
+		{"an unknown log level", []string{"-log-level", "verbose"}, 2, []string{
+			"gameserver: -log-level verbose: want debug, info, warn or error"}},
 		{"typo in the world file", []string{"-world", world}, 1, []string{
 			"gameserver: " + world + ":5: node.wieght: unknown setting; did you mean weight?"}},
 		{"a stray argument", []string{"-packs", pack, "extra"}, 2, []string{

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/BurntSushi/toml"
@@ -86,6 +88,17 @@ func loadConfig(fs *flag.FlagSet, path string, o overrides) (configs.Server, *co
 		world = &w
 	}
 	if len(ps) > 0 {
+		// Found setting by setting, then pack by pack: told file by file
+		// (in the order first met), top to bottom, as a person reads them.
+		first := map[string]int{}
+		for i, p := range ps {
+			if _, ok := first[p.File]; !ok {
+				first[p.File] = i
+			}
+		}
+		slices.SortStableFunc(ps, func(a, b configs.Problem) int {
+			return cmp.Or(cmp.Compare(first[a.File], first[b.File]), cmp.Compare(a.Line, b.Line))
+		})
 		return cfg, nil, ps
 	}
 	return cfg, world, nil

@@ -95,7 +95,7 @@ func run() error {
 
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return usageError(fmt.Sprintf("-log-level: %v", err))
+		return usageError(fmt.Sprintf("-log-level %s: want debug, info, warn or error", *logLevel))
 	}
 	handler, err := logformat.Handler(os.Stderr, *logFormat, level)
 	if err != nil {
