@@ -44,7 +44,11 @@ type reporter struct {
 	stats    session.Stats
 	rate     rateMeter
 	last     time.Time // of the last plain progress line
-	done     bool
+	// behind: the last plain line showed resources still to load. Once
+	// they are, a line says so at once: in a log, a follower's last word
+	// must not be "221/624" after a hot reload it finished.
+	behind bool
+	done   bool
 }
 
 func newReporter(w *os.File, quietEvents bool) *reporter {
@@ -137,9 +141,11 @@ func (r *reporter) progress(st session.Stats) {
 	r.mu.Lock()
 	r.stats = st
 	r.rate.add(time.Now(), st.BytesReceived)
-	plain := !r.tty && time.Since(r.last) >= time.Second
+	caughtUp := st.Bound > 0 && st.Loaded == st.Bound
+	plain := !r.tty && (time.Since(r.last) >= time.Second || caughtUp && r.behind)
 	if plain {
 		r.last = time.Now()
+		r.behind = !caughtUp
 	}
 	r.mu.Unlock()
 	if r.bar != nil {
@@ -261,8 +267,15 @@ const rateWindow = 3 * time.Second
 func (m *rateMeter) add(at time.Time, bytes int64) {
 	if m.n > 0 {
 		prev := m.samples[(m.next+len(m.samples)-1)%len(m.samples)]
-		if at.Sub(prev.at) < rateWindow/time.Duration(len(m.samples)) {
+		switch gap := at.Sub(prev.at); {
+		case gap < rateWindow/time.Duration(len(m.samples)):
 			return // keep the samples spread over the window
+		case gap > rateWindow:
+			// Idle since (a follower between hot reloads): the rate of
+			// this burst is measured from its start, not averaged with
+			// the quiet time, which showed a tenth of the real rate and
+			// an ETA ten times too long.
+			m.n, m.next = 0, 0
 		}
 	}
 	m.samples[m.next] = rateSample{at, bytes}

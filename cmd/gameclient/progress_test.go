@@ -2,6 +2,7 @@ package main
 
 import (
 	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -58,5 +59,42 @@ func TestProgressCountsResumedBytes(t *testing.T) {
 	r.stats = session.Stats{Bound: 2, Loaded: 1, BytesReceived: 70 << 20, ChunksResumed: 150 << 20}
 	if got := r.details(20); got != "220.0 MiB/300.0 MiB" {
 		t.Fatalf("after the resumed one: %q, want 220.0 MiB/300.0 MiB", got)
+	}
+}
+
+// In a log (not a terminal), a follower's last progress line after a hot
+// reload is the finished state, not one from the middle of it.
+func TestPlainProgressEndsCaughtUp(t *testing.T) {
+	var out strings.Builder
+	r := &reporter{w: &out, quietEvs: true, bound: make(map[resources.Key]resources.Binding), loaded: make(map[resources.Key]bool),
+		fetched: make(map[resources.Hash]bool)}
+	r.progress(session.Stats{Bound: 10, Loaded: 10})  // first line: synced
+	r.progress(session.Stats{Bound: 600, Loaded: 10}) // a reload: within the second, not printed
+	r.last = time.Now().Add(-2 * time.Second)
+	r.progress(session.Stats{Bound: 600, Loaded: 221}) // a second on: printed
+	r.progress(session.Stats{Bound: 600, Loaded: 599}) // within the second: not printed
+	r.progress(session.Stats{Bound: 600, Loaded: 600}) // caught up: printed at once
+	r.progress(session.Stats{Bound: 600, Loaded: 600}) // nothing new to say
+	var got []string
+	for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		got = append(got, strings.Fields(l)[1])
+	}
+	if want := "10/10 221/600 600/600"; strings.Join(got, " ") != want {
+		t.Errorf("plain progress lines %q, want counts %s:\n%s", got, want, out.String())
+	}
+}
+
+// The rate of a burst after a quiet spell is the burst's own, not an
+// average with the quiet time.
+func TestRateMeterForgetsIdleTime(t *testing.T) {
+	var m rateMeter
+	start := time.Now()
+	m.add(start, 0)
+	m.add(start.Add(time.Second), 10<<20) // 10 MiB/s
+	burst := start.Add(time.Minute)       // idle, then a hot reload
+	m.add(burst, 10<<20)
+	m.add(burst.Add(time.Second), 20<<20)
+	if got := m.perSecond(); got != 10<<20 {
+		t.Errorf("rate after an idle minute: %.0f B/s, want %d", got, 10<<20)
 	}
 }
