@@ -101,6 +101,10 @@ func TestCheckPack(t *testing.T) {
 	writeFile(t, syntax, "assets/m/texture/a.png", "a")
 	writeFile(t, syntax, "pack.toml", "name = \"x\"\npriority = = 1\n")
 	file := writeFile(t, root, "afile", "x")
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	tests := []struct {
 		name string
@@ -111,6 +115,7 @@ func TestCheckPack(t *testing.T) {
 		{"no pack.toml is fine", filepath.Join(good, "assets", ".."), nil},
 		{"missing", filepath.Join(root, "nope"), []string{"server.toml:4: packs: " + filepath.Join(root, "nope") + ": pack directory does not exist"}},
 		{"a file", file, []string{"server.toml:4: packs: " + file + ": not a directory"}},
+		{"missing, relative", "nope-relative", []string{"server.toml:4: packs: nope-relative: pack directory does not exist (looked in " + wd + ", the working directory)"}},
 		{"assets given", filepath.Join(good, "assets"), []string{"server.toml:4: packs: " + filepath.Join(good, "assets") + ": no assets/ directory in it"}},
 		{"parent of packs given", root, []string{"server.toml:4: packs: " + root + ": no assets/ directory in it; a pack is a directory holding assets/<domain>/<type>/<key>; it holds packs: did you mean -packs " + badToml + ","}},
 		{"pack.toml unknown key and bad value", badToml, []string{

@@ -33,6 +33,13 @@ func CheckPack(dir, setIn string, line int) Problems {
 	fi, err := os.Stat(dir)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
+		if !filepath.IsAbs(dir) {
+			// Relative paths are the process's, not the config file's:
+			// say where it looked.
+			if wd, err := os.Getwd(); err == nil {
+				return bad("pack directory does not exist (looked in %s, the working directory)", wd)
+			}
+		}
 		return bad("pack directory does not exist")
 	case err != nil:
 		return bad("%v", err)
@@ -63,10 +70,19 @@ func CheckPackFile(path string) Problems {
 	if err != nil {
 		return Problems{{File: path, Msg: err.Error()}}
 	}
+	_, ps := ParsePackFile(path, data)
+	return ps
+}
+
+// ParsePackFile parses a pack.toml's contents strictly (path is for the
+// messages): the settings, and every problem with them. The packs package
+// reads pack.toml with it, so what -check-config refuses at start a hot
+// reload refuses too.
+func ParsePackFile(path string, data []byte) (PackFile, Problems) {
 	var p PackFile
 	lines, ps := decodeStrict(path, string(data), &p)
 	if len(ps) == 1 && ps[0].Setting == "" {
-		return ps // not TOML: nothing more to say
+		return p, ps // not TOML: nothing more to say
 	}
 	if _, set := lines["name"]; set && p.Name == "" {
 		ps = append(ps, Problem{File: path, Line: lines["name"], Setting: "name", Msg: "empty; leave it out to use the directory's name"})
@@ -74,7 +90,7 @@ func CheckPackFile(path string) Problems {
 	if p.Priority < -MaxPackPriority || p.Priority > MaxPackPriority {
 		ps = append(ps, Problem{File: path, Line: lines["priority"], Setting: "priority", Msg: fmt.Sprintf("%d not in %d..%d", p.Priority, -MaxPackPriority, MaxPackPriority)})
 	}
-	return ps
+	return p, ps
 }
 
 // packsInside lists the subdirectories of dir that look like packs.

@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 
-	"github.com/BurntSushi/toml"
+	"github.com/voxsync/voxsync/configs"
 )
 
 // BuiltinPriority is the priority of the built-in pack: below any pack an
@@ -16,11 +16,7 @@ import (
 const BuiltinPriority = -1 << 20
 
 // Meta is a pack's pack.toml.
-type Meta struct {
-	Name        string `toml:"name"`
-	Description string `toml:"description"`
-	Priority    int    `toml:"priority"`
-}
+type Meta = configs.PackFile
 
 // Pack is one loaded pack.
 type Pack struct {
@@ -125,9 +121,12 @@ func openDirMeta(dir string, order int) (*Pack, error) {
 	case err != nil:
 		return nil, p.badMeta(fmt.Errorf("read %s: %w", filepath.Join(dir, "pack.toml"), err))
 	default:
-		var m Meta
-		if _, err := toml.Decode(string(data), &m); err != nil {
-			return nil, p.badMeta(fmt.Errorf("parse %s: %w", filepath.Join(dir, "pack.toml"), err))
+		// As strict as -check-config: an unknown setting (a typo of
+		// priority) or a value out of range read leniently would quietly
+		// change which pack wins.
+		m, ps := configs.ParsePackFile(filepath.Join(dir, "pack.toml"), data)
+		if len(ps) > 0 {
+			return nil, p.badMeta(ps)
 		}
 		p.Meta = m
 		if p.Name == "" {

@@ -517,21 +517,31 @@ func TestReloadKeepsAPackWhosePackTomlBroke(t *testing.T) {
 	writeFile(t, high, "assets/default/texture/dirt.png", "high dirt")
 	ids := NewIDs()
 	v1 := load(t, Options{Dirs: []string{high, low}, IDs: ids}, nil)
-	writeFile(t, high, "pack.toml", "priority = \"high\"\n")
-	v2 := load(t, Options{Dirs: []string{high, low}, IDs: ids}, v1)
-	for key, want := range map[string]string{"stone.png": "high stone", "dirt.png": "high dirt"} {
-		e, ok := v2.Lookup(loc(resources.TypeTexture, "default:"+key))
-		if !ok {
-			t.Fatalf("%s not served after pack.toml broke", key)
+	// Read as strictly as -check-config reads it at start: a typo of
+	// priority read leniently left the pack at priority 0, and the low
+	// pack's stone won without a word.
+	for _, broken := range []struct{ toml, why string }{
+		{"priority = \"high\"\n", "priority"},
+		{"prioirty = 10\n", "did you mean priority?"},
+		{"priority = 99999999\n", "not in -1000000..1000000"},
+	} {
+		writeFile(t, high, "pack.toml", broken.toml)
+		v2 := load(t, Options{Dirs: []string{high, low}, IDs: ids}, v1)
+		for key, want := range map[string]string{"stone.png": "high stone", "dirt.png": "high dirt"} {
+			e, ok := v2.Lookup(loc(resources.TypeTexture, "default:"+key))
+			if !ok {
+				t.Fatalf("%q: %s not served after pack.toml broke", broken.toml, key)
+			}
+			if got := read(t, e); got != want {
+				t.Errorf("%q: %s = %q, want %q (the pack's previous priority)", broken.toml, key, got, want)
+			}
 		}
-		if got := read(t, e); got != want {
-			t.Errorf("%s = %q, want %q (the pack's previous priority)", key, got, want)
+		if len(v2.Problems) != 1 || v2.Problems[0].Pack != high || !strings.Contains(v2.Problems[0].Reason, "pack.toml") ||
+			!strings.Contains(v2.Problems[0].Reason, broken.why) || !strings.Contains(v2.Problems[0].Reason, "previous settings") {
+			t.Errorf("%q: problems = %v; want the broken pack.toml (%s), kept with its previous settings", broken.toml, v2.Problems, broken.why)
 		}
-	}
-	if len(v2.Problems) != 1 || v2.Problems[0].Pack != high || !strings.Contains(v2.Problems[0].Reason, "pack.toml") || !strings.Contains(v2.Problems[0].Reason, "previous settings") {
-		t.Errorf("problems = %v; want the broken pack.toml, kept with its previous settings", v2.Problems)
-	}
-	if v3 := load(t, Options{Dirs: []string{high}}, nil); len(v3.Packs()) != 0 || len(v3.Problems) != 1 {
-		t.Errorf("at start: packs %v, problems %v; want the pack refused", v3.Packs(), v3.Problems)
+		if v3 := load(t, Options{Dirs: []string{high}}, nil); len(v3.Packs()) != 0 || len(v3.Problems) != 1 {
+			t.Errorf("%q at start: packs %v, problems %v; want the pack refused", broken.toml, v3.Packs(), v3.Problems)
+		}
 	}
 }

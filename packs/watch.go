@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -262,7 +263,13 @@ func (w *Watcher) run(ctx context.Context) {
 			if n >= 0 {
 				// Counted from the views, not the events: a file held back
 				// while written is applied on a later tick, with no event.
-				w.log.Info("packs reloaded", "changed_resources", n, "held_back", len(held)+stillOpen)
+				// The server logs what changed, by name; this says what the
+				// watcher saw.
+				lvl := slog.LevelDebug
+				if len(held)+stillOpen > 0 {
+					lvl = slog.LevelInfo
+				}
+				w.log.Log(ctx, lvl, "pack view rebuilt", "changed_resources", n, "held_back_while_written", len(held)+stillOpen)
 			} else if len(held)+stillOpen > 0 {
 				w.log.Debug("files still being written; holding them back", "files", len(held)+stillOpen)
 			}
@@ -335,7 +342,7 @@ func (w *Watcher) reload(ctx context.Context, held map[string]bool) (int, int) {
 		return -1, 0
 	}
 	newProblems(prev, v, w.log)
-	if sameContent(prev, v) && len(prev.Problems) == len(v.Problems) {
+	if sameContent(prev, v) && samePacks(prev, v) && len(prev.Problems) == len(v.Problems) {
 		// Scratch files, a held file's writes, a touch: nothing to tell
 		// clients. The next build still starts from prev.
 		v.Close()
@@ -363,6 +370,14 @@ func sameContent(a, b *View) bool {
 		}
 	}
 	return true
+}
+
+// samePacks reports whether two views have the same packs with the same
+// settings. A pack.toml edit that changes no served file (a new name, a
+// priority that reorders no file) is still applied: the status page shows
+// the settings in force, and a later edit must not surprise.
+func samePacks(a, b *View) bool {
+	return slices.EqualFunc(a.packs, b.packs, func(p, q *Pack) bool { return p.Dir == q.Dir && p.Meta == q.Meta })
 }
 
 // newProblems logs the problems of v that prev did not have, so a broken

@@ -204,3 +204,24 @@ func TestWatcherFollowsAPackSymlinkSwitchedToANewRelease(t *testing.T) {
 	writeRenamed(t, filepath.Join(cur, "assets/t/texture/stone.png"), "stone, v2 edited")
 	want("stone, v2 edited")
 }
+
+// A pack.toml edit that changes no served file (a new name, a priority
+// that reorders nothing) is applied all the same: the status page shows
+// the settings in force. Before, such a view was dropped as "nothing
+// changed", and the edit surfaced only with some later, unrelated one.
+func TestPackSettingsAloneAreApplied(t *testing.T) {
+	dir := t.TempDir()
+	writeRenamed(t, filepath.Join(dir, "pack.toml"), "priority = 5\n")
+	writeRenamed(t, filepath.Join(dir, "assets/t/texture/stone.png"), "stone")
+	applied := watchPacks(t, WatchOptions{Load: Options{Dirs: []string{dir}}, Debounce: 20 * time.Millisecond})
+	writeRenamed(t, filepath.Join(dir, "pack.toml"), "name = \"renamed\"\npriority = 7\n")
+	select {
+	case v := <-applied:
+		defer v.Close()
+		if ps := v.Packs(); len(ps) != 1 || ps[0].Priority != 7 || ps[0].Name != "renamed" {
+			t.Errorf("packs after the edit: %+v; want priority 7, name renamed", ps[0].Meta)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a pack.toml edit was never applied")
+	}
+}
