@@ -74,8 +74,8 @@ func (a *adminState) init(v *packs.View) {
 }
 
 // reloaded records an applied reload, what changed between old and v, and
-// returns its outcome.
-func (a *adminState) reloaded(old, v *packs.View) string {
+// returns the record.
+func (a *adminState) reloaded(old, v *packs.View) ReloadRecord {
 	r := ReloadRecord{At: time.Now(), Outcome: ReloadApplied, Resources: v.Len()}
 	had := make(map[packs.Problem]bool, len(old.Problems))
 	for _, p := range old.Problems {
@@ -132,7 +132,7 @@ func (a *adminState) reloaded(old, v *packs.View) string {
 		}
 	}
 	a.addLocked(r)
-	return r.Outcome
+	return r
 }
 
 func (a *adminState) addLocked(r ReloadRecord) {

@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -36,8 +38,9 @@ type serverSetup struct {
 	dirs      []string
 	world     bool
 	onJoin    func(*Client)
-	hotReload bool   // watch dirs with a real fsnotify Watcher
-	addr      string // listen here (to restart a server at the same URL); empty: any port
+	hotReload bool      // watch dirs with a real fsnotify Watcher
+	addr      string    // listen here (to restart a server at the same URL); empty: any port
+	log       io.Writer // the server's log, as text, at Info; nil: none (or stderr with -v)
 }
 
 func startServer(t testing.TB, setup serverSetup) *testServer {
@@ -68,7 +71,10 @@ func startServer(t testing.TB, setup serverSetup) *testServer {
 		}
 	}
 	log := slog.New(slog.DiscardHandler)
-	if testing.Verbose() {
+	switch {
+	case setup.log != nil:
+		log = slog.New(slog.NewTextHandler(setup.log, nil))
+	case testing.Verbose():
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	s, err := NewServer(ServerOptions{Config: cfg, View: v, IDs: ids, World: w, Logger: log, OnJoin: setup.onJoin})
@@ -338,4 +344,22 @@ func randomBytes(n int, seed byte) []byte {
 	b := make([]byte, n)
 	rand.NewChaCha8([32]byte{seed}).Read(b)
 	return b
+}
+
+// syncBuffer is a log writer the test reads while the server writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }

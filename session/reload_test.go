@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/voxsync/voxsync/configs"
+	"github.com/voxsync/voxsync/packs"
 	"github.com/voxsync/voxsync/resources"
 )
 
@@ -447,4 +449,28 @@ func hotClients(t *testing.T, files, n int) (string, *testServer, []*recorder) {
 		recs = append(recs, rec)
 	}
 	return dir, ts, recs
+}
+
+// A developer who saves a file sees the server say it picked it up, by
+// name; a large reload is summed up, not listed.
+func TestReloadLogNamesWhatChanged(t *testing.T) {
+	dir := t.TempDir()
+	writePackFile(t, dir, "assets/m/texture/a.png", []byte("a1"))
+	writePackFile(t, dir, "assets/m/texture/b.png", []byte("b1"))
+	var log syncBuffer
+	ts := startServer(t, serverSetup{dirs: []string{dir}, log: &log})
+	writePackFile(t, dir, "assets/m/texture/a.png", []byte("a2"))
+	removePackFile(t, dir, "assets/m/texture/b.png")
+	for i := range 7 {
+		writePackFile(t, dir, fmt.Sprintf("assets/m/texture/n%d.png", i), []byte{byte(i)})
+	}
+	v, err := packs.Load(context.Background(), packs.Options{Dirs: []string{dir}, Builtin: true, IDs: ts.ids}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts.SetView(v)
+	want := `msg="packs reloaded" added=7 changed=1 removed=1 resources="texture/m:n0.png, texture/m:n1.png, texture/m:n2.png, texture/m:n3.png, texture/m:n4.png and 4 more"`
+	if !strings.Contains(log.String(), want) {
+		t.Errorf("server log:\n%s\nwant a line with\n%s", log.String(), want)
+	}
 }

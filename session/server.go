@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -218,8 +219,31 @@ func (s *Server) SetView(v *packs.View) {
 	s.cutManifests(v)
 	s.mu.Unlock()
 	s.metrics.reloadResources.Set(float64(v.Len()))
-	s.metrics.reloads.WithLabelValues(s.admin.reloaded(old, v)).Inc()
+	r := s.admin.reloaded(old, v)
+	s.metrics.reloads.WithLabelValues(r.Outcome).Inc()
+	// What a developer who just saved a file wants to see: that it was
+	// picked up, by name.
+	s.log.Info("packs reloaded", "added", r.Added, "changed", r.Changed, "removed", r.Removed,
+		"resources", namesSummary(r.AddedNames, r.ChangedNames, r.RemovedNames, r.Added+r.Changed+r.Removed))
 	old.Close()
+}
+
+// namesSummary lists the first few names a reload touched and counts the
+// rest: a log line a person can read, whatever the reload's size.
+func namesSummary(added, changed, removed []string, total int) string {
+	if total == 0 {
+		return "none" // settings only, or a file back as it was
+	}
+	const show = 5
+	var names []string
+	for _, g := range [][]string{added, changed, removed} {
+		names = append(names, g[:min(len(g), show-len(names))]...)
+	}
+	s := strings.Join(names, ", ")
+	if more := total - len(names); more > 0 {
+		s += fmt.Sprintf(" and %d more", more)
+	}
+	return s
 }
 
 // warnChanged reports whether to log that the file of h changed in place:
