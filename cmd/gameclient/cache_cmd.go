@@ -121,6 +121,9 @@ func runCache(args []string) int {
 	defer stop()
 	opts := assetsmgr.Options{Dir: *dir, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))}
 	if cacheMax != nil {
+		if *cacheMax == 0 {
+			return fail(cacheExitUsage, "-cache-max-mib 0: want a size in MiB (e.g. 1024), or -1 for no limit")
+		}
 		opts.MaxBytes = *cacheMax << 20
 		if *cacheMax < 0 {
 			opts.MaxBytes = -1

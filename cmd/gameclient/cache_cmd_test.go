@@ -174,6 +174,7 @@ func TestCacheCommandUsageErrors(t *testing.T) {
 		{"ls", "-cache", cache, "not a pattern"},
 		{"verify", "-cache", cache, "-nope"},
 		{"stats", "-cache", cache, "extra"},
+		{"gc", "-cache", cache, "-cache-max-mib", "0"},
 	} {
 		code, _, stderr := cacheCmd(t, args...)
 		if code != 2 || stderr == "" {
@@ -223,6 +224,7 @@ func TestClientUsageErrors(t *testing.T) {
 		{[]string{"extra"}, `gameclient: unexpected argument "extra"`},
 		{[]string{"-server", "http://127.0.0.1:1/ws"}, `gameclient: invalid server URL "http://127.0.0.1:1/ws": scheme "http"`},
 		{[]string{"-log-level", "verbose"}, "gameclient: -log-level verbose: want debug, info, warn or error"},
+		{[]string{"-cache-max-mib", "0"}, "gameclient: -cache-max-mib 0: want a size in MiB"},
 		// A -packs slip would otherwise serve nothing without a word.
 		{[]string{"-packs", pack + "-missing"}, "gameclient: -packs " + pack + "-missing: pack directory does not exist"},
 		{[]string{"-packs", filepath.Join(pack, "assets")}, "this looks like a pack's assets/ itself: did you mean " + pack + "?"},
@@ -239,6 +241,13 @@ func TestClientUsageErrors(t *testing.T) {
 		}
 		if _, err := os.Stat(cache); err == nil {
 			t.Errorf("%v: the cache directory was created", tc.args)
+		}
+		// With -json, the same error as the one object a script reads.
+		cmd = exec.CommandContext(ctx, clientBin, append([]string{"-json", "-server", "ws://127.0.0.1:1/ws", "-cache", cache}, tc.args...)...)
+		stdout, _ := cmd.Output()
+		var sum struct{ Outcome, Error string }
+		if err := json.Unmarshal(stdout, &sum); err != nil || sum.Outcome != "usage" || !strings.Contains("gameclient: "+sum.Error, tc.want) {
+			t.Errorf("%v -json: stdout %q; want outcome usage and %q", tc.args, stdout, tc.want)
 		}
 	}
 }

@@ -159,6 +159,39 @@ func TestCorruptChunkOnDiskIsFetchedAgain(t *testing.T) {
 	}
 }
 
+// A blob assembled from chunks that `cache verify` finds damaged keeps
+// its good chunks: the next sync fetches only the damaged one, as when the
+// sync itself finds the damage. Before, verify deleted the whole file and
+// the next sync fetched all of it again.
+func TestVerifyKeepsTheGoodChunksOfADamagedBlob(t *testing.T) {
+	dir := t.TempDir()
+	const size = 40 << 20
+	data := writeRandom(t, filepath.Join(dir, "assets/e2e/sound/big.ogg"), size, 8)
+	url, _, _ := startServerAdmin(t, "-packs", dir, "-preload", "e2e:*", "-world", "none")
+	cache := t.TempDir()
+	syncChunks(t, url, cache)
+	f, err := os.OpenFile(blobFile(cache, data), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte("dent"), size/2)
+	f.Close()
+	var v struct {
+		Bad []struct{ Hash string }
+	}
+	cacheJSON(t, 1, &v, "verify", "-cache", cache)
+	if len(v.Bad) != 1 {
+		t.Fatalf("verify found %+v, want the damaged blob", v.Bad)
+	}
+	r := syncChunks(t, url, cache)
+	if r.BytesReceived > 2<<20 || r.ResumedBytes < size-2<<20 {
+		t.Fatalf("after verify dropped a 4-byte dent: %d bytes fetched again, %d kept; want one chunk fetched (%+v)", r.BytesReceived, r.ResumedBytes, r)
+	}
+	if b, err := os.ReadFile(blobFile(cache, data)); err != nil || !bytes.Equal(b, data) {
+		t.Fatalf("repaired blob differs from the resource: %v", err)
+	}
+}
+
 // A new version of a large resource costs only its changed chunks.
 func TestDeltaUpdateAfterServerRestart(t *testing.T) {
 	dir := t.TempDir()

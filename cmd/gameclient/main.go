@@ -152,36 +152,41 @@ func run() int {
 		fmt.Println(buildinfo.String("gameclient"))
 		return exitOK
 	}
-	if flag.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "gameclient: unexpected argument %q; every setting is a flag (see -help)\n", flag.Arg(0))
+	// A usage error is found before the cache is opened (or made):
+	// nothing to undo. With -json a script still reads one object.
+	usage := func(msg string) int {
+		if *jsonOut {
+			json.NewEncoder(os.Stdout).Encode(summary{Outcome: "usage", Error: msg})
+		}
+		fmt.Fprintln(os.Stderr, "gameclient:", msg)
 		return exitUsage
 	}
+	if flag.NArg() > 0 {
+		return usage(fmt.Sprintf("unexpected argument %q; every setting is a flag (see -help)", flag.Arg(0)))
+	}
+	if *cacheMax == 0 {
+		// assetsmgr reads a cap of 0 as its default (4 GiB): refused,
+		// rather than silently not what was asked.
+		return usage("-cache-max-mib 0: want a size in MiB (e.g. 1024), or -1 for no limit")
+	}
 	if *untilSynced && *timeout <= 0 {
-		fmt.Fprintf(os.Stderr, "gameclient: -timeout %s: must be positive (e.g. 10m); without -until-synced the client runs until stopped\n", *timeout)
-		return exitUsage
+		return usage(fmt.Sprintf("-timeout %s: must be positive (e.g. 10m); without -until-synced the client runs until stopped", *timeout))
 	}
 	err := session.CheckURL(*server)
 	if err == nil {
 		err = checkPacks(localPacks)
 	}
 	if err != nil {
-		// Before the cache is opened (or made): nothing to undo.
-		if *jsonOut {
-			json.NewEncoder(os.Stdout).Encode(summary{Outcome: "usage", Error: err.Error()})
-		}
-		fmt.Fprintln(os.Stderr, "gameclient:", err)
-		return exitUsage
+		return usage(err.Error())
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		fmt.Fprintf(os.Stderr, "gameclient: -log-level %s: want debug, info, warn or error\n", *logLevel)
-		return exitUsage
+		return usage(fmt.Sprintf("-log-level %s: want debug, info, warn or error", *logLevel))
 	}
 	// Log lines go through the progress display, which prints them above
 	// its line.
 	if _, err := logformat.Handler(io.Discard, *logFormat, level); err != nil {
-		fmt.Fprintln(os.Stderr, "gameclient:", err)
-		return exitUsage
+		return usage(err.Error())
 	}
 	out := newReporter(os.Stderr, *untilSynced)
 	defer out.finish(session.Stats{}) // on an early return; a no-op after the one below
