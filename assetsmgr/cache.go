@@ -159,7 +159,7 @@ func Open(ctx context.Context, opts Options) (*Cache, error) {
 		return nil, err
 	}
 	for _, p := range view.Problems {
-		opts.Logger.Warn("skipped local pack file", "pack", p.Pack, "path", p.Path, "reason", p.Reason)
+		opts.Logger.Warn("local "+p.Summary(), "pack", p.Pack, "path", p.Path, "reason", p.Reason)
 	}
 	c.packs = view
 	var rows []packRow

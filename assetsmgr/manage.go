@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/voxsync/voxsync/manifest"
 	"github.com/voxsync/voxsync/resources"
 )
 
@@ -103,7 +104,9 @@ type VerifyReport struct {
 func (r VerifyReport) Clean() bool { return len(r.Bad) == 0 && r.Database == "ok" }
 
 // Verify re-hashes every inline and blob entry and drops those that do
-// not match (a row without its file, a short file, other bytes), re-hashes
+// not match (a row without its file, a short file, other bytes; a blob
+// that came as chunks becomes a partial of itself holding its good
+// chunks, as when a sync finds it damaged), re-hashes
 // every recorded chunk of the partials not open and drops the chunks that
 // do not match (one BadEntry per partial, Source SourcePartial), and runs
 // the database's full integrity_check; a damaged database is marked so
@@ -247,6 +250,29 @@ func (c *Cache) Verify(ctx context.Context) (VerifyReport, error) {
 	}
 	if err := c.Flush(ctx); err != nil {
 		return rep, fmt.Errorf("drop corrupt entries: %w", err)
+	}
+	// The drop may have committed in a batch of its own, whose error
+	// Flush does not see: check its outcome instead.
+	scratch := &VerifyReport{}
+	buf = make([]byte, manifest.MaxChunkLen)
+	for _, h := range badFile {
+		var one int
+		switch err := c.db.QueryRowContext(ctx, "SELECT 1 FROM file_blobs WHERE hash = ?", h[:]).Scan(&one); {
+		case err == nil:
+			return rep, fmt.Errorf("drop corrupt blob file %s: its record is still there", h.Short())
+		case !errors.Is(err, sql.ErrNoRows):
+			return rep, fmt.Errorf("drop corrupt blob file %s: %w", h.Short(), err)
+		}
+		// A salvaged blob's partial took every chunk record, the damaged
+		// ones too: drop those now, as the next sync would, so that a
+		// second verify finds the cache clean.
+		if c.claimPartial(h) {
+			err := c.verifyPartial(ctx, h, scratch, buf)
+			c.releasePartial(h, nil)
+			if err != nil {
+				return rep, fmt.Errorf("verify salvaged chunks of %s: %w", h.Short(), err)
+			}
+		}
 	}
 	return rep, nil // the report says what was dropped: no log of it too
 }

@@ -129,7 +129,7 @@ func Load(ctx context.Context, opts Options, prev *View) (*View, error) {
 			continue
 		}
 		if metaErr != nil {
-			v.Problems = append(v.Problems, Problem{Pack: dir, Reason: metaErr.Error() + "; its previous settings stay in use"})
+			v.Problems = append(v.Problems, Problem{Pack: dir, Reason: metaErr.Error()})
 		}
 		v.packs = append(v.packs, p)
 	}

@@ -87,20 +87,36 @@ func byRank(p, q *Pack) int {
 // view being replaced, is given: then the pack keeps them, and metaErr says
 // why. A developer's typo saved while the server runs must not take every
 // resource of the pack from every client.
+//
+// At the first load (no prev), a pack.toml that is TOML but has settings
+// problems (an unknown setting, a value out of range) is read as far as it
+// goes, and metaErr says so: the server refuses such a pack before it
+// loads anything (configs.CheckPack), and a client, which picks files by
+// hash, not by priority, should not lose a player's pack over it.
 func openDir(dir string, order int, prev *Meta) (p *Pack, metaErr, err error) {
 	p, err = openDirMeta(dir, order)
 	var bad *badMeta
-	if prev == nil || !errors.As(err, &bad) {
+	switch {
+	case !errors.As(err, &bad):
 		return p, nil, err
+	case prev != nil:
+		bad.p.Meta = *prev
+		return bad.p, fmt.Errorf("%w; its previous settings stay in use", bad.err), nil
+	case bad.parsed != nil:
+		bad.p.Meta = *bad.parsed
+		if bad.p.Name == "" {
+			bad.p.Name = filepath.Base(dir)
+		}
+		return bad.p, fmt.Errorf("%w; read as far as it goes", bad.err), nil
 	}
-	bad.p.Meta = *prev
-	return bad.p, bad.err, nil
+	return nil, nil, err
 }
 
 // badMeta is an open pack whose pack.toml could not be read or parsed.
 type badMeta struct {
-	p   *Pack
-	err error
+	p      *Pack
+	err    error
+	parsed *Meta // what a pack.toml that is TOML said, despite problems with its settings
 }
 
 func (e *badMeta) Error() string { return e.err.Error() }
@@ -126,7 +142,11 @@ func openDirMeta(dir string, order int) (*Pack, error) {
 		// change which pack wins.
 		m, ps := configs.ParsePackFile(filepath.Join(dir, "pack.toml"), data)
 		if len(ps) > 0 {
-			return nil, p.badMeta(ps)
+			err := p.badMeta(ps)
+			if ps[0].Setting != "" { // TOML, with bad settings
+				err.(*badMeta).parsed = &m
+			}
+			return nil, err
 		}
 		p.Meta = m
 		if p.Name == "" {

@@ -269,7 +269,7 @@ func (w *Watcher) run(ctx context.Context) {
 				if len(held)+stillOpen > 0 {
 					lvl = slog.LevelInfo
 				}
-				w.log.Log(ctx, lvl, "pack view rebuilt", "changed_resources", n, "held_back_while_written", len(held)+stillOpen)
+				w.log.Log(ctx, lvl, "pack files rescanned", "changed_resources", n, "held_back_while_written", len(held)+stillOpen)
 			} else if len(held)+stillOpen > 0 {
 				w.log.Debug("files still being written; holding them back", "files", len(held)+stillOpen)
 			}

@@ -219,7 +219,7 @@ func TestPackSettingsAloneAreApplied(t *testing.T) {
 	case v := <-applied:
 		defer v.Close()
 		if ps := v.Packs(); len(ps) != 1 || ps[0].Priority != 7 || ps[0].Name != "renamed" {
-			t.Errorf("packs after the edit: %+v; want priority 7, name renamed", ps[0].Meta)
+			t.Errorf("packs after the edit: %v; want one, priority 7, name renamed", ps)
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("a pack.toml edit was never applied")

@@ -96,14 +96,10 @@ func (a *adminState) reloaded(old, v *packs.View) ReloadRecord {
 		switch {
 		case !ok:
 			r.Added++
-			if len(r.AddedNames) < maxChangedNames {
-				r.AddedNames = append(r.AddedNames, name(e))
-			}
+			r.AddedNames = append(r.AddedNames, name(e))
 		case o.Hash != e.Hash:
 			r.Changed++
-			if len(r.ChangedNames) < maxChangedNames {
-				r.ChangedNames = append(r.ChangedNames, name(e))
-			}
+			r.ChangedNames = append(r.ChangedNames, name(e))
 		default:
 			continue
 		}
@@ -112,15 +108,16 @@ func (a *adminState) reloaded(old, v *packs.View) ReloadRecord {
 	for _, e := range old.Entries() {
 		if _, ok := v.Lookup(e.Loc); !ok {
 			r.Removed++
-			if len(r.RemovedNames) < maxChangedNames {
-				r.RemovedNames = append(r.RemovedNames, name(e))
-			}
+			r.RemovedNames = append(r.RemovedNames, name(e))
 			touched[e.Pack.String()] = true
 		}
 	}
-	slices.Sort(r.AddedNames)
-	slices.Sort(r.ChangedNames)
-	slices.Sort(r.RemovedNames)
+	// Sorted, then cut: the same reload names the same files every time,
+	// whatever the maps' order.
+	for _, names := range []*[]string{&r.AddedNames, &r.ChangedNames, &r.RemovedNames} {
+		slices.Sort(*names)
+		*names = slices.Clip((*names)[:min(len(*names), maxChangedNames)])
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for p := range touched {

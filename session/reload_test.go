@@ -469,7 +469,7 @@ func TestReloadLogNamesWhatChanged(t *testing.T) {
 		t.Fatal(err)
 	}
 	ts.SetView(v)
-	want := `msg="packs reloaded" added=7 changed=1 removed=1 resources="texture/m:n0.png, texture/m:n1.png, texture/m:n2.png, texture/m:n3.png, texture/m:n4.png and 4 more"`
+	want := `msg="packs reloaded" added=7 changed=1 removed=1 resources="texture/m:a.png, texture/m:n0.png, texture/m:n1.png, texture/m:n2.png, texture/m:n3.png and 4 more"`
 	if !strings.Contains(log.String(), want) {
 		t.Errorf("server log:\n%s\nwant a line with\n%s", log.String(), want)
 	}

@@ -224,19 +224,20 @@ func (s *Server) SetView(v *packs.View) {
 	// What a developer who just saved a file wants to see: that it was
 	// picked up, by name.
 	s.log.Info("packs reloaded", "added", r.Added, "changed", r.Changed, "removed", r.Removed,
-		"resources", namesSummary(r.AddedNames, r.ChangedNames, r.RemovedNames, r.Added+r.Changed+r.Removed))
+		"resources", namesSummary(r.ChangedNames, r.AddedNames, r.RemovedNames, r.Added+r.Changed+r.Removed))
 	old.Close()
 }
 
 // namesSummary lists the first few names a reload touched and counts the
-// rest: a log line a person can read, whatever the reload's size.
-func namesSummary(added, changed, removed []string, total int) string {
+// rest: a log line a person can read, whatever the reload's size. Changed
+// files come first: the one a developer just saved is among them.
+func namesSummary(changed, added, removed []string, total int) string {
 	if total == 0 {
 		return "none" // settings only, or a file back as it was
 	}
 	const show = 5
 	var names []string
-	for _, g := range [][]string{added, changed, removed} {
+	for _, g := range [][]string{changed, added, removed} {
 		names = append(names, g[:min(len(g), show-len(names))]...)
 	}
 	s := strings.Join(names, ", ")

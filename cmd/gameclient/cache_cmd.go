@@ -29,7 +29,7 @@ const (
 
 commands:
   stats             entries and bytes per tier, oldest and newest use
-  verify            re-hash every entry, drop what is corrupt, report it
+  verify            re-hash every entry, drop what is corrupt (keeping a large blob's good chunks), report it
                     (exit 0: all good; 1: corrupt entries dropped; 3: could not check)
   gc                apply the size cap now and give the database's free pages back
                     (-cache-max-mib N, default %d)
@@ -113,6 +113,11 @@ func runCache(args []string) int {
 	if cmd == "verify" {
 		failed = cacheExitNotRun
 	}
+	if cacheMax != nil {
+		if err := checkCacheMax(*cacheMax); err != nil {
+			return fail(cacheExitUsage, "%v", err)
+		}
+	}
 	if _, err := os.Stat(*dir); err != nil {
 		return fail(failed, "no cache at %s: %v", *dir, err)
 	}
@@ -121,9 +126,6 @@ func runCache(args []string) int {
 	defer stop()
 	opts := assetsmgr.Options{Dir: *dir, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))}
 	if cacheMax != nil {
-		if *cacheMax == 0 {
-			return fail(cacheExitUsage, "-cache-max-mib 0: want a size in MiB (e.g. 1024), or -1 for no limit")
-		}
 		opts.MaxBytes = *cacheMax << 20
 		if *cacheMax < 0 {
 			opts.MaxBytes = -1

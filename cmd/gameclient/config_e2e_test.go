@@ -110,7 +110,7 @@ func TestServerCheckConfigHidesTheToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, stdout, stderr := runServer(t, "-config", cfg, "-check-config")
-	if code != 0 || strings.Contains(stdout+stderr, "hunter2") || !strings.Contains(stdout, "# auth_token is set; not shown") ||
+	if code != 0 || strings.Contains(stdout+stderr, "hunter2") || !strings.Contains(stdout, "# auth_token is set; not shown (") ||
 		!strings.Contains(stdout, `world = "none"`) {
 		t.Errorf("-check-config: exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}

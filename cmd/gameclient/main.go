@@ -164,10 +164,8 @@ func run() int {
 	if flag.NArg() > 0 {
 		return usage(fmt.Sprintf("unexpected argument %q; every setting is a flag (see -help)", flag.Arg(0)))
 	}
-	if *cacheMax == 0 {
-		// assetsmgr reads a cap of 0 as its default (4 GiB): refused,
-		// rather than silently not what was asked.
-		return usage("-cache-max-mib 0: want a size in MiB (e.g. 1024), or -1 for no limit")
+	if err := checkCacheMax(*cacheMax); err != nil {
+		return usage(err.Error())
 	}
 	if *untilSynced && *timeout <= 0 {
 		return usage(fmt.Sprintf("-timeout %s: must be positive (e.g. 10m); without -until-synced the client runs until stopped", *timeout))
@@ -350,14 +348,14 @@ func walkWorld(ctx context.Context, s *session.Syncer, every time.Duration) {
 // a pack that does not exist, is a file, or holds no assets/ (the most
 // common slip: naming the assets/ directory itself) would otherwise serve
 // nothing without a word, and the player would download what they have.
+// Their pack.toml is not held against them: the client uses a pack's
+// files by hash, never its priority, and a problem there is a warning.
 func checkPacks(dirs []string) error {
 	var msgs []string
 	for _, dir := range dirs {
 		for _, p := range configs.CheckPack(dir, "", 0) {
 			if p.Setting == "packs" { // about the directory: its message starts with it
 				msgs = append(msgs, "-packs "+p.Msg)
-			} else {
-				msgs = append(msgs, "-packs "+dir+": "+p.Error())
 			}
 		}
 	}
@@ -365,4 +363,17 @@ func checkPacks(dirs []string) error {
 		return nil
 	}
 	return errors.New(strings.Join(msgs, "\n"))
+}
+
+// maxCacheMiB bounds -cache-max-mib: its bytes must fit an int64.
+const maxCacheMiB = 1 << 40
+
+// checkCacheMax refuses a -cache-max-mib that would not mean what it says:
+// 0, which assetsmgr reads as its default (4 GiB), and sizes whose bytes
+// overflow (read as no cap, or as 0).
+func checkCacheMax(mib int64) error {
+	if mib == 0 || mib > maxCacheMiB {
+		return fmt.Errorf("-cache-max-mib %d: want a size in MiB (e.g. 1024), or -1 for no limit", mib)
+	}
+	return nil
 }

@@ -44,11 +44,12 @@ type reporter struct {
 	stats    session.Stats
 	rate     rateMeter
 	last     time.Time // of the last plain progress line
-	// behind: the last plain line showed resources still to load. Once
-	// they are, a line says so at once: in a log, a follower's last word
-	// must not be "221/624" after a hot reload it finished.
-	behind bool
-	done   bool
+	// shown is the loaded/bound of the last plain line. Once everything
+	// bound is loaded and the log says otherwise, a line says so at once:
+	// a follower's last word must not be "221/624" (or the "10/10" from
+	// before a reload) after a hot reload it finished.
+	shown [2]int
+	done  bool
 }
 
 func newReporter(w *os.File, quietEvents bool) *reporter {
@@ -141,11 +142,11 @@ func (r *reporter) progress(st session.Stats) {
 	r.mu.Lock()
 	r.stats = st
 	r.rate.add(time.Now(), st.BytesReceived)
+	now := [2]int{st.Loaded, st.Bound}
 	caughtUp := st.Bound > 0 && st.Loaded == st.Bound
-	plain := !r.tty && (time.Since(r.last) >= time.Second || caughtUp && r.behind)
+	plain := !r.tty && (time.Since(r.last) >= time.Second || caughtUp && r.shown != now)
 	if plain {
-		r.last = time.Now()
-		r.behind = !caughtUp
+		r.last, r.shown = time.Now(), now
 	}
 	r.mu.Unlock()
 	if r.bar != nil {
@@ -231,12 +232,12 @@ func (r *reporter) finish(st session.Stats) {
 	}
 	r.done = true
 	r.stats = st
-	printed := !r.last.IsZero()
+	// The log's last progress line says where it ended, unless the last
+	// one printed already does.
+	printed := !r.last.IsZero() && r.shown != [2]int{st.Loaded, st.Bound}
 	r.mu.Unlock()
 	if r.p == nil {
 		if printed {
-			// The log's last progress line says where it ended, not
-			// where it stood up to a second before.
 			r.line("progress: " + r.counts() + " · " + r.details(1<<20))
 		}
 		return

@@ -75,11 +75,15 @@ func TestPlainProgressEndsCaughtUp(t *testing.T) {
 	r.progress(session.Stats{Bound: 600, Loaded: 599}) // within the second: not printed
 	r.progress(session.Stats{Bound: 600, Loaded: 600}) // caught up: printed at once
 	r.progress(session.Stats{Bound: 600, Loaded: 600}) // nothing new to say
+	// A reload begun and finished within the second of the last line.
+	r.progress(session.Stats{Bound: 610, Loaded: 600})
+	r.progress(session.Stats{Bound: 610, Loaded: 610}) // printed: the log said 600/600
+	r.finish(session.Stats{Bound: 610, Loaded: 610})   // said already: not again
 	var got []string
 	for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
 		got = append(got, strings.Fields(l)[1])
 	}
-	if want := "10/10 221/600 600/600"; strings.Join(got, " ") != want {
+	if want := "10/10 221/600 600/600 610/610"; strings.Join(got, " ") != want {
 		t.Errorf("plain progress lines %q, want counts %s:\n%s", got, want, out.String())
 	}
 }

@@ -130,7 +130,7 @@ func printConfig(w io.Writer, cfg configs.Server) error {
 	}
 	out := b.String()
 	if token != "" {
-		out = strings.Replace(out, "auth_token = \"\"\n", "# auth_token is set; not shown\n", 1)
+		out = strings.Replace(out, "auth_token = \"\"\n", "# auth_token is set; not shown (saved as a config, this one needs it added back)\n", 1)
 	}
 	_, err := io.WriteString(w, out)
 	return err
