@@ -22,6 +22,31 @@ type PackFile struct {
 // pack (far below) stays under every configured one.
 const MaxPackPriority = 1_000_000
 
+// CheckPacks checks every configured pack directory (see CheckPack), and
+// that none is listed twice: "packs/a" and "packs/a/" would load the same
+// files twice, at two priorities, and the later would shadow the earlier
+// without a word.
+func CheckPacks(dirs []string, setIn string, line int) Problems {
+	var ps Problems
+	seen := make(map[string]string)
+	for _, dir := range dirs {
+		if dir == "" {
+			continue
+		}
+		key := filepath.Clean(dir)
+		if abs, err := filepath.Abs(key); err == nil {
+			key = abs
+		}
+		if first, ok := seen[key]; ok {
+			ps = append(ps, Problem{File: setIn, Line: line, Setting: "packs", Msg: fmt.Sprintf("%s: listed twice (also as %s)", dir, first)})
+			continue
+		}
+		seen[key] = dir
+		ps = append(ps, CheckPack(dir, setIn, line)...)
+	}
+	return ps
+}
+
 // CheckPack checks a configured pack directory: it exists, it holds an
 // assets/ directory, and its pack.toml (if any) has only known settings
 // with good values. setIn and line say where the directory was configured

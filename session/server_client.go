@@ -351,6 +351,11 @@ func (c *Client) handshake() error {
 		}
 		if !tokenMatches(h.Token, c.srv.cfg.AuthToken) {
 			c.srv.addrs.authFailed(c.addr)
+			if h.Token == "" {
+				// Said apart: the usual cause is a client not told the
+				// token at all, not a wrong one.
+				return errJoin{packets.DisconnectAuthFailed, "auth token missing: this server wants one; give the client -token"}
+			}
 			return errJoin{packets.DisconnectAuthFailed, "auth token refused; check the client's -token against the server's auth_token"}
 		}
 	}

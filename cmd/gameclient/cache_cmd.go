@@ -61,7 +61,13 @@ func runCache(args []string) int {
 	case "gc":
 		cacheMax = fs.Int64("cache-max-mib", assetsmgr.DefaultMaxBytes>>20, "evict least recently used blobs past this many MiB; negative for no limit")
 	default:
-		fmt.Fprintf(os.Stderr, "gameclient cache: unknown command %q\n", cmd)
+		hint := ""
+		for _, known := range []string{"stats", "verify", "gc", "ls"} {
+			if cmd != "" && (strings.HasPrefix(known, cmd) || strings.HasPrefix(cmd, known)) {
+				hint = fmt.Sprintf("; did you mean %s?", known)
+			}
+		}
+		fmt.Fprintf(os.Stderr, "gameclient cache: unknown command %q%s\n", cmd, hint)
 		usage()
 		return cacheExitUsage
 	}

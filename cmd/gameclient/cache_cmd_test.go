@@ -182,6 +182,9 @@ func TestCacheCommandUsageErrors(t *testing.T) {
 			t.Errorf("cache %v: exit %d, stderr %q; want 2 and a message", args, code, stderr)
 		}
 	}
+	if _, _, stderr := cacheCmd(t, "stat", "-cache", cache); !strings.Contains(stderr, `unknown command "stat"; did you mean stats?`) {
+		t.Errorf("cache stat: %q", stderr)
+	}
 	if code, _, stderr := cacheCmd(t, "verify", "-cache", filepath.Join(cache, "missing")); code != 3 || !strings.Contains(stderr, "no cache at") {
 		t.Errorf("verify of a missing cache: exit %d, %q", code, stderr)
 	}
@@ -221,6 +224,8 @@ func TestClientUsageErrors(t *testing.T) {
 		{[]string{"-server", "http://127.0.0.1:1/ws"}, `gameclient: invalid server URL "http://127.0.0.1:1/ws": scheme "http"`},
 		{[]string{"-log-level", "verbose"}, "gameclient: -log-level verbose: want debug, info, warn or error"},
 		{[]string{"-cache-max-mib", "0"}, "gameclient: -cache-max-mib 0: want a size in MiB"},
+		{[]string{"cache", "stats"}, "a cache command comes first, its flags after it: gameclient cache stats -cache "},
+		{[]string{"-packs", pack + "," + pack + "/"}, "gameclient: -packs " + pack + "/: listed twice (also as " + pack + ")"},
 		{[]string{"-cache-max-mib", "9007199254740992"}, "gameclient: -cache-max-mib 9007199254740992: want a size in MiB"},
 		// A -packs slip would otherwise serve nothing without a word.
 		{[]string{"-packs", pack + "-missing"}, "gameclient: -packs " + pack + "-missing: pack directory does not exist"},

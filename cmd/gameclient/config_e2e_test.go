@@ -65,6 +65,8 @@ func TestServerRefusesBadConfigurationAtOnce(t *testing.T) {
 			"gameserver: 2 configuration problems:",
 			"  " + packsFirst + ":1: packs: " + filepath.Join(root, "mypak") + ": pack directory does not exist",
 			"  " + packsFirst + ":2: hot_reloda: unknown setting; did you mean hot_reload?"}},
+		{"a pack listed twice", []string{"-packs", pack + "," + pack + "/"}, 1, []string{
+			"gameserver: flag -packs: packs: " + pack + "/: listed twice (also as " + pack + ")"}},
 		{"a port without a host", []string{"-listen", "39290"}, 1, []string{
 			`gameserver: flag -listen: listen: "39290" has no port; want host:port, e.g. 127.0.0.1:39290 (this machine only) or :39290 (every interface)`}},
 		{"an unknown log level", []string{"-log-level", "verbose"}, 2, []string{

@@ -162,6 +162,11 @@ func run() int {
 		return exitUsage
 	}
 	if flag.NArg() > 0 {
+		if flag.Arg(0) == "cache" {
+			// gameclient -cache DIR cache stats: the command comes first.
+			return usage(fmt.Sprintf("unexpected argument %q; a cache command comes first, its flags after it: gameclient cache %s -cache %s",
+				flag.Arg(0), strings.Join(flag.Args()[1:], " "), *cacheDir))
+		}
 		return usage(fmt.Sprintf("unexpected argument %q; every setting is a flag (see -help)", flag.Arg(0)))
 	}
 	if err := checkCacheMax(*cacheMax); err != nil {
@@ -352,11 +357,9 @@ func walkWorld(ctx context.Context, s *session.Syncer, every time.Duration) {
 // files by hash, never its priority, and a problem there is a warning.
 func checkPacks(dirs []string) error {
 	var msgs []string
-	for _, dir := range dirs {
-		for _, p := range configs.CheckPack(dir, "", 0) {
-			if p.Setting == "packs" { // about the directory: its message starts with it
-				msgs = append(msgs, "-packs "+p.Msg)
-			}
+	for _, p := range configs.CheckPacks(dirs, "", 0) {
+		if p.Setting == "packs" { // about the directory: its message starts with it
+			msgs = append(msgs, "-packs "+p.Msg)
 		}
 	}
 	if len(msgs) == 0 {

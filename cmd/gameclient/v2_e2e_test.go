@@ -249,6 +249,7 @@ func TestExitCodesNameTheCause(t *testing.T) {
 		{"wrong path (HTTP 404)", []string{"-server", strings.TrimSuffix(serverURL, "/ws") + "/nope"}, 3, "refused", "HTTP 404", true},
 		{"plain web server", []string{"-server", webURL}, 3, "refused", "HTTP 200 OK", true},
 		{"wrong token", []string{"-server", tokenURL, "-token", "guess"}, 3, "refused", "auth token refused", true},
+		{"no token", []string{"-server", tokenURL}, 3, "refused", "auth token missing: this server wants one; give the client -token", true},
 		{"other protocol version", []string{"-server", otherVersionServer(t, 3)}, 3, "refused", "server speaks version 3", true},
 		{"nothing listening", []string{"-server", "ws://" + freeAddr(t) + "/ws", "-timeout", "2s"}, 4, "timeout", "connection refused", false},
 		{"server answering 503 (retried)", []string{"-server", unavailableURL, "-timeout", "2s"}, 4, "timeout", "503 Service Unavailable", false},

@@ -69,11 +69,7 @@ func loadConfig(fs *flag.FlagSet, path string, o overrides) (configs.Server, *co
 		return cfg, nil, err
 	}
 	file, line := src.Where("packs")
-	for _, dir := range cfg.Packs {
-		if dir != "" {
-			ps = append(ps, configs.CheckPack(dir, file, line)...)
-		}
-	}
+	ps = append(ps, configs.CheckPacks(cfg.Packs, file, line)...)
 	var world *configs.World
 	if cfg.World != configs.NoWorld {
 		w, err := configs.LoadWorld(cfg.World)
