@@ -474,3 +474,16 @@ func TestReloadLogNamesWhatChanged(t *testing.T) {
 		t.Errorf("server log:\n%s\nwant a line with\n%s", log.String(), want)
 	}
 }
+
+// A preload pattern that matches nothing (a typo of a domain) is said at
+// start; one that matches is not.
+func TestPreloadPatternMatchingNothingIsWarned(t *testing.T) {
+	dir := t.TempDir()
+	writePackFile(t, dir, "assets/m/texture/a.png", []byte("a"))
+	var log syncBuffer
+	startServer(t, serverSetup{dirs: []string{dir}, log: &log, cfg: func(c *configs.Server) { c.Preload = []string{"m:*", "nomod:*"} }})
+	if got := log.String(); !strings.Contains(got, `msg="preload pattern matches no resource in the packs" pattern=nomod:*`) ||
+		strings.Contains(got, "pattern=m:*") {
+		t.Errorf("server log:\n%s\nwant a warning for nomod:* only", got)
+	}
+}

@@ -144,6 +144,7 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.view = opts.View
 	s.pre = s.matchPreload(opts.View)
+	s.warnIdlePatterns(opts.View)
 	s.bg.Go(s.watchProgress)
 	s.cutManifests(opts.View)
 	s.metrics.reloadResources.Set(float64(opts.View.Len()))
@@ -194,6 +195,31 @@ func (s *Server) matchPreload(v *packs.View) *preloadSet {
 		}
 	}
 	return set
+}
+
+// warnIdlePatterns says which preload patterns match nothing in v: a
+// typo there (nomod:*, textures/*) otherwise preloads nothing without a
+// word. Said at start only: a reload that empties a pattern is a
+// developer's own doing, and would repeat at every save.
+func (s *Server) warnIdlePatterns(v *packs.View) {
+	matched := make([]bool, len(s.preload))
+	left := len(s.preload)
+	for _, e := range v.Entries() {
+		for i, p := range s.preload {
+			if !matched[i] && p.Match(e.Loc) {
+				matched[i] = true
+				left--
+			}
+		}
+		if left == 0 {
+			return
+		}
+	}
+	for i := range s.preload {
+		if !matched[i] { // s.preload holds cfg.Preload parsed, in order
+			s.log.Warn("preload pattern matches no resource in the packs", "pattern", s.cfg.Preload[i])
+		}
+	}
 }
 
 // SetView swaps in a new pack view: every client re-checks the resources it
