@@ -78,6 +78,11 @@ func runCache(args []string) int {
 			if errors.Is(err, flag.ErrHelp) {
 				return cacheExitOK
 			}
+			if jsonFlagGiven(args[1:]) {
+				json.NewEncoder(os.Stdout).Encode(struct {
+					Error string `json:"error"`
+				}{err.Error()})
+			}
 			return cacheExitUsage
 		}
 		if fs.NArg() == 0 {

@@ -195,6 +195,7 @@ func TestCacheCommandUsageErrors(t *testing.T) {
 		{"stats", "-json", "-cache", filepath.Join(cache, "missing")},
 		{"ls", "-json", "-cache", cache, "not a pattern"},
 		{"gc", "-json", "-cache", afile},
+		{"verify", "-json", "-cache", cache, "-nope"},
 	} {
 		code, stdout, _ := cacheCmd(t, args...)
 		var v struct{ Error string }
@@ -225,6 +226,8 @@ func TestClientUsageErrors(t *testing.T) {
 		{[]string{"-log-level", "verbose"}, "gameclient: -log-level verbose: want debug, info, warn or error"},
 		{[]string{"-cache-max-mib", "0"}, "gameclient: -cache-max-mib 0: want a size in MiB"},
 		{[]string{"cache", "stats"}, "a cache command comes first, its flags after it: gameclient cache stats -cache "},
+		{[]string{"-nope"}, "flag provided but not defined: -nope"},
+		{[]string{"-timeout", "abc"}, `invalid value "abc" for flag -timeout`},
 		{[]string{"-packs", pack + "," + pack + "/"}, "gameclient: -packs " + pack + "/: listed twice (also as " + pack + ")"},
 		{[]string{"-cache-max-mib", "9007199254740992"}, "gameclient: -cache-max-mib 9007199254740992: want a size in MiB"},
 		// A -packs slip would otherwise serve nothing without a word.

@@ -146,7 +146,19 @@ func run() int {
 		fmt.Fprintf(w, "       gameclient cache stats|verify|gc|ls [-cache DIR] [-json] ...   look at or tidy the cache (gameclient cache -help)\n\nFlags:\n")
 		flag.PrintDefaults()
 	}
-	flag.Parse()
+	// Parsed here, not by flag.Parse, which exits on a bad flag: with
+	// -json a script still reads one object.
+	flag.CommandLine.Init(os.Args[0], flag.ContinueOnError)
+	if err := flag.CommandLine.Parse(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		// flag has said what is wrong, and shown the flags, on stderr.
+		if jsonFlagGiven(os.Args[1:]) {
+			json.NewEncoder(os.Stdout).Encode(summary{Outcome: "usage", Error: err.Error()})
+		}
+		return exitUsage
+	}
 
 	if *version {
 		fmt.Println(buildinfo.String("gameclient"))
@@ -379,4 +391,19 @@ func checkCacheMax(mib int64) error {
 		return fmt.Errorf("-cache-max-mib %d: want a size in MiB (e.g. 1024), or -1 for no limit", mib)
 	}
 	return nil
+}
+
+// jsonFlagGiven reports whether args ask for -json, for answering a
+// command line that did not parse: whether the flag package got to it
+// depends on where the bad flag was.
+func jsonFlagGiven(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return false
+		case "-json", "--json", "-json=true", "--json=true", "-json=1", "--json=1":
+			return true
+		}
+	}
+	return false
 }
