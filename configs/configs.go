@@ -227,14 +227,23 @@ func (w *World) Validate() error {
 	return nil
 }
 
-type worldProblem struct{ setting, msg string }
+// worldProblem is a bad setting: at the top level (node < 0), or key of
+// the node-th [[node]] table.
+type worldProblem struct {
+	setting, msg string
+	node         int
+	key          string
+}
 
 // problems lists every bad setting of the world definition, so a person
 // fixing the file sees them all at once.
 func (w *World) problems() []worldProblem {
 	var ps []worldProblem
 	bad := func(setting, format string, args ...any) {
-		ps = append(ps, worldProblem{setting, fmt.Sprintf(format, args...)})
+		ps = append(ps, worldProblem{setting: setting, msg: fmt.Sprintf(format, args...), node: -1, key: setting})
+	}
+	badNode := func(i int, key, setting, format string, args ...any) {
+		ps = append(ps, worldProblem{setting: setting, msg: fmt.Sprintf(format, args...), node: i, key: key})
 	}
 	if w.RegionSize < 1 || w.RegionSize > 1<<16 {
 		bad("region_size", "%d not in 1..65536", w.RegionSize)
@@ -247,14 +256,14 @@ func (w *World) problems() []worldProblem {
 	}
 	for i, n := range w.Nodes {
 		if n.Name == "" {
-			bad(fmt.Sprintf("node[%d].name", i), "empty")
+			badNode(i, "name", fmt.Sprintf("node[%d].name", i), "empty")
 		}
 		if n.Weight < 1 {
-			bad(fmt.Sprintf("node %q weight", n.Name), "%d must be positive", n.Weight)
+			badNode(i, "weight", fmt.Sprintf("node %q weight", n.Name), "%d must be positive", n.Weight)
 		}
 		for _, r := range n.Resources {
 			if _, err := resources.ParseLoc(r); err != nil {
-				bad(fmt.Sprintf("node %q resources", n.Name), "%v", err)
+				badNode(i, "resources", fmt.Sprintf("node %q resources", n.Name), "%v", err)
 			}
 		}
 	}

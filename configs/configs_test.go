@@ -101,6 +101,20 @@ func TestWorldReportsEveryBadValue(t *testing.T) {
 	if ps[0].Line != 1 || ps[1].Line != 2 {
 		t.Errorf("lines %d and %d, want 1 and 2", ps[0].Line, ps[1].Line)
 	}
+	// A node's problems are at their line in that node's table, or at its
+	// header when the key is not written.
+	_, err = decodeWorld("region_size = 16\nnodes_per_region = 1\n[[node]]\nname = \"dirt\"\nweight = 1\n"+
+		"resources = [\"texture/default:dirt.png\"]\n\n[[node]]\nname = \"stone\"\nweight = 0\n"+
+		"resources = [\"textur/default:stone.png\"]\n[[node]]\nweight = 2\n", "w.toml")
+	ps = nil
+	if !errors.As(err, &ps) || len(ps) != 3 {
+		t.Fatalf("problems %v, want stone's weight and resources, and a name missing", err)
+	}
+	for i, want := range []int{10, 11, 12} {
+		if ps[i].Line != want {
+			t.Errorf("%s: line %d, want %d", ps[i].Setting, ps[i].Line, want)
+		}
+	}
 }
 
 // admin_listen = "none" turns the admin listener off, as -admin-listen

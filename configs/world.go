@@ -44,7 +44,11 @@ func decodeWorld(data, file string) (World, error) {
 		return World{}, ps
 	}
 	for _, p := range w.problems() {
-		ps = append(ps, Problem{File: file, Line: keyLineIn(lines, "", p.setting), Setting: p.setting, Msg: p.msg})
+		line := keyLineIn(lines, "", p.key)
+		if p.node >= 0 {
+			line = nodeKeyLine(lines, p.node, p.key)
+		}
+		ps = append(ps, Problem{File: file, Line: line, Setting: p.setting, Msg: p.msg})
 	}
 	if len(ps) > 0 {
 		return World{}, ps
@@ -58,6 +62,32 @@ func settingNames(t reflect.Type) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// nodeKeyLine finds the line of key in the i-th [[node]] table, or of the
+// table's header when the key is not written (an empty name, a weight left
+// out); 0 if there is no such table.
+func nodeKeyLine(lines []string, i int, key string) int {
+	n, header := -1, 0
+	for j, l := range lines {
+		t := strings.TrimSpace(l)
+		if strings.HasPrefix(t, "[") {
+			if n == i {
+				break // past the table
+			}
+			if strings.Trim(t, "[] ") == "node" && strings.HasPrefix(t, "[[") {
+				n++
+				if n == i {
+					header = j + 1
+				}
+			}
+			continue
+		}
+		if m := keyLine.FindStringSubmatch(l); m != nil && n == i && m[2] == key {
+			return j + 1
+		}
+	}
+	return header
 }
 
 // keyLineIn finds the first line setting key, at the top level (table "")
