@@ -20,6 +20,11 @@ type InUseError struct {
 }
 
 func (e *InUseError) Error() string {
+	if e.PID == os.Getpid() {
+		// flock is per open file: a second Open in one process is refused
+		// too. "process N" would name the caller itself.
+		return fmt.Sprintf("cache %s is already open in this process: share that *assetsmgr.Cache, or close it first", e.Dir)
+	}
 	who := "another process"
 	if e.PID > 0 {
 		who = "process " + strconv.Itoa(e.PID)

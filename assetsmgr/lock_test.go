@@ -27,7 +27,9 @@ func TestSecondOpenIsRefused(t *testing.T) {
 	if !errors.As(err, &inUse) || !errors.Is(err, ErrInUse) || inUse.PID != os.Getpid() {
 		t.Fatalf("second Open: %v, want an InUseError naming pid %d", err, os.Getpid())
 	}
-	if want := "cache " + dir + " is in use by process "; !strings.Contains(err.Error(), want) {
+	// In this very process: "in use by process <pid>" would name the
+	// caller itself.
+	if want := "cache " + dir + " is already open in this process"; !strings.Contains(err.Error(), want) {
 		t.Fatalf("message %q does not say %q", err, want)
 	}
 	if _, err := os.Stat(p.f.Name()); err != nil {

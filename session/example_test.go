@@ -33,7 +33,10 @@ func Example_embedding() {
 	s = session.NewSyncer(session.SyncOptions{
 		URL:   "ws://play.example.net:30000/ws",
 		Cache: cache,
-		OnEvent: func(e session.Event) { // in order, one at a time; keep it quick
+		// OnEvent runs in order, one event at a time, on the goroutine that
+		// made the change: the sync waits while it runs. Keep it quick (a
+		// large resource is better read on a goroutine of the game's).
+		OnEvent: func(e session.Event) {
 			switch e := e.(type) {
 			case session.Bound: // e.Binding: (type, id) is now domain:key with this hash
 			case session.Loaded: // e.Source: pack|inline|blob|network; e.Replaces: the old hash after a server-side change
@@ -55,12 +58,15 @@ func Example_embedding() {
 			}
 		},
 	})
-	go s.Run(ctx)   // reconnects with backoff until ctx ends, or stops at a Permanent error
-	s.Move(x, y, z) // the player's position, for world content; returns its seq
+	ctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }() // reconnects with backoff until ctx ends, or stops at a Permanent error
+	s.Move(x, y, z)                    // the player's position, for world content; returns its seq
 
 	// A loading screen: wait until the server's list for this position is
-	// complete and all of it is loaded (nil), the last resource failed
-	// (errors.Is(err, session.ErrFailed)), or Run stopped (e.g. ErrRefused).
+	// complete and all of it is loaded (nil; OnEvent has had every Loaded
+	// by then), the last resource failed (errors.Is(err,
+	// session.ErrFailed)), or Run stopped (e.g. ErrRefused).
 	if err := s.WaitSynced(ctx); errors.Is(err, session.ErrFailed) {
 		log.Print("some resources could not be loaded: ", err)
 	} else if err != nil {
@@ -70,6 +76,12 @@ func Example_embedding() {
 	// Now and then (e.g. after loading a world), keep the cache under its cap:
 	bound := s.BoundHashes()
 	cache.Trim(ctx, func(h resources.Hash) bool { return bound[h] })
+
+	// Quitting: stop the Syncer and wait for Run to return, then close the
+	// cache (deferred above); a cache closed under a running Syncer fails
+	// whatever it was storing.
+	stop()
+	<-done
 	// README:end
 }
 

@@ -40,6 +40,12 @@ var (
 	// ErrFailed: WaitSynced found everything settled but some resources
 	// failed for good.
 	ErrFailed = errors.New("resources failed to load")
+	// ErrRunning: Run was called while another Run of the same Syncer
+	// runs. One Syncer is one connection; a second Run returns at once.
+	ErrRunning = errors.New("session: Run is already running on this Syncer")
+	// ErrNotCached: Open found no copy of the hash: not loaded yet, or
+	// gone from the cache (then it is fetched again and Loaded again).
+	ErrNotCached = errors.New("not in the cache")
 )
 
 // Permanent reports whether err is one that retrying cannot fix: a bad URL,
@@ -54,9 +60,16 @@ type SyncOptions struct {
 	Cache  *assetsmgr.Cache
 	Client uuid.UUID // zero: a random one
 	Token  string
+	// Logger gets what went wrong that no event says (a cache that
+	// cannot store, a connection lost); nil discards it.
 	Logger *slog.Logger
-	// OnEvent receives events in order, one at a time, from the Syncer's
-	// goroutines; it should return quickly.
+	// OnEvent receives events in order, one at a time, on the goroutine
+	// that made the change (the connection's reader, a cache lookup, the
+	// cache's store): that work waits until it returns, so it should
+	// return quickly and hand heavy work (decoding a large resource) to a
+	// goroutine of the game's. WaitSynced returns only once every event
+	// of the state it reports has been delivered, so OnEvent must not
+	// wait for it.
 	OnEvent func(Event)
 	// StallTimeout: requests outstanding and nothing received for this
 	// long → everything outstanding is requested again. Default 10s.
@@ -96,6 +109,12 @@ type Syncer struct {
 	log  *slog.Logger
 
 	evMu sync.Mutex // serialises OnEvent calls
+	// emitting counts batches of events made under mu and not yet
+	// delivered to OnEvent. WaitSynced waits for it to be 0: a game that
+	// leaves its loading screen when it returns must already have had
+	// every Loaded of the state it returned in.
+	emitting int  // under mu
+	running  bool // under mu: a Run is running
 
 	mu      sync.Mutex // guards the fields below
 	keys    map[resources.Key]*keyState
@@ -336,18 +355,25 @@ func (s *Syncer) syncedLocked() bool {
 	return true
 }
 
-// WaitSynced waits until Synced holds: it returns nil the moment every
-// bound resource is loaded, an error wrapping ErrFailed the moment the
-// last outstanding one fails for good, Run's error if Run stopped (for
-// example ErrRefused), or ctx's error.
+// WaitSynced waits until Synced holds and OnEvent has had every event of
+// getting there: it returns nil once every bound resource is loaded (and
+// its Loaded delivered), an error wrapping ErrFailed once the last
+// outstanding one fails for good, Run's error if Run stopped (for example
+// ErrRefused), or ctx's error.
 func (s *Syncer) WaitSynced(ctx context.Context) error {
 	for {
 		s.mu.Lock()
-		ok := s.syncedLocked()
+		// Synced, and every event of getting there delivered: OnEvent
+		// runs on the goroutine that made the change, after it unlocks,
+		// so the state can be synced a moment before the game has heard.
+		ok := s.syncedLocked() && s.emitting == 0
 		var st Stats
 		if ok {
 			// Only then: counting walks every key, and this loop runs at
 			// every resource loaded (it was a tenth of a cold sync's CPU).
+			if s.stats.SyncSeconds == 0 && !s.started.IsZero() {
+				s.stats.SyncSeconds = time.Since(s.started).Seconds()
+			}
 			st = s.statsLocked()
 		}
 		runErr := s.runErr
@@ -391,7 +417,7 @@ func (s *Syncer) Open(ctx context.Context, h resources.Hash) (assetsmgr.Blob, er
 		// A loaded copy gone from the cache (found corrupt, or removed
 		// by hand) is fetched again: the game gets Loaded once it is.
 		s.refetch(h)
-		return assetsmgr.Blob{}, fmt.Errorf("open %s: not in the cache", h.Short())
+		return assetsmgr.Blob{}, fmt.Errorf("open %s: %w", h.Short(), ErrNotCached)
 	}
 	return b, nil
 }
@@ -434,6 +460,26 @@ func (s *Syncer) send(out *outbox, p packets.Packet) {
 	select {
 	case out.ch <- p:
 	case <-out.done:
+	}
+}
+
+// holdEvents notes, under mu, a batch of events about to be emitted (by
+// emitHeld, once mu is released).
+func (s *Syncer) holdEvents(evs []Event) {
+	if len(evs) > 0 {
+		s.emitting++
+	}
+}
+
+// emitHeld delivers a batch noted by holdEvents, then lets WaitSynced see
+// it delivered.
+func (s *Syncer) emitHeld(evs []Event) {
+	s.emit(evs)
+	if len(evs) > 0 {
+		s.mu.Lock()
+		s.emitting--
+		s.mu.Unlock()
+		s.poke()
 	}
 }
 
@@ -486,12 +532,20 @@ func (s *Syncer) poke() {
 
 // Run syncs until ctx ends, reconnecting with backoff (200 ms doubling to
 // 5 s, with jitter) unless NoReconnect is set or the error is Permanent.
+// It may be called again once it has returned (what is bound and loaded
+// carries over); called while it runs, it returns ErrRunning.
 func (s *Syncer) Run(ctx context.Context) (err error) {
 	s.mu.Lock()
+	if s.running {
+		s.mu.Unlock()
+		return ErrRunning
+	}
+	s.running = true
 	s.started = time.Now()
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
+		s.running = false
 		s.runErr = err
 		s.mu.Unlock()
 		s.poke()
@@ -698,8 +752,9 @@ func (s *Syncer) writeLoop(ctx context.Context, conn *websocket.Conn, out *outbo
 				s.progressed = false
 				ev = append(ev, Progress{Stats: s.statsLocked()})
 			}
+			s.holdEvents(ev)
 			s.mu.Unlock()
-			s.emit(ev)
+			s.emitHeld(ev)
 		}
 	}
 }
@@ -1083,8 +1138,9 @@ func (s *Syncer) bind(ctx context.Context, out *outbox, entries []resources.Bind
 	s.mu.Lock()
 	for _, b := range entries {
 		if hs := s.hashes[b.Hash]; hs != nil && hs.size != b.Size {
+			s.holdEvents(evs)
 			s.mu.Unlock()
-			s.emit(evs)
+			s.emitHeld(evs)
 			return fmt.Sprintf("hash %s bound with size %d, earlier with %d", b.Hash.Short(), b.Size, hs.size)
 		}
 	}
@@ -1136,8 +1192,9 @@ func (s *Syncer) bind(ctx context.Context, out *outbox, entries []resources.Bind
 		}
 	}
 	s.progressed = true
+	s.holdEvents(evs)
 	s.mu.Unlock()
-	s.emit(evs)
+	s.emitHeld(evs)
 	s.poke()
 	s.request(out, again)
 	if len(look) == 0 {
@@ -1183,8 +1240,9 @@ func (s *Syncer) bindsDone(out *outbox, seq uint32) {
 	}
 	evs = append(evs, BindsDone{Seq: seq, Complete: s.bindsKnownLocked(), Bound: len(s.keys)})
 	s.progressed = true
+	s.holdEvents(evs)
 	s.mu.Unlock()
-	s.emit(evs)
+	s.emitHeld(evs)
 	s.poke()
 	s.pumpRequests(out) // sends the cancels of what was Lost first
 }
@@ -1217,8 +1275,9 @@ func (s *Syncer) lookup(ctx context.Context, out *outbox, look []resources.Hash)
 			miss = append(miss, h)
 		}
 	}
+	s.holdEvents(evs)
 	s.mu.Unlock()
-	s.emit(evs)
+	s.emitHeld(evs)
 	s.poke()
 	s.request(out, miss)
 }
@@ -1305,8 +1364,9 @@ func (s *Syncer) lost(out *outbox, keys []resources.Key) {
 		evs = append(evs, Lost{Binding: ks.b})
 	}
 	s.progressed = true
+	s.holdEvents(evs)
 	s.mu.Unlock()
-	s.emit(evs)
+	s.emitHeld(evs)
 	s.poke()
 	s.pumpRequests(out)
 }
@@ -1376,8 +1436,9 @@ func (s *Syncer) streamFailedLocked(h resources.Hash, why error) (again bool, ev
 // lock, and reports the failure or asks for h again.
 func (s *Syncer) failStreamAndUnlock(out *outbox, h resources.Hash, why error) {
 	again, evs := s.streamFailedLocked(h, why)
+	s.holdEvents(evs)
 	s.mu.Unlock()
-	s.emit(evs)
+	s.emitHeld(evs)
 	s.poke() // a failure may be the last thing WaitSynced waits for
 	s.pumpRequests(out)
 	if again {
@@ -1451,8 +1512,9 @@ func (s *Syncer) initStream(out *outbox, p *packets.InitResSend) {
 		s.dropStreamLocked(p.Stream)
 		why := fmt.Errorf("stream id %d reused", p.Stream)
 		againOther, evs := s.streamFailedLocked(other.hash, why)
+		s.holdEvents(evs)
 		s.mu.Unlock()
-		s.emit(evs)
+		s.emitHeld(evs)
 		if againOther {
 			s.request(out, []resources.Hash{other.hash})
 		}
@@ -1649,8 +1711,9 @@ func (s *Syncer) stored(h resources.Hash, err error) {
 		}
 	}
 	s.progressed = true
+	s.holdEvents(evs)
 	s.mu.Unlock()
-	s.emit(evs)
+	s.emitHeld(evs)
 	s.poke()
 }
 
@@ -1674,8 +1737,9 @@ func (s *Syncer) resourceError(out *outbox, p *packets.ResourceError) {
 		hs.retries = s.opts.MaxRetries // will not get better
 	}
 	again, evs = s.streamFailedLocked(p.Hash, why)
+	s.holdEvents(evs)
 	s.mu.Unlock()
-	s.emit(evs)
+	s.emitHeld(evs)
 	s.poke()
 	s.pumpRequests(out)
 	if again {

@@ -332,9 +332,10 @@ func (s *Syncer) failHashAndUnlock(hs *hashState, h resources.Hash, what string,
 		evs = append(evs, Failed{Binding: s.keys[k].b, Err: err})
 	}
 	tries := hs.retries
+	s.holdEvents(evs)
 	s.mu.Unlock()
 	s.log.Error(what, "hash", h.Short(), "err", err, "tries", tries)
-	s.emit(evs)
+	s.emitHeld(evs)
 	s.poke()
 }
 

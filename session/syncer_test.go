@@ -498,3 +498,108 @@ func TestSyncerFetchesAgainWhatFailsWhenRead(t *testing.T) {
 }
 
 func hashBytes(h resources.Hash) []byte { return h[:] }
+
+// WaitSynced returns only once the game's OnEvent has had every Loaded:
+// a game leaving its loading screen then finds all it needs. OnEvent runs
+// on the goroutine that changed the state, after it lets go of it, so the
+// state can be synced while events are still on their way; WaitSynced
+// returned then (a helper's game saw it return with 0 of 77 Loaded
+// delivered, 1 run in 25).
+func TestWaitSyncedAfterEveryLoadedIsDelivered(t *testing.T) {
+	dir := t.TempDir()
+	for i := range 20 {
+		writePackFile(t, dir, "assets/m/texture/t"+itoa(i)+".png", []byte("texture "+itoa(i)))
+	}
+	ts := startServer(t, serverSetup{dirs: []string{dir}})
+	cache, err := assetsmgr.Open(context.Background(), assetsmgr.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cache.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// A warm join: Loaded comes from the lookups, not the store.
+	warm, stopWarm := context.WithCancel(ctx)
+	first := NewSyncer(SyncOptions{URL: ts.url, Cache: cache})
+	firstDone := make(chan struct{})
+	go func() { first.Run(warm); close(firstDone) }()
+	if err := first.WaitSynced(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stopWarm()
+	<-firstDone
+	entered, release := make(chan struct{}), make(chan struct{})
+	var loaded atomic.Int64
+	var once sync.Once
+	s := NewSyncer(SyncOptions{URL: ts.url, Cache: cache, OnEvent: func(e Event) {
+		if _, ok := e.(Loaded); ok {
+			once.Do(func() { close(entered); <-release }) // the game busy with the first
+			loaded.Add(1)
+		}
+	}})
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	var releaseOnce sync.Once
+	letGo := func() { releaseOnce.Do(func() { close(release) }) }
+	defer func() { letGo(); cancel(); <-done }()
+	<-entered
+	for !s.Synced() { // everything loaded, the game still at its first Loaded
+		if ctx.Err() != nil {
+			t.Fatalf("never synced: %+v", s.Stats())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	early, cancelEarly := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancelEarly()
+	if err := s.WaitSynced(early); err == nil {
+		t.Fatalf("WaitSynced returned nil with %d Loaded delivered of %d", loaded.Load(), s.Stats().Loaded)
+	}
+	letGo()
+	if err := s.WaitSynced(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.Stats(); loaded.Load() != int64(st.Loaded) || st.SyncSeconds == 0 {
+		t.Fatalf("WaitSynced returned with %d of %d Loaded delivered (SyncSeconds %v)", loaded.Load(), st.Loaded, st.SyncSeconds)
+	}
+}
+
+// One Syncer is one connection: a second Run while the first runs returns
+// ErrRunning at once (before, both ran, two sessions on one state), and
+// Run may be called again after the first returned.
+func TestSecondRunIsRefused(t *testing.T) {
+	ts := startServer(t, serverSetup{})
+	cache, err := assetsmgr.Open(context.Background(), assetsmgr.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cache.Close()
+	s := NewSyncer(SyncOptions{URL: ts.url, Cache: cache})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	if err := s.WaitSynced(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Run(ctx); !errors.Is(err, ErrRunning) {
+		t.Fatalf("second Run: %v, want ErrRunning", err)
+	}
+	// A game telling "not loaded yet" from a broken cache.
+	if _, err := s.Open(ctx, resources.Sum([]byte("never bound"))); !errors.Is(err, ErrNotCached) {
+		t.Errorf("Open of a hash never loaded: %v, want ErrNotCached", err)
+	}
+	cancel()
+	<-done
+	if st := s.Stats(); st.Sessions != 1 {
+		t.Errorf("%d sessions, want 1", st.Sessions)
+	}
+	again, stop := context.WithTimeout(context.Background(), 10*time.Second)
+	defer stop()
+	go func() { done <- s.Run(again) }()
+	for s.Stats().Sessions < 2 && again.Err() == nil {
+		time.Sleep(time.Millisecond)
+	}
+	stop()
+	if err := <-done; errors.Is(err, ErrRunning) {
+		t.Fatalf("Run after the first returned: %v", err)
+	}
+}
