@@ -269,7 +269,7 @@ func (c *Cache) Lookup(ctx context.Context, hs []resources.Hash) (map[resources.
 		todo = rest
 	}
 	if len(touched) > 0 {
-		c.store.enqueue(op{kind: opTouch, hashes: touched})
+		c.store.touch(touched)
 	}
 	return hits, nil
 }

@@ -130,8 +130,9 @@ type store struct {
 	// Names wait here rather than in ops: Name is called from done
 	// callbacks, which run on the store's own goroutine, where a send on a
 	// full ops would never be received.
-	namesMu sync.Mutex // guards names and the corrupt entries
+	namesMu sync.Mutex // guards names, touches and the corrupt entries
 	names   []blobName
+	touches []resources.Hash
 	// Entries found corrupt while being read wait here too: a read can
 	// run on the store's goroutine (a done callback's Loaded event, whose
 	// handler reads another blob).
@@ -171,6 +172,21 @@ func (s *store) name(n blobName) {
 	s.namesMu.Lock()
 	first := len(s.names) == 0
 	s.names = append(s.names, n)
+	s.namesMu.Unlock()
+	if first {
+		s.wake()
+	}
+}
+
+// touch queues hits to mark used with the next batch, without ever
+// blocking, as name does: a lookup must not wait for the store, which may
+// itself be waiting for the game (a Put's done callback delivers Loaded),
+// while the game's handler looks up (Syncer.Open); a full queue of touches
+// then deadlocked the two.
+func (s *store) touch(hs []resources.Hash) {
+	s.namesMu.Lock()
+	first := len(s.touches) == 0
+	s.touches = append(s.touches, hs...)
 	s.namesMu.Unlock()
 	if first {
 		s.wake()
@@ -293,6 +309,10 @@ func (s *store) run() {
 			s.salvagedFiles = nil
 		}
 		batch = append(drops, batch...)
+		if len(s.touches) > 0 {
+			batch = append(batch, op{kind: opTouch, hashes: s.touches})
+			s.touches = nil
+		}
 		if len(s.names) > 0 {
 			// Last in the batch: after the rows of the blobs they name.
 			batch = append(batch, op{kind: opName, names: s.names})

@@ -104,7 +104,7 @@ func TestWorldReportsEveryBadValue(t *testing.T) {
 	// A node's problems are at their line in that node's table, or at its
 	// header when the key is not written.
 	_, err = decodeWorld("region_size = 16\nnodes_per_region = 1\n[[node]]\nname = \"dirt\"\nweight = 1\n"+
-		"resources = [\"texture/default:dirt.png\"]\n\n[[node]]\nname = \"stone\"\nweight = 0\n"+
+		"resources = [\"texture/default:dirt.png\"]\n\n[[node]]  # stone\nname = \"stone\"\nweight = 0\n"+
 		"resources = [\"textur/default:stone.png\"]\n[[node]]\nweight = 2\n", "w.toml")
 	ps = nil
 	if !errors.As(err, &ps) || len(ps) != 3 {

@@ -71,6 +71,9 @@ func nodeKeyLine(lines []string, i int, key string) int {
 	n, header := -1, 0
 	for j, l := range lines {
 		t := strings.TrimSpace(l)
+		if c := strings.Index(t, "#"); c >= 0 && strings.HasPrefix(t, "[") {
+			t = strings.TrimSpace(t[:c]) // [[node]]  # stone
+		}
 		if strings.HasPrefix(t, "[") {
 			if n == i {
 				break // past the table

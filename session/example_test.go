@@ -58,10 +58,10 @@ func Example_embedding() {
 			}
 		},
 	})
-	ctx, stop := context.WithCancel(ctx)
+	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }() // reconnects with backoff until ctx ends, or stops at a Permanent error
-	s.Move(x, y, z)                    // the player's position, for world content; returns its seq
+	go func() { done <- s.Run(runCtx) }() // reconnects with backoff until runCtx ends, or stops at a Permanent error
+	s.Move(x, y, z)                       // the player's position, for world content; returns its seq
 
 	// A loading screen: wait until the server's list for this position is
 	// complete and all of it is loaded (nil; OnEvent has had every Loaded
@@ -79,7 +79,8 @@ func Example_embedding() {
 
 	// Quitting: stop the Syncer and wait for Run to return, then close the
 	// cache (deferred above); a cache closed under a running Syncer fails
-	// whatever it was storing.
+	// whatever it was storing. Events may come until cache.Close returns
+	// (the last stores' Loaded).
 	stop()
 	<-done
 	// README:end

@@ -42,7 +42,7 @@ var (
 	ErrFailed = errors.New("resources failed to load")
 	// ErrRunning: Run was called while another Run of the same Syncer
 	// runs. One Syncer is one connection; a second Run returns at once.
-	ErrRunning = errors.New("session: Run is already running on this Syncer")
+	ErrRunning = errors.New("Run is already running on this Syncer")
 	// ErrNotCached: Open found no copy of the hash: not loaded yet, or
 	// gone from the cache (then it is fetched again and Loaded again).
 	ErrNotCached = errors.New("not in the cache")
@@ -69,7 +69,8 @@ type SyncOptions struct {
 	// return quickly and hand heavy work (decoding a large resource) to a
 	// goroutine of the game's. WaitSynced returns only once every event
 	// of the state it reports has been delivered, so OnEvent must not
-	// wait for it.
+	// wait for anything that waits for WaitSynced (WaitSynced itself, or
+	// a channel the game drains only after its loading screen).
 	OnEvent func(Event)
 	// StallTimeout: requests outstanding and nothing received for this
 	// long → everything outstanding is requested again. Default 10s.
@@ -109,14 +110,15 @@ type Syncer struct {
 	log  *slog.Logger
 
 	evMu sync.Mutex // serialises OnEvent calls
+
+	mu sync.Mutex // guards the fields below
 	// emitting counts batches of events made under mu and not yet
 	// delivered to OnEvent. WaitSynced waits for it to be 0: a game that
 	// leaves its loading screen when it returns must already have had
 	// every Loaded of the state it returned in.
-	emitting int  // under mu
-	running  bool // under mu: a Run is running
+	emitting int
+	running  bool // a Run is running
 
-	mu      sync.Mutex // guards the fields below
 	keys    map[resources.Key]*keyState
 	hashes  map[resources.Hash]*hashState
 	streams map[uint32]*assembly
@@ -474,13 +476,17 @@ func (s *Syncer) holdEvents(evs []Event) {
 // emitHeld delivers a batch noted by holdEvents, then lets WaitSynced see
 // it delivered.
 func (s *Syncer) emitHeld(evs []Event) {
-	s.emit(evs)
 	if len(evs) > 0 {
-		s.mu.Lock()
-		s.emitting--
-		s.mu.Unlock()
-		s.poke()
+		// Deferred: a handler that panics (recovered by the game around
+		// Run) must not leave WaitSynced waiting for ever.
+		defer func() {
+			s.mu.Lock()
+			s.emitting--
+			s.mu.Unlock()
+			s.poke()
+		}()
 	}
+	s.emit(evs)
 }
 
 func (s *Syncer) emit(evs []Event) {
@@ -542,6 +548,12 @@ func (s *Syncer) Run(ctx context.Context) (err error) {
 	}
 	s.running = true
 	s.started = time.Now()
+	// A Run after an earlier one returned starts over: WaitSynced waits
+	// for this Run's server to say what it binds, not for the last one's
+	// error or its synced state.
+	s.runErr = nil
+	s.reconciled, s.haveDone = false, false
+	s.stats.SyncSeconds = 0
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()

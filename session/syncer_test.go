@@ -595,8 +595,15 @@ func TestSecondRunIsRefused(t *testing.T) {
 	again, stop := context.WithTimeout(context.Background(), 10*time.Second)
 	defer stop()
 	go func() { done <- s.Run(again) }()
-	for s.Stats().Sessions < 2 && again.Err() == nil {
+	for s.Stats().Sessions < 2 && again.Err() == nil { // the new Run under way
 		time.Sleep(time.Millisecond)
+	}
+	// Not the first Run's context.Canceled: this Run's sync.
+	if err := s.WaitSynced(again); err != nil {
+		t.Fatalf("WaitSynced after Run again: %v", err)
+	}
+	if st := s.Stats(); st.Sessions != 2 {
+		t.Errorf("%d sessions after Run again, want 2", st.Sessions)
 	}
 	stop()
 	if err := <-done; errors.Is(err, ErrRunning) {
