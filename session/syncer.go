@@ -465,6 +465,30 @@ func (s *Syncer) send(out *outbox, p packets.Packet) {
 	}
 }
 
+// progressTick delivers a Progress event if anything progressed, from the
+// writer. Only if OnEvent is free: the writer must never wait for the
+// game's handler, which may itself be waiting for the writer (a Need or a
+// Move from the handler, with the queue only the writer drains full).
+// A tick skipped is made up at the next one. Progress does not count for
+// WaitSynced.
+func (s *Syncer) progressTick() {
+	if !s.evMu.TryLock() {
+		return
+	}
+	defer s.evMu.Unlock()
+	s.mu.Lock()
+	progressed := s.progressed
+	var st Stats
+	if progressed {
+		s.progressed = false
+		st = s.statsLocked()
+	}
+	s.mu.Unlock()
+	if progressed && s.opts.OnEvent != nil {
+		s.opts.OnEvent(Progress{Stats: st})
+	}
+}
+
 // holdEvents notes, under mu, a batch of events about to be emitted (by
 // emitHeld, once mu is released).
 func (s *Syncer) holdEvents(evs []Event) {
@@ -758,15 +782,7 @@ func (s *Syncer) writeLoop(ctx context.Context, conn *websocket.Conn, out *outbo
 					return fmt.Errorf("send %s: %w", p.Type(), err)
 				}
 			}
-			s.mu.Lock()
-			var ev []Event
-			if s.progressed {
-				s.progressed = false
-				ev = append(ev, Progress{Stats: s.statsLocked()})
-			}
-			s.holdEvents(ev)
-			s.mu.Unlock()
-			s.emitHeld(ev)
+			s.progressTick()
 		}
 	}
 }
