@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -449,5 +450,54 @@ func TestCorruptDropSparesAGoodCopyStoredSince(t *testing.T) {
 	}
 	if got, err := b.ReadAll(); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("read %q, %v", got, err)
+	}
+}
+
+// A Lookup from a done callback, which runs on the store's goroutine (the
+// Syncer delivers Loaded from there, and a game's handler looks up what
+// it was told about), never waits for the store: its touches of entries
+// last used long ago once went into the store's queue with a blocking
+// send, and the 1,025th deadlocked the store with itself.
+func TestLookupFromADoneCallbackNeverBlocks(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	// Not openCache: if the store is stuck, its Close would hang the test
+	// instead of failing it.
+	c, err := Open(context.Background(), Options{Dir: t.TempDir(), Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := put(t, c, []byte("used an hour ago"))
+	mu.Lock()
+	now = now.Add(time.Hour)
+	mu.Unlock()
+	finished := make(chan int, 1)
+	data := []byte("stored now")
+	if err := c.Put(resources.Sum(data), data, func(error) {
+		n := 0
+		for range 2000 { // each finds old stale, and touches it
+			if hits, err := c.Lookup(context.Background(), []resources.Hash{old}); err == nil && len(hits) == 1 {
+				n++
+			}
+		}
+		finished <- n
+	}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case n := <-finished:
+		if n != 2000 {
+			t.Fatalf("%d of 2000 lookups found the entry", n)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("lookups from a done callback blocked: the store waits for itself")
+	}
+	defer c.Close()
+	c.Flush(context.Background())
+	var used int64
+	c.db.QueryRow("SELECT last_used FROM inline_blobs WHERE hash = ?", old[:]).Scan(&used)
+	if used != clock().Unix() {
+		t.Errorf("last_used %d, want the touch applied (%d)", used, clock().Unix())
 	}
 }
