@@ -133,7 +133,8 @@ type Syncer struct {
 	lastRecv   time.Time
 	pos        *packets.Move // the last Move, sent again after a reconnect
 	moveSeq    uint32        // the last Move's seq
-	changed    chan struct{} // cap 1: state changed, for WaitSynced
+	changed    chan struct{} // closed (and replaced) when the state changes, for WaitSynced
+	waiters    int           // WaitSynced calls waiting on changed
 	progressed bool
 	started    time.Time // Run's start
 	// waiting holds hashes to request once fewer than Welcome's max
@@ -255,7 +256,7 @@ func NewSyncer(opts SyncOptions) *Syncer {
 		keys:     make(map[resources.Key]*keyState),
 		hashes:   make(map[resources.Hash]*hashState),
 		streams:  make(map[uint32]*assembly),
-		changed:  make(chan struct{}, 1),
+		changed:  make(chan struct{}),
 		putSem:   make(chan struct{}, maxPuts),
 		reopened: make(map[resources.Hash]bool),
 	}
@@ -379,6 +380,11 @@ func (s *Syncer) WaitSynced(ctx context.Context) error {
 			st = s.statsLocked()
 		}
 		runErr := s.runErr
+		changed := s.changed
+		wait := !ok && runErr == nil
+		if wait {
+			s.waiters++
+		}
 		s.mu.Unlock()
 		switch {
 		case ok && st.Failed > 0:
@@ -390,8 +396,13 @@ func (s *Syncer) WaitSynced(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
-		case <-s.changed:
+		case <-changed:
+		}
+		s.mu.Lock()
+		s.waiters--
+		s.mu.Unlock()
+		if err := ctx.Err(); err != nil {
+			return err
 		}
 	}
 }
@@ -553,11 +564,13 @@ func (s *Syncer) poke() {
 	if s.stats.SyncSeconds == 0 && !s.started.IsZero() && s.syncedLocked() {
 		s.stats.SyncSeconds = time.Since(s.started).Seconds()
 	}
-	s.mu.Unlock()
-	select {
-	case s.changed <- struct{}{}:
-	default:
+	if s.waiters > 0 {
+		// Every waiter wakes: a loading screen and, say, a telemetry
+		// goroutine both waiting. (A channel of one slot woke one.)
+		close(s.changed)
+		s.changed = make(chan struct{})
 	}
+	s.mu.Unlock()
 }
 
 // Run syncs until ctx ends, reconnecting with backoff (200 ms doubling to

@@ -610,3 +610,36 @@ func TestSecondRunIsRefused(t *testing.T) {
 		t.Fatalf("Run after the first returned: %v", err)
 	}
 }
+
+// Every WaitSynced caller wakes, not one of them: a loading screen and,
+// say, a telemetry goroutine both waiting. The wake-up was a channel of
+// one slot: of three waiters when Run stopped (here at once, on a bad
+// URL: a single wake-up), two slept on.
+func TestEveryWaitSyncedWakes(t *testing.T) {
+	cache, err := assetsmgr.Open(context.Background(), assetsmgr.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cache.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s := NewSyncer(SyncOptions{URL: "http://not-a-ws-url", Cache: cache})
+	errs := make(chan error, 3)
+	for range 3 {
+		go func() { errs <- s.WaitSynced(ctx) }()
+	}
+	time.Sleep(100 * time.Millisecond) // all three waiting
+	if err := s.Run(ctx); !errors.Is(err, ErrBadURL) {
+		t.Fatalf("Run: %v", err)
+	}
+	for i := range 3 {
+		select {
+		case err := <-errs:
+			if !errors.Is(err, ErrBadURL) {
+				t.Fatalf("waiter %d: %v, want Run's error", i, err)
+			}
+		case <-time.After(2 * time.Second):
+			t.Fatalf("waiter %d of 3 still waiting after Run returned", i)
+		}
+	}
+}
