@@ -324,12 +324,14 @@ func (s *Syncer) BoundHashes() map[resources.Hash]bool {
 }
 
 // Synced reports whether the server has sent every Bind for the join and
-// the latest Move (its BindsDone arrived) and every bound resource is
-// loaded or failed for good. Zero resources bound can be synced.
+// the latest Move (its BindsDone arrived), every bound resource is loaded
+// or failed for good, and OnEvent has had every event of getting there
+// (as WaitSynced: a game polling it each frame finds what it was told
+// about). Zero resources bound can be synced.
 func (s *Syncer) Synced() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.syncedLocked()
+	return s.syncedLocked() && s.emitting == 0
 }
 
 // BindsKnown reports whether the server's BindsDone for the latest Move

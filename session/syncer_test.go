@@ -543,11 +543,15 @@ func TestWaitSyncedAfterEveryLoadedIsDelivered(t *testing.T) {
 	letGo := func() { releaseOnce.Do(func() { close(release) }) }
 	defer func() { letGo(); cancel(); <-done }()
 	<-entered
-	for !s.Synced() { // everything loaded, the game still at its first Loaded
+	stateSynced := func() bool { s.mu.Lock(); defer s.mu.Unlock(); return s.syncedLocked() }
+	for !stateSynced() { // everything loaded, the game still at its first Loaded
 		if ctx.Err() != nil {
 			t.Fatalf("never synced: %+v", s.Stats())
 		}
 		time.Sleep(time.Millisecond)
+	}
+	if s.Synced() {
+		t.Errorf("Synced() with %d Loaded delivered of %d", loaded.Load(), s.Stats().Loaded)
 	}
 	early, cancelEarly := context.WithTimeout(ctx, 200*time.Millisecond)
 	defer cancelEarly()
