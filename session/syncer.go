@@ -376,9 +376,7 @@ func (s *Syncer) WaitSynced(ctx context.Context) error {
 		if ok {
 			// Only then: counting walks every key, and this loop runs at
 			// every resource loaded (it was a tenth of a cold sync's CPU).
-			if s.stats.SyncSeconds == 0 && !s.started.IsZero() {
-				s.stats.SyncSeconds = time.Since(s.started).Seconds()
-			}
+			s.noteSyncedLocked()
 			st = s.statsLocked()
 		}
 		runErr := s.runErr
@@ -510,6 +508,14 @@ func (s *Syncer) holdEvents(evs []Event) {
 	}
 }
 
+// unlockAndEmit releases mu, which the caller holds after building evs,
+// and delivers them, counted for WaitSynced from before the release.
+func (s *Syncer) unlockAndEmit(evs []Event) {
+	s.holdEvents(evs)
+	s.mu.Unlock()
+	s.emitHeld(evs)
+}
+
 // emitHeld delivers a batch noted by holdEvents, then lets WaitSynced see
 // it delivered.
 func (s *Syncer) emitHeld(evs []Event) {
@@ -560,11 +566,18 @@ func (s *Syncer) namesLocked(hs *hashState) []resources.Loc {
 	return names
 }
 
+// noteSyncedLocked records, once per Run, how long it took to be synced.
+func (s *Syncer) noteSyncedLocked() {
+	if s.stats.SyncSeconds == 0 && !s.started.IsZero() {
+		s.stats.SyncSeconds = time.Since(s.started).Seconds()
+	}
+}
+
 // poke wakes WaitSynced and notes the first moment everything was loaded.
 func (s *Syncer) poke() {
 	s.mu.Lock()
-	if s.stats.SyncSeconds == 0 && !s.started.IsZero() && s.syncedLocked() {
-		s.stats.SyncSeconds = time.Since(s.started).Seconds()
+	if s.syncedLocked() {
+		s.noteSyncedLocked()
 	}
 	if s.waiters > 0 {
 		// Every waiter wakes: a loading screen and, say, a telemetry
@@ -1181,9 +1194,7 @@ func (s *Syncer) bind(ctx context.Context, out *outbox, entries []resources.Bind
 	s.mu.Lock()
 	for _, b := range entries {
 		if hs := s.hashes[b.Hash]; hs != nil && hs.size != b.Size {
-			s.holdEvents(evs)
-			s.mu.Unlock()
-			s.emitHeld(evs)
+			s.unlockAndEmit(evs)
 			return fmt.Sprintf("hash %s bound with size %d, earlier with %d", b.Hash.Short(), b.Size, hs.size)
 		}
 	}
@@ -1235,9 +1246,7 @@ func (s *Syncer) bind(ctx context.Context, out *outbox, entries []resources.Bind
 		}
 	}
 	s.progressed = true
-	s.holdEvents(evs)
-	s.mu.Unlock()
-	s.emitHeld(evs)
+	s.unlockAndEmit(evs)
 	s.poke()
 	s.request(out, again)
 	if len(look) == 0 {
@@ -1283,9 +1292,7 @@ func (s *Syncer) bindsDone(out *outbox, seq uint32) {
 	}
 	evs = append(evs, BindsDone{Seq: seq, Complete: s.bindsKnownLocked(), Bound: len(s.keys)})
 	s.progressed = true
-	s.holdEvents(evs)
-	s.mu.Unlock()
-	s.emitHeld(evs)
+	s.unlockAndEmit(evs)
 	s.poke()
 	s.pumpRequests(out) // sends the cancels of what was Lost first
 }
@@ -1318,9 +1325,7 @@ func (s *Syncer) lookup(ctx context.Context, out *outbox, look []resources.Hash)
 			miss = append(miss, h)
 		}
 	}
-	s.holdEvents(evs)
-	s.mu.Unlock()
-	s.emitHeld(evs)
+	s.unlockAndEmit(evs)
 	s.poke()
 	s.request(out, miss)
 }
@@ -1407,9 +1412,7 @@ func (s *Syncer) lost(out *outbox, keys []resources.Key) {
 		evs = append(evs, Lost{Binding: ks.b})
 	}
 	s.progressed = true
-	s.holdEvents(evs)
-	s.mu.Unlock()
-	s.emitHeld(evs)
+	s.unlockAndEmit(evs)
 	s.poke()
 	s.pumpRequests(out)
 }
@@ -1479,9 +1482,7 @@ func (s *Syncer) streamFailedLocked(h resources.Hash, why error) (again bool, ev
 // lock, and reports the failure or asks for h again.
 func (s *Syncer) failStreamAndUnlock(out *outbox, h resources.Hash, why error) {
 	again, evs := s.streamFailedLocked(h, why)
-	s.holdEvents(evs)
-	s.mu.Unlock()
-	s.emitHeld(evs)
+	s.unlockAndEmit(evs)
 	s.poke() // a failure may be the last thing WaitSynced waits for
 	s.pumpRequests(out)
 	if again {
@@ -1555,9 +1556,7 @@ func (s *Syncer) initStream(out *outbox, p *packets.InitResSend) {
 		s.dropStreamLocked(p.Stream)
 		why := fmt.Errorf("stream id %d reused", p.Stream)
 		againOther, evs := s.streamFailedLocked(other.hash, why)
-		s.holdEvents(evs)
-		s.mu.Unlock()
-		s.emitHeld(evs)
+		s.unlockAndEmit(evs)
 		if againOther {
 			s.request(out, []resources.Hash{other.hash})
 		}
@@ -1754,9 +1753,7 @@ func (s *Syncer) stored(h resources.Hash, err error) {
 		}
 	}
 	s.progressed = true
-	s.holdEvents(evs)
-	s.mu.Unlock()
-	s.emitHeld(evs)
+	s.unlockAndEmit(evs)
 	s.poke()
 }
 
@@ -1780,9 +1777,7 @@ func (s *Syncer) resourceError(out *outbox, p *packets.ResourceError) {
 		hs.retries = s.opts.MaxRetries // will not get better
 	}
 	again, evs = s.streamFailedLocked(p.Hash, why)
-	s.holdEvents(evs)
-	s.mu.Unlock()
-	s.emitHeld(evs)
+	s.unlockAndEmit(evs)
 	s.poke()
 	s.pumpRequests(out)
 	if again {

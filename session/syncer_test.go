@@ -403,11 +403,7 @@ func TestSyncerLostAndRefused(t *testing.T) {
 func TestSyncerStopsPromptlyWhileTheServerKeepsSending(t *testing.T) {
 	fs := newFakeServer(t)
 	fs.linger.Store(true)
-	cache, err := assetsmgr.Open(context.Background(), assetsmgr.Options{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cache.Close()
+	cache := tempCache(t)
 	s := NewSyncer(SyncOptions{URL: fs.url, Cache: cache})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -511,11 +507,7 @@ func TestWaitSyncedAfterEveryLoadedIsDelivered(t *testing.T) {
 		writePackFile(t, dir, "assets/m/texture/t"+itoa(i)+".png", []byte("texture "+itoa(i)))
 	}
 	ts := startServer(t, serverSetup{dirs: []string{dir}})
-	cache, err := assetsmgr.Open(context.Background(), assetsmgr.Options{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cache.Close()
+	cache := tempCache(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	// A warm join: Loaded comes from the lookups, not the store.
@@ -572,11 +564,7 @@ func TestWaitSyncedAfterEveryLoadedIsDelivered(t *testing.T) {
 // Run may be called again after the first returned.
 func TestSecondRunIsRefused(t *testing.T) {
 	ts := startServer(t, serverSetup{})
-	cache, err := assetsmgr.Open(context.Background(), assetsmgr.Options{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cache.Close()
+	cache := tempCache(t)
 	s := NewSyncer(SyncOptions{URL: ts.url, Cache: cache})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	done := make(chan error, 1)
@@ -620,11 +608,7 @@ func TestSecondRunIsRefused(t *testing.T) {
 // one slot: of three waiters when Run stopped (here at once, on a bad
 // URL: a single wake-up), two slept on.
 func TestEveryWaitSyncedWakes(t *testing.T) {
-	cache, err := assetsmgr.Open(context.Background(), assetsmgr.Options{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cache.Close()
+	cache := tempCache(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	s := NewSyncer(SyncOptions{URL: "http://not-a-ws-url", Cache: cache})
@@ -646,4 +630,16 @@ func TestEveryWaitSyncedWakes(t *testing.T) {
 			t.Fatalf("waiter %d of 3 still waiting after Run returned", i)
 		}
 	}
+}
+
+// tempCache opens a cache in a temporary directory, closed when the test
+// ends.
+func tempCache(t *testing.T) *assetsmgr.Cache {
+	t.Helper()
+	cache, err := assetsmgr.Open(context.Background(), assetsmgr.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cache.Close() })
+	return cache
 }

@@ -40,6 +40,14 @@ commands:
 )
 
 // runCache runs "gameclient cache ..." with the arguments after "cache".
+// printJSONError is a cache command's failure under -json: one object on
+// stdout, {"error": "…"}, where its result would have been.
+func printJSONError(msg string) {
+	json.NewEncoder(os.Stdout).Encode(struct {
+		Error string `json:"error"`
+	}{msg})
+}
+
 func runCache(args []string) int {
 	usage := func() { fmt.Fprintf(os.Stderr, cacheUsageFormat, assetsmgr.DefaultMaxBytes>>20) }
 	if len(args) == 0 || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" {
@@ -79,9 +87,7 @@ func runCache(args []string) int {
 				return cacheExitOK
 			}
 			if jsonFlagGiven(args[1:]) {
-				json.NewEncoder(os.Stdout).Encode(struct {
-					Error string `json:"error"`
-				}{err.Error()})
+				printJSONError(err.Error())
 			}
 			return cacheExitUsage
 		}
@@ -97,9 +103,7 @@ func runCache(args []string) int {
 		msg := fmt.Sprintf(format, args...)
 		fmt.Fprintf(os.Stderr, "gameclient cache %s: %s\n", cmd, msg)
 		if *jsonOut {
-			json.NewEncoder(os.Stdout).Encode(struct {
-				Error string `json:"error"`
-			}{msg})
+			printJSONError(msg)
 		}
 		return code
 	}
